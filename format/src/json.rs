@@ -1,0 +1,172 @@
+//! The JSON form of an image, printed by `criu-cet decode` and read by `criu-cet encode` (as
+//! CRIU's crit does for its images). Fields marked "derived" are printed for people and ignored
+//! by `encode`, which recomputes them.
+
+use crate::addr::{self, PAGE_SIZE};
+use crate::error::FormatError;
+use crate::layout::{RunKind, MAJOR, MINOR};
+use crate::meta::{Addr, BitmapMapping, Metadata, ProcessInfo, SourceHost};
+use crate::read::{ImageReader, PageContent};
+use crate::write::{ImageWriter, WriteSummary, WriterOptions};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Seek, Write};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageDoc {
+    /// Derived: the format version of the file decoded.
+    #[serde(skip_deserializing)]
+    pub format_version: String,
+    pub host: SourceHost,
+    pub process: ProcessInfo,
+    pub bitmap: Option<BitmapMapping>,
+    /// Derived totals.
+    #[serde(skip_deserializing)]
+    pub summary: Option<DocSummary>,
+    #[serde(default)]
+    pub runs: Vec<RunDoc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DocSummary {
+    pub coverage_bits: u8,
+    /// Address bits a host needs to map the bitmap (its end address).
+    pub address_bits_needed: u8,
+    /// One past the highest code address whose legacy bit lies in a populated page.
+    pub populated_code_end: Addr,
+    pub runs: u64,
+    pub ones_pages: u64,
+    pub data_pages: u64,
+    pub blocks: u64,
+    pub data_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunDoc {
+    /// Byte offset of the run's first page in the bitmap.
+    pub offset: Addr,
+    pub pages: u64,
+    pub kind: RunKind,
+    /// Derived: the code address range whose legacy bits the run holds.
+    #[serde(skip_deserializing)]
+    pub covers: String,
+    /// Data runs: each page's 4096 bytes as 8192 lowercase hex digits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<String>,
+}
+
+impl ImageDoc {
+    /// Reads a whole image into its JSON form (page data included: this is for inspection).
+    pub fn from_image<R: Read + Seek>(r: &mut ImageReader<R>) -> Result<ImageDoc, FormatError> {
+        let meta = r.metadata().clone();
+        let s = *r.summary();
+        let mut runs = Vec::new();
+        for i in 0..s.runs {
+            let run = r.run_at(i)?;
+            let (code_start, _) = addr::code_range_of_bitmap_page(run.page);
+            let (_, code_end) = addr::code_range_of_bitmap_page(run.end() - 1);
+            let mut data = Vec::new();
+            if run.kind == RunKind::Data {
+                for p in run.page..run.end() {
+                    match r.read_page(p)? {
+                        PageContent::Data(bytes) => data.push(hex(&bytes)),
+                        other => unreachable!("data run page read as {other:?}"),
+                    }
+                }
+            }
+            runs.push(RunDoc {
+                offset: Addr(run.page * PAGE_SIZE),
+                pages: run.count,
+                kind: run.kind,
+                covers: format!("{code_start:#x}-{code_end:#x}"),
+                data,
+            });
+        }
+        let summary = DocSummary {
+            coverage_bits: meta.bitmap.as_ref().map_or(0, |b| b.coverage_bits()),
+            address_bits_needed: meta.bitmap.as_ref().map_or(0, |b| addr::address_bits_needed(b.end())),
+            populated_code_end: Addr(addr::code_range_of_bitmap_page(s.populated_end_page).0),
+            runs: s.runs,
+            ones_pages: s.ones_pages,
+            data_pages: s.data_pages,
+            blocks: s.blocks,
+            data_bytes: s.data_bytes,
+        };
+        let h = r.header();
+        Ok(ImageDoc {
+            format_version: format!("{}.{}", h.major, h.minor),
+            host: meta.host,
+            process: meta.process,
+            bitmap: meta.bitmap,
+            summary: Some(summary),
+            runs,
+        })
+    }
+
+    /// Writes the image this document describes, in the current format version.
+    pub fn write_image<W: Write>(
+        &self,
+        out: W,
+        opts: WriterOptions,
+    ) -> Result<(W, WriteSummary), FormatError> {
+        let meta =
+            Metadata { host: self.host.clone(), process: self.process.clone(), bitmap: self.bitmap.clone() };
+        let mut w = ImageWriter::new(out, &meta, opts)?;
+        for (i, run) in self.runs.iter().enumerate() {
+            if run.offset.0 % PAGE_SIZE != 0 {
+                return Err(FormatError::Json(format!(
+                    "runs[{i}].offset {} is not 4 KiB aligned",
+                    run.offset
+                )));
+            }
+            let page = run.offset.0 / PAGE_SIZE;
+            match run.kind {
+                RunKind::Ones if run.data.is_empty() => w.push_ones(page, run.pages)?,
+                RunKind::Ones => {
+                    return Err(FormatError::Json(format!("runs[{i}] is a ones run but has data")))
+                }
+                RunKind::Data => {
+                    if run.data.len() as u64 != run.pages {
+                        return Err(FormatError::Json(format!(
+                            "runs[{i}] has pages {} but {} data entries",
+                            run.pages,
+                            run.data.len()
+                        )));
+                    }
+                    for (k, text) in run.data.iter().enumerate() {
+                        let bytes = unhex(text)
+                            .map_err(|e| FormatError::Json(format!("runs[{i}].data[{k}]: {e}")))?;
+                        w.push_page(page + k as u64, &bytes)?;
+                    }
+                }
+            }
+        }
+        w.finish()
+    }
+
+    /// The version string `encode` writes.
+    pub fn current_version() -> String {
+        format!("{MAJOR}.{MINOR}")
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+pub fn unhex(text: &str) -> Result<Vec<u8>, String> {
+    if text.len() != 2 * PAGE_SIZE as usize {
+        return Err(format!(
+            "expected {} hex digits (one 4096-byte page), found {}",
+            2 * PAGE_SIZE,
+            text.len()
+        ));
+    }
+    let digit = |c: u8| (c as char).to_digit(16).ok_or_else(|| format!("{:?} is not a hex digit", c as char));
+    text.as_bytes().chunks_exact(2).map(|p| Ok((digit(p[0])? << 4 | digit(p[1])?) as u8)).collect()
+}

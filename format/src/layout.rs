@@ -1,0 +1,308 @@
+//! The fixed-layout records around the serialized metadata: header, section table, footer, run
+//! and block records. All integers little-endian. docs/FORMAT.md section 2 is the authority.
+
+use crate::error::FormatError;
+
+pub const MAGIC: [u8; 8] = *b"\x89CET\r\n\x1a\n";
+pub const FOOTER_MAGIC: [u8; 8] = *b"\x89CETEND\n";
+pub const MAJOR: u16 = 1;
+pub const MINOR: u16 = 0;
+pub const HEADER_SIZE: usize = 64;
+pub const FOOTER_SIZE: usize = 32;
+pub const SECTION_ENTRY_SIZE: usize = 32;
+pub const RUN_RECORD_SIZE: usize = 32;
+pub const BLOCK_RECORD_SIZE: usize = 16;
+/// Incompatible feature flags this reader understands (none yet in 1.x).
+pub const KNOWN_INCOMPAT: u64 = 0;
+/// Most sections a file may list.
+pub const MAX_SECTIONS: u32 = 64;
+/// Bounds on pages per zstd block: one block is the unit of memory a reader or writer holds.
+pub const MAX_BLOCK_PAGES: u32 = 256;
+/// Largest META section a reader accepts (bincode decodes with this allocation limit too).
+pub const MAX_META_LEN: u64 = 16 << 20;
+
+/// Section kinds.
+pub const SECTION_META: u32 = 1;
+pub const SECTION_DATA: u32 = 2;
+pub const SECTION_RUNS: u32 = 3;
+pub const SECTION_BLOCKS: u32 = 4;
+/// Section flag: a reader that does not know this kind must refuse the file.
+pub const SECTION_REQUIRED: u32 = 1;
+
+pub fn section_name(kind: u32) -> &'static str {
+    match kind {
+        SECTION_META => "META section",
+        SECTION_DATA => "DATA section",
+        SECTION_RUNS => "RUNS section",
+        SECTION_BLOCKS => "BLOCKS section",
+        _ => "unknown section",
+    }
+}
+
+pub fn crc(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(bytes)
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The first 64 bytes of every image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub major: u16,
+    pub minor: u16,
+    pub incompat_flags: u64,
+    pub compat_flags: u64,
+    pub block_pages: u32,
+}
+
+impl Header {
+    pub fn encode(&self) -> [u8; HEADER_SIZE] {
+        let mut b = [0u8; HEADER_SIZE];
+        b[0..8].copy_from_slice(&MAGIC);
+        b[8..10].copy_from_slice(&self.major.to_le_bytes());
+        b[10..12].copy_from_slice(&self.minor.to_le_bytes());
+        b[12..16].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
+        b[16..24].copy_from_slice(&self.incompat_flags.to_le_bytes());
+        b[24..32].copy_from_slice(&self.compat_flags.to_le_bytes());
+        b[32..36].copy_from_slice(&(crate::addr::PAGE_SIZE as u32).to_le_bytes());
+        b[36..40].copy_from_slice(&self.block_pages.to_le_bytes());
+        let c = crc(&b[..60]);
+        b[60..64].copy_from_slice(&c.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a header: magic first, then the checksum, then the version (so that a
+    /// newer file is named as such), then the fields this major version fixes.
+    pub fn decode(b: &[u8; HEADER_SIZE]) -> Result<Header, FormatError> {
+        if b[0..8] != MAGIC {
+            return Err(FormatError::BadMagic {
+                what: "header",
+                offset: 0,
+                expected: hex(&MAGIC),
+                found: hex(&b[0..8]),
+            });
+        }
+        let stored = u32_at(b, 60);
+        let computed = crc(&b[..60]);
+        if stored != computed {
+            return Err(FormatError::Checksum {
+                what: "header".into(),
+                offset: 0,
+                length: 60,
+                stored,
+                computed,
+            });
+        }
+        let h = Header {
+            major: u16_at(b, 8),
+            minor: u16_at(b, 10),
+            incompat_flags: u64_at(b, 16),
+            compat_flags: u64_at(b, 24),
+            block_pages: u32_at(b, 36),
+        };
+        if h.major != MAJOR {
+            return Err(FormatError::UnsupportedVersion { major: h.major, minor: h.minor, supported: MAJOR });
+        }
+        if h.incompat_flags & !KNOWN_INCOMPAT != 0 {
+            return Err(FormatError::UnknownIncompatFlags { flags: h.incompat_flags, known: KNOWN_INCOMPAT });
+        }
+        let header_size = u32_at(b, 12);
+        if header_size as usize != HEADER_SIZE {
+            return Err(FormatError::invalid(
+                "header_size",
+                12,
+                HEADER_SIZE.to_string(),
+                header_size.to_string(),
+            ));
+        }
+        let page_size = u32_at(b, 32);
+        if u64::from(page_size) != crate::addr::PAGE_SIZE {
+            return Err(FormatError::invalid("page_size", 32, "4096", page_size.to_string()));
+        }
+        if !(1..=MAX_BLOCK_PAGES).contains(&h.block_pages) {
+            return Err(FormatError::invalid(
+                "block_pages",
+                36,
+                format!("1..={MAX_BLOCK_PAGES}"),
+                h.block_pages.to_string(),
+            ));
+        }
+        Ok(h)
+    }
+}
+
+/// One entry of the section table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SectionEntry {
+    pub kind: u32,
+    pub flags: u32,
+    pub offset: u64,
+    pub length: u64,
+    pub crc: u32,
+}
+
+impl SectionEntry {
+    pub fn encode(&self) -> [u8; SECTION_ENTRY_SIZE] {
+        let mut b = [0u8; SECTION_ENTRY_SIZE];
+        b[0..4].copy_from_slice(&self.kind.to_le_bytes());
+        b[4..8].copy_from_slice(&self.flags.to_le_bytes());
+        b[8..16].copy_from_slice(&self.offset.to_le_bytes());
+        b[16..24].copy_from_slice(&self.length.to_le_bytes());
+        b[24..28].copy_from_slice(&self.crc.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> SectionEntry {
+        SectionEntry {
+            kind: u32_at(b, 0),
+            flags: u32_at(b, 4),
+            offset: u64_at(b, 8),
+            length: u64_at(b, 16),
+            crc: u32_at(b, 24),
+        }
+    }
+}
+
+/// The last 32 bytes of every image: where the section table is, and a checksum over the table
+/// and the footer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Footer {
+    pub table_offset: u64,
+    pub section_count: u32,
+}
+
+impl Footer {
+    /// Encodes the footer; `table` is the encoded section table it describes.
+    pub fn encode(&self, table: &[u8]) -> [u8; FOOTER_SIZE] {
+        let mut b = [0u8; FOOTER_SIZE];
+        b[0..8].copy_from_slice(&FOOTER_MAGIC);
+        b[8..16].copy_from_slice(&self.table_offset.to_le_bytes());
+        b[16..20].copy_from_slice(&self.section_count.to_le_bytes());
+        let mut h = crc32c::crc32c(table);
+        h = crc32c::crc32c_append(h, &b[..28]);
+        b[28..32].copy_from_slice(&h.to_le_bytes());
+        b
+    }
+
+    /// Decodes the footer's fixed fields (its checksum is checked once the table is read).
+    pub fn decode(b: &[u8; FOOTER_SIZE], offset: u64) -> Result<(Footer, u32), FormatError> {
+        if b[0..8] != FOOTER_MAGIC {
+            return Err(FormatError::BadMagic {
+                what: "footer",
+                offset,
+                expected: hex(&FOOTER_MAGIC),
+                found: hex(&b[0..8]),
+            });
+        }
+        Ok((Footer { table_offset: u64_at(b, 8), section_count: u32_at(b, 16) }, u32_at(b, 28)))
+    }
+}
+
+/// What a run of bitmap pages holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// Every byte 0xff: every code page it covers is legacy. No data stored.
+    Ones,
+    /// Page contents stored in the DATA section.
+    Data,
+}
+
+impl RunKind {
+    fn code(self) -> u32 {
+        match self {
+            RunKind::Ones => 1,
+            RunKind::Data => 2,
+        }
+    }
+}
+
+/// One run of consecutive populated bitmap pages of one kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    /// First bitmap page (bitmap offset / 4096).
+    pub page: u64,
+    /// Number of pages, at least 1.
+    pub count: u64,
+    pub kind: RunKind,
+    /// For data runs, the index of its first page in the DATA page stream; 0 for ones runs.
+    pub first_data_page: u64,
+}
+
+impl Run {
+    pub fn end(&self) -> u64 {
+        self.page.saturating_add(self.count)
+    }
+
+    pub fn encode(&self) -> [u8; RUN_RECORD_SIZE] {
+        let mut b = [0u8; RUN_RECORD_SIZE];
+        b[0..8].copy_from_slice(&self.page.to_le_bytes());
+        b[8..16].copy_from_slice(&self.count.to_le_bytes());
+        b[16..20].copy_from_slice(&self.kind.code().to_le_bytes());
+        b[24..32].copy_from_slice(&self.first_data_page.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8], offset: u64) -> Result<Run, FormatError> {
+        let kind = match u32_at(b, 16) {
+            1 => RunKind::Ones,
+            2 => RunKind::Data,
+            k => {
+                return Err(FormatError::invalid(
+                    "run kind",
+                    offset + 16,
+                    "1 (ones) or 2 (data)",
+                    k.to_string(),
+                ))
+            }
+        };
+        let reserved = u32_at(b, 20);
+        if reserved != 0 {
+            return Err(FormatError::invalid("run reserved field", offset + 20, "0", reserved.to_string()));
+        }
+        Ok(Run { page: u64_at(b, 0), count: u64_at(b, 8), kind, first_data_page: u64_at(b, 24) })
+    }
+}
+
+/// Where one zstd block lives in the DATA section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// Offset from the start of the DATA section.
+    pub offset: u64,
+    pub compressed_len: u32,
+    /// CRC-32C of the decompressed pages.
+    pub raw_crc: u32,
+}
+
+impl Block {
+    pub fn encode(&self) -> [u8; BLOCK_RECORD_SIZE] {
+        let mut b = [0u8; BLOCK_RECORD_SIZE];
+        b[0..8].copy_from_slice(&self.offset.to_le_bytes());
+        b[8..12].copy_from_slice(&self.compressed_len.to_le_bytes());
+        b[12..16].copy_from_slice(&self.raw_crc.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Block {
+        Block { offset: u64_at(b, 0), compressed_len: u32_at(b, 8), raw_crc: u32_at(b, 12) }
+    }
+}
+
+/// Largest compressed size a block of `raw_len` bytes may have (zstd's worst-case bound).
+pub fn max_compressed_len(raw_len: usize) -> usize {
+    zstd::zstd_safe::compress_bound(raw_len)
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

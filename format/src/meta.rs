@@ -1,0 +1,325 @@
+//! The image's metadata: the source host, the process and its threads' CET state, the bitmap
+//! mapping. Stored in the META section in bincode 1's layout (docs/FORMAT.md spells out every
+//! byte); printed as JSON by `criu-cet decode`.
+//!
+//! The same types serve both encodings: values that people read as addresses (`Addr`) and the
+//! IA32_U_CET MSR (`UserCet`) print as hex strings and decoded fields in JSON, and as plain
+//! integers in the binary form (serde's `is_human_readable`).
+
+use crate::addr;
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// A 64-bit address or register value: a `0x…` string in JSON, a u64 on disk.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Addr(pub u64);
+
+impl fmt::Debug for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+impl Serialize for Addr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_u64(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Addr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let text = String::deserialize(d)?;
+            parse_hex(&text).map(Addr).map_err(de::Error::custom)
+        } else {
+            u64::deserialize(d).map(Addr)
+        }
+    }
+}
+
+/// Parses `0x…` hex (the only form `decode` prints) or plain decimal.
+pub fn parse_hex(text: &str) -> Result<u64, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|e| format!("{text:?} is not a 64-bit number (write hex as 0x…): {e}"))
+}
+
+/// What the source host offered: the facts a restore target is checked against.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceHost {
+    /// `uname -r` of the host that wrote the image.
+    pub kernel_release: String,
+    /// User address bits in use: 47 with 4-level paging, 56 with 5-level paging.
+    pub user_address_bits: u8,
+    /// The CPU's virtual address bits (`/proc/cpuinfo` "address sizes"): capability, not mode.
+    pub cpu_virtual_bits: u8,
+    /// Whether 5-level paging (LA57) was in use.
+    pub la57: bool,
+    /// CET capabilities of CPU and kernel.
+    pub cet: CetSupport,
+}
+
+/// CET support of a CPU and a kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CetSupport {
+    /// CPU flag `user_shstk`.
+    pub cpu_shstk: bool,
+    /// CPU flag `ibt`.
+    pub cpu_ibt: bool,
+    /// The kernel offers user shadow stacks (ARCH_SHSTK_* and `x86_Thread_features`).
+    pub kernel_shstk: bool,
+    /// The kernel offers user IBT state (the NT_X86_CET regset).
+    pub kernel_ibt: bool,
+}
+
+/// The checkpointed process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// `/proc/PID/comm`.
+    pub comm: String,
+    /// Every thread, in ascending TID order.
+    pub threads: Vec<ThreadCet>,
+}
+
+/// One thread's CET state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadCet {
+    pub tid: u32,
+    pub shadow_stack: ShadowStack,
+    pub ibt: Ibt,
+}
+
+/// Shadow-stack state, from `x86_Thread_features` and the NT_X86_SHSTK regset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShadowStack {
+    /// The kernel reports no shadow-stack state (no `x86_Thread_features` line).
+    NotAvailable,
+    Available {
+        /// Enabled features: bit 0 SHSTK, bit 1 WRSS.
+        features: u64,
+        /// Locked features, same bits.
+        locked: u64,
+        /// The shadow-stack pointer, when shadow stack is enabled.
+        ssp: Option<Addr>,
+    },
+}
+
+/// IBT state: the thread's IA32_U_CET MSR where the kernel exposes it (NT_X86_CET).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ibt {
+    /// No upstream kernel exposes IBT state: recorded as such.
+    NotAvailable,
+    Available {
+        user_cet: UserCet,
+    },
+}
+
+/// The IA32_U_CET MSR (0x6A0). On disk the raw u64; in JSON the raw value and its decoded fields
+/// (the decoded fields are for reading: `encode` takes `raw` alone).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct UserCet(pub u64);
+
+impl UserCet {
+    pub const SH_STK_EN: u64 = 1 << 0;
+    pub const WR_SHSTK_EN: u64 = 1 << 1;
+    pub const ENDBR_EN: u64 = 1 << 2;
+    pub const LEG_IW_EN: u64 = 1 << 3;
+    pub const NO_TRACK_EN: u64 = 1 << 4;
+    pub const SUPPRESS_DIS: u64 = 1 << 5;
+    pub const RESERVED: u64 = 0xf << 6;
+    pub const SUPPRESS: u64 = 1 << 10;
+    pub const TRACKER: u64 = 1 << 11;
+    pub const BITMAP_BASE_MASK: u64 = !0xfff;
+
+    pub fn has(self, bit: u64) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// EB_LEG_BITMAP_BASE, bits 63:12.
+    pub fn legacy_bitmap_base(self) -> u64 {
+        self.0 & Self::BITMAP_BASE_MASK
+    }
+
+    /// Why the CPU would reject this value (reserved bits, SUPPRESS with TRACKER), if it would.
+    pub fn invalid_reason(self) -> Option<&'static str> {
+        if self.0 & Self::RESERVED != 0 {
+            Some("reserved bits 9:6 are set")
+        } else if self.has(Self::SUPPRESS) && self.has(Self::TRACKER) {
+            Some("SUPPRESS and TRACKER are both set")
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Debug for UserCet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserCet({:#x})", self.0)
+    }
+}
+
+#[derive(Serialize)]
+struct UserCetDecoded {
+    raw: Addr,
+    sh_stk_en: bool,
+    wr_shstk_en: bool,
+    endbr_en: bool,
+    leg_iw_en: bool,
+    no_track_en: bool,
+    suppress_dis: bool,
+    suppress: bool,
+    tracker: bool,
+    legacy_bitmap_base: Addr,
+}
+
+#[derive(Deserialize)]
+struct UserCetRaw {
+    raw: Addr,
+}
+
+impl Serialize for UserCet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return s.serialize_u64(self.0);
+        }
+        UserCetDecoded {
+            raw: Addr(self.0),
+            sh_stk_en: self.has(Self::SH_STK_EN),
+            wr_shstk_en: self.has(Self::WR_SHSTK_EN),
+            endbr_en: self.has(Self::ENDBR_EN),
+            leg_iw_en: self.has(Self::LEG_IW_EN),
+            no_track_en: self.has(Self::NO_TRACK_EN),
+            suppress_dis: self.has(Self::SUPPRESS_DIS),
+            suppress: self.has(Self::SUPPRESS),
+            tracker: self.has(Self::TRACKER),
+            legacy_bitmap_base: Addr(self.legacy_bitmap_base()),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for UserCet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            UserCetRaw::deserialize(d).map(|r| UserCet(r.raw.0))
+        } else {
+            u64::deserialize(d).map(UserCet)
+        }
+    }
+}
+
+/// How the capture found the bitmap mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundBy {
+    /// EB_LEG_BITMAP_BASE of a thread's IA32_U_CET (NT_X86_CET regset).
+    CetRegister,
+    /// A mapping named `[ibt_bitmap]` (or an anonymous mapping named for it).
+    NamedMapping,
+    /// The address the caller gave (`--bitmap`, `CRIU_CET_BITMAP_ADDR`).
+    CallerAddress,
+    /// A private anonymous NORESERVE+DONTDUMP mapping of exactly 2^(N-15) bytes.
+    Fingerprint,
+}
+
+/// The bitmap mapping.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BitmapMapping {
+    /// Start address, 4 KiB aligned.
+    pub base: Addr,
+    /// Length in bytes, a multiple of 4 KiB; it covers `coverage_bits(length)` address bits.
+    pub length: u64,
+    /// PROT_* bits of the mapping (1 read, 2 write, 4 exec).
+    pub prot: u32,
+    /// Mapped MAP_NORESERVE (smaps `nr`).
+    pub noreserve: bool,
+    /// Excluded from core dumps (smaps `dd`).
+    pub dontdump: bool,
+    pub found_by: FoundBy,
+}
+
+impl BitmapMapping {
+    /// End address (exclusive); saturates on absurd input, which validation rejects.
+    pub fn end(&self) -> u64 {
+        self.base.0.saturating_add(self.length)
+    }
+
+    /// Number of 4 KiB pages the mapping spans.
+    pub fn pages(&self) -> u64 {
+        self.length / addr::PAGE_SIZE
+    }
+
+    /// Address bits the bitmap covers (bit for every code page below 2^N).
+    pub fn coverage_bits(&self) -> u8 {
+        addr::coverage_bits(self.length).unwrap_or(0)
+    }
+}
+
+/// Everything in the META section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub host: SourceHost,
+    pub process: ProcessInfo,
+    /// `None`: the process has no bitmap (the image then records CET state only, and has no runs).
+    pub bitmap: Option<BitmapMapping>,
+}
+
+impl Metadata {
+    /// Checks the invariants a reader relies on; the writer checks them too, so a bad image is
+    /// never written. Returns the field and the problem.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.process.comm.len() > MAX_COMM {
+            return Err(("process.comm", format!("{} bytes, at most {MAX_COMM}", self.process.comm.len())));
+        }
+        if self.host.kernel_release.len() > MAX_KERNEL_RELEASE {
+            return Err((
+                "host.kernel_release",
+                format!("{} bytes, at most {MAX_KERNEL_RELEASE}", self.host.kernel_release.len()),
+            ));
+        }
+        for bits in [self.host.user_address_bits, self.host.cpu_virtual_bits] {
+            if bits > addr::MAX_ADDRESS_BITS {
+                return Err(("host address bits", format!("{bits}, at most {}", addr::MAX_ADDRESS_BITS)));
+            }
+        }
+        if !self.process.threads.windows(2).all(|w| w[0].tid < w[1].tid) {
+            return Err(("process.threads", "thread ids must be unique and ascending".into()));
+        }
+        if let Some(b) = &self.bitmap {
+            if !addr::is_page_aligned(b.base.0) || !addr::is_page_aligned(b.length) || b.length == 0 {
+                return Err((
+                    "bitmap",
+                    format!("base {} and length {:#x} must be non-empty and 4 KiB aligned", b.base, b.length),
+                ));
+            }
+            let limit = 1u64 << addr::MAX_ADDRESS_BITS;
+            if b.base.0 >= limit || b.length > limit - b.base.0 {
+                return Err((
+                    "bitmap",
+                    format!("range {}..{:#x} reaches past the 57-bit address space", b.base, b.end()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Longest `comm` the format accepts (the kernel's is 16 bytes; room for future use).
+pub const MAX_COMM: usize = 256;
+/// Longest kernel release string the format accepts.
+pub const MAX_KERNEL_RELEASE: usize = 256;

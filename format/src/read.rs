@@ -1,0 +1,517 @@
+//! The image reader. `open` checks every checksum and every structural rule before it returns,
+//! reading the file once with a bounded buffer; afterwards runs and pages are read lazily, one
+//! block of page data in memory at a time. No allocation is sized by an unchecked field.
+
+use crate::addr::PAGE_SIZE;
+use crate::error::FormatError;
+use crate::layout::{self, Block, Footer, Header, Run, RunKind, SectionEntry};
+use crate::meta::Metadata;
+use std::io::{Read, Seek, SeekFrom};
+
+/// Totals over an image, computed while `open` validates it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImageSummary {
+    pub runs: u64,
+    pub ones_pages: u64,
+    pub data_pages: u64,
+    pub blocks: u64,
+    /// Compressed bytes of page data (the DATA section).
+    pub data_bytes: u64,
+    pub file_bytes: u64,
+    /// One past the highest populated bitmap page, 0 when none is populated.
+    pub populated_end_page: u64,
+}
+
+/// A piece of bitmap content, in ascending page order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk<'a> {
+    /// `count` all-ones pages from bitmap page `page`.
+    Ones { page: u64, count: u64 },
+    /// Consecutive data pages from bitmap page `page`; `bytes.len()` is a multiple of 4096.
+    Data { page: u64, bytes: &'a [u8] },
+}
+
+/// The content of one bitmap page.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PageContent {
+    Zero,
+    Ones,
+    Data(Vec<u8>),
+}
+
+const IO_CHUNK: usize = 64 << 10;
+const RUNS_PER_READ: u64 = 128;
+
+pub struct ImageReader<R> {
+    src: R,
+    header: Header,
+    meta: Metadata,
+    data: SectionEntry,
+    runs: SectionEntry,
+    blocks: SectionEntry,
+    summary: ImageSummary,
+    dctx: zstd::bulk::Decompressor<'static>,
+    run_buf: Vec<u8>,
+    run_buf_first: u64,
+    compressed: Vec<u8>,
+    block: Vec<u8>,
+    block_index: Option<u64>,
+}
+
+fn read_at<R: Read + Seek>(
+    src: &mut R,
+    offset: u64,
+    buf: &mut [u8],
+    doing: &'static str,
+) -> Result<(), FormatError> {
+    src.seek(SeekFrom::Start(offset)).map_err(FormatError::io(doing))?;
+    src.read_exact(buf).map_err(FormatError::io(doing))
+}
+
+impl<R: Read + Seek> ImageReader<R> {
+    /// Opens and validates an image: header, footer, section table, every section's checksum,
+    /// the metadata, and the run and block tables. Nothing is trusted before it is checked.
+    pub fn open(mut src: R) -> Result<Self, FormatError> {
+        let file_len = src.seek(SeekFrom::End(0)).map_err(FormatError::io("finding the image size"))?;
+        let min = (layout::HEADER_SIZE + layout::FOOTER_SIZE) as u64;
+        if file_len < min {
+            return Err(FormatError::Truncated {
+                what: "header and footer",
+                offset: 0,
+                needed: min,
+                file_len,
+            });
+        }
+        let mut hb = [0u8; layout::HEADER_SIZE];
+        read_at(&mut src, 0, &mut hb, "reading the header")?;
+        let header = Header::decode(&hb)?;
+
+        let footer_at = file_len - layout::FOOTER_SIZE as u64;
+        let mut fb = [0u8; layout::FOOTER_SIZE];
+        read_at(&mut src, footer_at, &mut fb, "reading the footer")?;
+        let (footer, footer_crc) = Footer::decode(&fb, footer_at).map_err(|e| match e {
+            FormatError::BadMagic { offset, expected, found, .. } => FormatError::invalid(
+                "footer magic",
+                offset,
+                expected,
+                format!("{found}: the image is truncated or was never finished"),
+            ),
+            e => e,
+        })?;
+        if footer.section_count > layout::MAX_SECTIONS {
+            return Err(FormatError::invalid(
+                "footer section_count",
+                footer_at + 16,
+                format!("at most {}", layout::MAX_SECTIONS),
+                footer.section_count.to_string(),
+            ));
+        }
+        let table_len = u64::from(footer.section_count) * layout::SECTION_ENTRY_SIZE as u64;
+        if footer.table_offset.checked_add(table_len) != Some(footer_at) {
+            return Err(FormatError::invalid(
+                "footer table_offset",
+                footer_at + 8,
+                format!("{} (the section table ends where the footer starts)", footer_at - table_len),
+                footer.table_offset.to_string(),
+            ));
+        }
+        let mut table = vec![0u8; table_len as usize];
+        read_at(&mut src, footer.table_offset, &mut table, "reading the section table")?;
+        let computed = crc32c::crc32c_append(crc32c::crc32c(&table), &fb[..28]);
+        if computed != footer_crc {
+            return Err(FormatError::Checksum {
+                what: "section table and footer".into(),
+                offset: footer.table_offset,
+                length: table_len + 28,
+                stored: footer_crc,
+                computed,
+            });
+        }
+
+        let mut found: [Option<SectionEntry>; 4] = [None; 4];
+        let mut expected_offset = layout::HEADER_SIZE as u64;
+        for (i, raw) in table.chunks_exact(layout::SECTION_ENTRY_SIZE).enumerate() {
+            let at = footer.table_offset + (i * layout::SECTION_ENTRY_SIZE) as u64;
+            let entry = SectionEntry::decode(raw);
+            if entry.offset != expected_offset {
+                return Err(FormatError::invalid(
+                    format!("section {i} offset"),
+                    at + 8,
+                    format!("{expected_offset} (sections are contiguous, in table order)"),
+                    entry.offset.to_string(),
+                ));
+            }
+            let end = entry.offset.checked_add(entry.length).filter(|&e| e <= footer.table_offset);
+            let Some(end) = end else {
+                return Err(FormatError::invalid(
+                    format!("section {i} length"),
+                    at + 16,
+                    format!(
+                        "at most {} (the section table starts there)",
+                        footer.table_offset - entry.offset
+                    ),
+                    entry.length.to_string(),
+                ));
+            };
+            expected_offset = end;
+            let slot = match entry.kind {
+                layout::SECTION_META..=layout::SECTION_BLOCKS => Some((entry.kind - 1) as usize),
+                _ if entry.flags & layout::SECTION_REQUIRED != 0 => {
+                    return Err(FormatError::invalid(
+                        format!("section {i} kind"),
+                        at,
+                        "a kind this reader knows (1-4), or an optional section",
+                        format!("required section kind {}: use a newer criu-cet", entry.kind),
+                    ))
+                }
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                if found[slot].replace(entry).is_some() {
+                    return Err(FormatError::invalid(
+                        format!("section {i} kind"),
+                        at,
+                        "each section kind once",
+                        format!("a second {}", layout::section_name(entry.kind)),
+                    ));
+                }
+            }
+            verify_section_crc(&mut src, &entry)?;
+        }
+        if expected_offset != footer.table_offset {
+            return Err(FormatError::invalid(
+                "section table",
+                footer.table_offset,
+                format!("sections covering bytes 64..{}", footer.table_offset),
+                format!("sections ending at {expected_offset}"),
+            ));
+        }
+        let [Some(meta_s), Some(data), Some(runs), Some(blocks)] = found else {
+            let missing = (1..=4u32)
+                .filter(|k| found[*k as usize - 1].is_none())
+                .map(layout::section_name)
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(FormatError::invalid(
+                "section table",
+                footer.table_offset,
+                "META, DATA, RUNS and BLOCKS sections",
+                format!("missing {missing}"),
+            ));
+        };
+
+        if meta_s.length > layout::MAX_META_LEN {
+            return Err(FormatError::invalid(
+                "META section length",
+                meta_s.offset,
+                format!("at most {}", layout::MAX_META_LEN),
+                meta_s.length.to_string(),
+            ));
+        }
+        let mut meta_bytes = vec![0u8; meta_s.length as usize];
+        read_at(&mut src, meta_s.offset, &mut meta_bytes, "reading the metadata")?;
+        let meta = crate::meta_codec::decode(&meta_bytes, meta_s.offset, header.minor > layout::MINOR)?;
+
+        let block_bytes = header.block_pages as usize * PAGE_SIZE as usize;
+        let mut reader = ImageReader {
+            src,
+            header,
+            meta,
+            data,
+            runs,
+            blocks,
+            summary: ImageSummary { data_bytes: data.length, file_bytes: file_len, ..Default::default() },
+            dctx: zstd::bulk::Decompressor::new().map_err(FormatError::io("creating a zstd context"))?,
+            run_buf: Vec::new(),
+            run_buf_first: 0,
+            compressed: Vec::with_capacity(layout::max_compressed_len(block_bytes)),
+            block: vec![0u8; block_bytes],
+            block_index: None,
+        };
+        reader.validate_runs()?;
+        reader.validate_blocks()?;
+        Ok(reader)
+    }
+
+    fn validate_runs(&mut self) -> Result<(), FormatError> {
+        let s = self.runs;
+        if s.length % layout::RUN_RECORD_SIZE as u64 != 0 {
+            return Err(FormatError::invalid(
+                "RUNS section length",
+                s.offset,
+                "a multiple of 32",
+                s.length.to_string(),
+            ));
+        }
+        let bitmap_pages = self.meta.bitmap.as_ref().map_or(0, |b| b.pages());
+        let count = s.length / layout::RUN_RECORD_SIZE as u64;
+        let (mut prev_end, mut data_pages, mut ones_pages) = (0u64, 0u64, 0u64);
+        for i in 0..count {
+            let run = self.run_at(i)?;
+            let at = s.offset + i * layout::RUN_RECORD_SIZE as u64;
+            if run.count == 0 {
+                return Err(FormatError::invalid(format!("run {i} page_count"), at + 8, "at least 1", "0"));
+            }
+            if run.page < prev_end {
+                return Err(FormatError::invalid(
+                    format!("run {i} first page"),
+                    at,
+                    format!("at least {prev_end:#x} (runs sorted and not overlapping)"),
+                    format!("{:#x}", run.page),
+                ));
+            }
+            let end = run.page.checked_add(run.count).filter(|&e| e <= bitmap_pages);
+            let Some(end) = end else {
+                return Err(FormatError::invalid(
+                    format!("run {i} pages"),
+                    at,
+                    format!("pages inside the bitmap's {bitmap_pages:#x} pages"),
+                    format!("{:#x}+{:#x}", run.page, run.count),
+                ));
+            };
+            let expected_first = if run.kind == RunKind::Data { data_pages } else { 0 };
+            if run.first_data_page != expected_first {
+                return Err(FormatError::invalid(
+                    format!("run {i} first_data_page"),
+                    at + 24,
+                    expected_first.to_string(),
+                    run.first_data_page.to_string(),
+                ));
+            }
+            match run.kind {
+                RunKind::Data => data_pages += run.count,
+                RunKind::Ones => ones_pages += run.count,
+            }
+            prev_end = end;
+        }
+        self.summary.runs = count;
+        self.summary.data_pages = data_pages;
+        self.summary.ones_pages = ones_pages;
+        self.summary.populated_end_page = prev_end;
+        Ok(())
+    }
+
+    fn validate_blocks(&mut self) -> Result<(), FormatError> {
+        let s = self.blocks;
+        let expected = self.summary.data_pages.div_ceil(u64::from(self.header.block_pages));
+        if s.length != expected * layout::BLOCK_RECORD_SIZE as u64 {
+            return Err(FormatError::invalid(
+                "BLOCKS section length",
+                s.offset,
+                format!("{} ({expected} blocks for {} data pages)", expected * 16, self.summary.data_pages),
+                s.length.to_string(),
+            ));
+        }
+        let mut next = 0u64;
+        for j in 0..expected {
+            let b = self.block_at(j)?;
+            let at = s.offset + j * layout::BLOCK_RECORD_SIZE as u64;
+            if b.offset != next {
+                return Err(FormatError::invalid(
+                    format!("block {j} offset"),
+                    at,
+                    format!("{next} (blocks are contiguous)"),
+                    b.offset.to_string(),
+                ));
+            }
+            let max = layout::max_compressed_len(self.block_raw_len(j));
+            if b.compressed_len == 0 || b.compressed_len as usize > max {
+                return Err(FormatError::invalid(
+                    format!("block {j} compressed_len"),
+                    at + 8,
+                    format!("1..={max}"),
+                    b.compressed_len.to_string(),
+                ));
+            }
+            next += u64::from(b.compressed_len);
+        }
+        if next != self.data.length {
+            return Err(FormatError::invalid(
+                "DATA section length",
+                self.data.offset,
+                format!("{next} (the blocks' compressed lengths)"),
+                self.data.length.to_string(),
+            ));
+        }
+        self.summary.blocks = expected;
+        Ok(())
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn metadata(&self) -> &Metadata {
+        &self.meta
+    }
+
+    pub fn summary(&self) -> &ImageSummary {
+        &self.summary
+    }
+
+    /// Run `i` (0-based), read through a small buffer of records.
+    pub fn run_at(&mut self, i: u64) -> Result<Run, FormatError> {
+        let size = layout::RUN_RECORD_SIZE as u64;
+        let total = self.runs.length / size;
+        let buffered = self.run_buf.len() as u64 / size;
+        if i < self.run_buf_first || i >= self.run_buf_first + buffered {
+            let n = RUNS_PER_READ.min(total.saturating_sub(i));
+            if n == 0 {
+                return Err(FormatError::Input(format!("run {i} asked of an image with {total} runs")));
+            }
+            self.run_buf.resize((n * size) as usize, 0);
+            read_at(&mut self.src, self.runs.offset + i * size, &mut self.run_buf, "reading the run table")?;
+            self.run_buf_first = i;
+        }
+        let at = ((i - self.run_buf_first) * size) as usize;
+        Run::decode(&self.run_buf[at..at + size as usize], self.runs.offset + i * size)
+    }
+
+    fn block_at(&mut self, j: u64) -> Result<Block, FormatError> {
+        let mut b = [0u8; layout::BLOCK_RECORD_SIZE];
+        let at = self.blocks.offset + j * layout::BLOCK_RECORD_SIZE as u64;
+        read_at(&mut self.src, at, &mut b, "reading the block table")?;
+        Ok(Block::decode(&b))
+    }
+
+    fn block_raw_len(&self, j: u64) -> usize {
+        let bp = u64::from(self.header.block_pages);
+        let pages = bp.min(self.summary.data_pages - j * bp);
+        (pages * PAGE_SIZE) as usize
+    }
+
+    /// Decompresses block `j` into the block buffer (kept for the next call) and checks it.
+    fn load_block(&mut self, j: u64) -> Result<&[u8], FormatError> {
+        let raw_len = self.block_raw_len(j);
+        if self.block_index != Some(j) {
+            self.block_index = None;
+            let b = self.block_at(j)?;
+            let at = self.data.offset + b.offset;
+            self.compressed.resize(b.compressed_len as usize, 0);
+            read_at(&mut self.src, at, &mut self.compressed, "reading page data")?;
+            let bad = |found: String| {
+                FormatError::invalid(
+                    format!("block {j}"),
+                    at,
+                    format!("one zstd frame of {} bytes inflating to {raw_len} bytes", b.compressed_len),
+                    found,
+                )
+            };
+            match zstd::zstd_safe::find_frame_compressed_size(&self.compressed) {
+                Ok(n) if n == self.compressed.len() => {}
+                Ok(n) => return Err(bad(format!("a first frame of {n} bytes"))),
+                Err(code) => return Err(bad(zstd::zstd_safe::get_error_name(code).to_string())),
+            }
+            let out = &mut self.block[..raw_len];
+            let n = self
+                .dctx
+                .decompress_to_buffer(&self.compressed, out)
+                .map_err(|e| bad(format!("{e} (it inflates past its size or is damaged)")))?;
+            if n != raw_len {
+                return Err(bad(format!("{n} bytes")));
+            }
+            let computed = layout::crc(&self.block[..raw_len]);
+            if computed != b.raw_crc {
+                return Err(FormatError::Checksum {
+                    what: format!("block {j} after decompression"),
+                    offset: at,
+                    length: u64::from(b.compressed_len),
+                    stored: b.raw_crc,
+                    computed,
+                });
+            }
+            self.block_index = Some(j);
+        }
+        Ok(&self.block[..raw_len])
+    }
+
+    /// Calls `f` with the image's content in ascending page order: ones runs whole, data pages in
+    /// pieces of at most one block. Zero pages are not reported.
+    pub fn for_each_chunk<E: From<FormatError>>(
+        &mut self,
+        mut f: impl FnMut(Chunk<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let bp = u64::from(self.header.block_pages);
+        for i in 0..self.summary.runs {
+            let run = self.run_at(i)?;
+            match run.kind {
+                RunKind::Ones => f(Chunk::Ones { page: run.page, count: run.count })?,
+                RunKind::Data => {
+                    let mut done = 0;
+                    while done < run.count {
+                        let d = run.first_data_page + done;
+                        let (j, within) = (d / bp, d % bp);
+                        let n = (bp - within).min(run.count - done);
+                        let block = self.load_block(j)?;
+                        let bytes =
+                            &block[(within * PAGE_SIZE) as usize..((within + n) * PAGE_SIZE) as usize];
+                        f(Chunk::Data { page: run.page + done, bytes })?;
+                        done += n;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decompresses and checks every block: after this, reading pages cannot fail on content.
+    pub fn verify_blocks(&mut self) -> Result<(), FormatError> {
+        for j in 0..self.summary.blocks {
+            self.load_block(j)?;
+        }
+        Ok(())
+    }
+
+    /// Reads one bitmap page, decompressing only the block that holds it.
+    pub fn read_page(&mut self, page: u64) -> Result<PageContent, FormatError> {
+        // Binary search for the last run starting at or before `page`.
+        let (mut lo, mut hi) = (0, self.summary.runs);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.run_at(mid)?.page <= page {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo == 0 {
+            return Ok(PageContent::Zero);
+        }
+        let run = self.run_at(lo - 1)?;
+        if page >= run.end() {
+            return Ok(PageContent::Zero);
+        }
+        match run.kind {
+            RunKind::Ones => Ok(PageContent::Ones),
+            RunKind::Data => {
+                let bp = u64::from(self.header.block_pages);
+                let d = run.first_data_page + (page - run.page);
+                let at = ((d % bp) * PAGE_SIZE) as usize;
+                let block = self.load_block(d / bp)?;
+                Ok(PageContent::Data(block[at..at + PAGE_SIZE as usize].to_vec()))
+            }
+        }
+    }
+}
+
+fn verify_section_crc<R: Read + Seek>(src: &mut R, s: &SectionEntry) -> Result<(), FormatError> {
+    src.seek(SeekFrom::Start(s.offset)).map_err(FormatError::io("checking a section"))?;
+    let mut buf = vec![0u8; IO_CHUNK.min(s.length as usize)];
+    let (mut left, mut h) = (s.length, 0u32);
+    while left > 0 {
+        let n = (left as usize).min(buf.len());
+        src.read_exact(&mut buf[..n]).map_err(FormatError::io("checking a section"))?;
+        h = crc32c::crc32c_append(h, &buf[..n]);
+        left -= n as u64;
+    }
+    if h != s.crc {
+        return Err(FormatError::Checksum {
+            what: layout::section_name(s.kind).to_string(),
+            offset: s.offset,
+            length: s.length,
+            stored: s.crc,
+            computed: h,
+        });
+    }
+    Ok(())
+}
