@@ -1,0 +1,262 @@
+//! Forged images: each test changes one field and then reseals every checksum, so that what
+//! rejects the file is the structural rule under test, not a CRC.
+
+mod common;
+use common::*;
+use criu_cet_format::layout::{self, SectionEntry};
+use criu_cet_format::*;
+
+/// Recomputes the header CRC, every section CRC and the footer CRC.
+fn reseal(b: &mut [u8]) {
+    let c = layout::crc(&b[..60]);
+    b[60..64].copy_from_slice(&c.to_le_bytes());
+    let n = b.len();
+    let table_offset = u64::from_le_bytes(b[n - 24..n - 16].try_into().unwrap()) as usize;
+    let count = u32::from_le_bytes(b[n - 16..n - 12].try_into().unwrap()) as usize;
+    for i in 0..count {
+        let at = table_offset + 32 * i;
+        let mut e = SectionEntry::decode(&b[at..at + 32]);
+        e.crc = layout::crc(&b[e.offset as usize..(e.offset + e.length) as usize]);
+        b[at..at + 32].copy_from_slice(&e.encode());
+    }
+    let footer = layout::Footer { table_offset: table_offset as u64, section_count: count as u32 };
+    let f = footer.encode(&b[table_offset..n - 32]);
+    b[n - 32..].copy_from_slice(&f);
+}
+
+fn section(b: &[u8], kind: u32) -> (usize, usize) {
+    let n = b.len();
+    let table_offset = u64::from_le_bytes(b[n - 24..n - 16].try_into().unwrap()) as usize;
+    let count = u32::from_le_bytes(b[n - 16..n - 12].try_into().unwrap()) as usize;
+    (0..count)
+        .map(|i| SectionEntry::decode(&b[table_offset + 32 * i..]))
+        .find(|e| e.kind == kind)
+        .map(|e| (e.offset as usize, e.length as usize))
+        .unwrap()
+}
+
+fn typical() -> Vec<u8> {
+    encode(&vectors().into_iter().find(|(n, _)| *n == "typical-48").unwrap().1)
+}
+
+fn rejected(b: &[u8]) -> String {
+    decode(b).expect_err("forged image accepted").to_string()
+}
+
+#[test]
+fn resealing_an_unchanged_image_keeps_it_valid() {
+    let mut b = typical();
+    reseal(&mut b);
+    decode(&b).unwrap();
+}
+
+#[test]
+fn newer_major_version_is_named_in_the_error() {
+    let mut b = typical();
+    b[8..10].copy_from_slice(&2u16.to_le_bytes());
+    b[10..12].copy_from_slice(&7u16.to_le_bytes());
+    reseal(&mut b);
+    let e = rejected(&b);
+    assert!(e.contains("version 2.7") && e.contains("reads 1.x"), "{e}");
+}
+
+#[test]
+fn unknown_incompatible_flags_are_refused_and_compatible_ones_ignored() {
+    let mut b = typical();
+    b[16] = 0x04;
+    reseal(&mut b);
+    assert!(rejected(&b).contains("incompatible features 0x4"));
+    let mut b = typical();
+    b[24] = 0x04;
+    reseal(&mut b);
+    decode(&b).expect("unknown compat flag ignored");
+}
+
+#[test]
+fn newer_minor_with_appended_metadata_reads_and_same_minor_refuses() {
+    // Append 3 bytes to META (as a 1.1 writer adding a field would) and move everything after it.
+    let good = typical();
+    let (moff, mlen) = section(&good, layout::SECTION_META);
+    let mut b = good[..moff + mlen].to_vec();
+    b.extend_from_slice(&[1, 2, 3]);
+    b.extend_from_slice(&good[moff + mlen..]);
+    let n = b.len();
+    let table_offset = u64::from_le_bytes(b[n - 24..n - 16].try_into().unwrap()) + 3;
+    b[n - 24..n - 16].copy_from_slice(&table_offset.to_le_bytes());
+    for i in 0..4 {
+        let at = table_offset as usize + 32 * i;
+        let mut e = SectionEntry::decode(&b[at..at + 32]);
+        if e.kind == layout::SECTION_META {
+            e.length += 3;
+        } else {
+            e.offset += 3;
+        }
+        b[at..at + 32].copy_from_slice(&e.encode());
+    }
+    reseal(&mut b);
+    assert!(rejected(&b).contains("trailing bytes"));
+    b[10..12].copy_from_slice(&1u16.to_le_bytes());
+    reseal(&mut b);
+    let doc = decode(&b).expect("a 1.1 file with an appended field reads");
+    assert_eq!(doc.format_version, "1.1");
+}
+
+fn forge_run(field_at: usize, value: u64, width: usize) -> String {
+    let mut b = typical();
+    let (roff, _) = section(&b, layout::SECTION_RUNS);
+    b[roff + field_at..roff + field_at + width].copy_from_slice(&value.to_le_bytes()[..width]);
+    reseal(&mut b);
+    rejected(&b)
+}
+
+#[test]
+fn bad_runs_are_refused_with_their_index_and_offset() {
+    // Run 1 starts at page 0x20; make it overlap run 0 (page 0, one page) by moving it to page 0.
+    assert!(forge_run(32, 0, 8).contains("sorted and not overlapping"));
+    // A count reaching past the 48-bit bitmap's 0x200000 pages.
+    assert!(forge_run(32 + 8, 0x1f_ffff, 8).contains("inside the bitmap"));
+    assert!(forge_run(8, 0, 8).contains("page_count"));
+    assert!(forge_run(16, 9, 4).contains("run kind"));
+    assert!(forge_run(20, 1, 4).contains("reserved"));
+    assert!(forge_run(24, 5, 8).contains("first_data_page"));
+    // Huge counts do not make anything allocate: the check is arithmetic.
+    assert!(forge_run(8, u64::MAX, 8).contains("inside the bitmap"));
+}
+
+#[test]
+fn block_table_must_match_the_data() {
+    let mut b = typical();
+    let (boff, _) = section(&b, layout::SECTION_BLOCKS);
+    b[boff + 8..boff + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+    reseal(&mut b);
+    assert!(rejected(&b).contains("compressed_len"));
+}
+
+#[test]
+fn a_block_that_inflates_past_its_size_is_refused() {
+    // Replace the one block of a 1-data-page image with a frame of 2 pages: same CRCs resealed.
+    let meta = doc(host(47, false), 1, vec![thread(1)], Some(bitmap(0x7f00_0000_0000, 48)), vec![]);
+    let one = ImageDoc { runs: vec![data_run(0, vec![marked_page(&[(1, 9)])])], ..meta };
+    let mut b = encode(&one);
+    let (doff, dlen) = section(&b, layout::SECTION_DATA);
+    let big = zstd::bulk::compress(&vec![7u8; 8192], 3).unwrap();
+    let mut forged = b[..doff].to_vec();
+    forged.extend_from_slice(&big);
+    forged.extend_from_slice(&b[doff + dlen..]);
+    let delta = big.len() as i64 - dlen as i64;
+    let n = forged.len();
+    let table_offset = (u64::from_le_bytes(forged[n - 24..n - 16].try_into().unwrap()) as i64 + delta) as u64;
+    forged[n - 24..n - 16].copy_from_slice(&table_offset.to_le_bytes());
+    for i in 0..4 {
+        let at = table_offset as usize + 32 * i;
+        let mut e = SectionEntry::decode(&forged[at..at + 32]);
+        match e.kind {
+            layout::SECTION_DATA => e.length = big.len() as u64,
+            layout::SECTION_META => {}
+            _ => e.offset = (e.offset as i64 + delta) as u64,
+        }
+        forged[at..at + 32].copy_from_slice(&e.encode());
+    }
+    let (boff, _) = section(&forged, layout::SECTION_BLOCKS);
+    forged[boff + 8..boff + 12].copy_from_slice(&(big.len() as u32).to_le_bytes());
+    reseal(&mut forged);
+    b = forged;
+    let e = rejected(&b);
+    assert!(e.contains("block 0") && e.contains("inflating to 4096"), "{e}");
+}
+
+#[test]
+fn unknown_sections_required_refused_optional_skipped() {
+    for (flags, ok) in [(0u32, true), (layout::SECTION_REQUIRED, false)] {
+        let good = typical();
+        let n = good.len();
+        let table_offset = u64::from_le_bytes(good[n - 24..n - 16].try_into().unwrap()) as usize;
+        let extra = [0xabu8; 5];
+        let mut b = good[..table_offset].to_vec();
+        b.extend_from_slice(&extra);
+        b.extend_from_slice(&good[table_offset..n - 32]);
+        let e = SectionEntry { kind: 99, flags, offset: table_offset as u64, length: 5, crc: 0 };
+        b.extend_from_slice(&e.encode());
+        let footer = layout::Footer { table_offset: table_offset as u64 + 5, section_count: 5 };
+        b.extend_from_slice(&[0u8; 32]);
+        let nn = b.len();
+        let f = footer.encode(&b[table_offset + 5..nn - 32]);
+        b[nn - 32..].copy_from_slice(&f);
+        reseal(&mut b);
+        assert_eq!(decode(&b).is_ok(), ok, "flags {flags}");
+    }
+}
+
+#[test]
+fn writer_refuses_pages_out_of_order_or_outside_the_bitmap() {
+    let meta = Metadata {
+        host: host(47, false),
+        process: ProcessInfo { pid: 1, comm: "x".into(), threads: vec![thread(1)] },
+        bitmap: Some(bitmap(0x7f00_0000_0000, 28)),
+    };
+    let mut w = ImageWriter::new(Vec::new(), &meta, WriterOptions::default()).unwrap();
+    w.push_page(1, &[0xff; 4096]).unwrap();
+    assert!(w.push_page(1, &[0xff; 4096]).unwrap_err().to_string().contains("ascending"));
+    assert!(w.push_page(2, &[0xff; 4096]).unwrap_err().to_string().contains("outside the bitmap"));
+    assert!(w.push_page(0, &[0xff; 100]).unwrap_err().to_string().contains("4096"));
+}
+
+#[test]
+fn random_access_and_streaming_agree_with_what_was_written() {
+    // A 28-bit bitmap (2 pages) is too small; use 40 bits: 8192 pages, with a pseudo-random mix.
+    let meta = Metadata {
+        host: host(47, false),
+        process: ProcessInfo { pid: 1, comm: "x".into(), threads: vec![thread(1)] },
+        bitmap: Some(bitmap(0x7f00_0000_0000, 40)),
+    };
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut expected = std::collections::BTreeMap::new();
+    let mut w = ImageWriter::new(Vec::new(), &meta, WriterOptions { block_pages: 5, zstd_level: 1 }).unwrap();
+    for page in 0..8192u64 {
+        let content = match next() % 10 {
+            0..=5 => continue,
+            6 => vec![0u8; 4096],
+            7 | 8 => vec![0xffu8; 4096],
+            _ => {
+                let mut p = vec![0u8; 4096];
+                p[(next() % 4096) as usize] = (next() | 1) as u8;
+                p
+            }
+        };
+        w.push_page(page, &content).unwrap();
+        expected.insert(page, content);
+    }
+    let (bytes, summary) = w.finish().unwrap();
+    let mut r = ImageReader::open(std::io::Cursor::new(bytes)).unwrap();
+    assert_eq!(r.summary().data_pages, summary.data_pages);
+    r.verify_blocks().unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    r.for_each_chunk(|c| -> Result<(), FormatError> {
+        match c {
+            Chunk::Ones { page, count } => (page..page + count).for_each(|p| {
+                seen.insert(p, vec![0xff; 4096]);
+            }),
+            Chunk::Data { page, bytes } => bytes.chunks(4096).enumerate().for_each(|(i, b)| {
+                seen.insert(page + i as u64, b.to_vec());
+            }),
+        }
+        Ok(())
+    })
+    .unwrap();
+    expected.retain(|_, v| v.iter().any(|&b| b != 0));
+    assert_eq!(seen, expected);
+    for page in (0..8192u64).step_by(7) {
+        let got = match r.read_page(page).unwrap() {
+            PageContent::Zero => None,
+            PageContent::Ones => Some(vec![0xff; 4096]),
+            PageContent::Data(d) => Some(d),
+        };
+        assert_eq!(got.as_ref(), expected.get(&page), "page {page}");
+    }
+}
