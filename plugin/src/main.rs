@@ -1,1 +1,203 @@
-fn main() {}
+//! `criu-cet`: read images, capture and restore the CET state and IBT legacy bitmap of live
+//! processes, check images against hosts, and run the demo. Thin glue over the `criu_cet`
+//! engine and the `criu_cet_format` crate.
+
+use clap::{Parser, Subcommand};
+use criu_cet::capture::{self, CaptureOptions};
+use criu_cet::check::{self, Coverage};
+use criu_cet::host::{self, HostProfile};
+use criu_cet::trace::{Stopped, Tracing};
+use criu_cet::{image, restore, EngineError};
+use criu_cet_format::meta::parse_hex;
+use criu_cet_format::{ImageDoc, WriterOptions};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod demo;
+mod show;
+
+#[derive(Parser)]
+#[command(
+    name = "criu-cet",
+    version,
+    about = "Checkpoint/restore of x86 CET state and the IBT legacy code bitmap"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print this host's profile (address width, CET support); --json gives the profile format.
+    Host {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Capture the bitmap and CET state of a running process into an image.
+    Dump {
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, short)]
+        output: PathBuf,
+        /// The bitmap's start address, when it cannot be found otherwise.
+        #[arg(long, value_parser = parse_addr)]
+        bitmap: Option<u64>,
+        /// Leave out legacy bits of code pages no executable mapping covers.
+        #[arg(long)]
+        prune_stale: bool,
+    },
+    /// A readable summary of an image.
+    Show { file: PathBuf },
+    /// An image as JSON on stdout (like CRIU's crit decode).
+    Decode { file: PathBuf },
+    /// Write an image from its JSON form.
+    Encode {
+        json: PathBuf,
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Check an image against this host or a host profile (from `criu-cet host --json`).
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        target: Option<PathBuf>,
+        /// Treat coverage narrower than the target's address space as an error.
+        #[arg(long)]
+        strict_coverage: bool,
+    },
+    /// Restore an image's bitmap (and IBT state, where the kernel allows) into a process.
+    Restore {
+        #[arg(long)]
+        pid: u32,
+        file: PathBuf,
+    },
+    /// The built-in demo: dump, show, check and restore a fixture process.
+    Demo,
+}
+
+fn parse_addr(s: &str) -> Result<u64, String> {
+    parse_hex(s)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("criu-cet: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads a host profile written by `criu-cet host --json`.
+fn load_profile(path: &Path) -> Result<HostProfile, EngineError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| EngineError::Io { path: path.into(), source })?;
+    serde_json::from_str(&text).map_err(|e| EngineError::Io {
+        path: path.into(),
+        source: std::io::Error::other(format!("not a host profile (criu-cet host --json): {e}")),
+    })
+}
+
+fn run(command: Command) -> Result<ExitCode, EngineError> {
+    match command {
+        Command::Host { json } => {
+            let p = host::probe();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p).expect("profile serializes"));
+            } else {
+                println!("{}", show::host_line(&p));
+            }
+        }
+        Command::Dump { pid, output, bitmap, prune_stale } => {
+            let opts = CaptureOptions {
+                bitmap_addr: bitmap.map(|a| (a, "--bitmap")),
+                prune_stale,
+                ..Default::default()
+            };
+            let report = dump(pid, &output, &opts)?;
+            println!("{}", show::capture_line(pid, &output, &report));
+        }
+        Command::Show { file } => print!("{}", show::image(&file, &mut image::open(&file)?)),
+        Command::Decode { file } => {
+            let mut r = image::open(&file)?;
+            let doc = ImageDoc::from_image(&mut r)
+                .map_err(|source| EngineError::Image { file: file.clone(), source })?;
+            println!("{}", serde_json::to_string_pretty(&doc).expect("document serializes"));
+        }
+        Command::Encode { json, output } => {
+            let text = std::fs::read_to_string(&json)
+                .map_err(|source| EngineError::Io { path: json.clone(), source })?;
+            let doc: ImageDoc = serde_json::from_str(&text).map_err(|e| EngineError::Io {
+                path: json.clone(),
+                source: std::io::Error::other(format!("not an image document (criu-cet decode): {e}")),
+            })?;
+            let summary = image::write_atomically(&output, |out| {
+                doc.write_image(out, WriterOptions::default())
+                    .map(|(_, s)| s)
+                    .map_err(|source| EngineError::Image { file: json.clone(), source })
+            })?;
+            println!("{}: {} runs, {} bytes", output.display(), summary.runs, summary.file_bytes);
+        }
+        Command::Check { file, target, strict_coverage } => {
+            let r = image::open(&file)?;
+            let (profile, name) = match &target {
+                Some(p) => (load_profile(p)?, format!("target {}", p.display())),
+                None => (host::probe(), "this host".to_string()),
+            };
+            let coverage = if strict_coverage { Coverage::Strict } else { Coverage::Warn };
+            let findings = check::check(
+                &file.display().to_string(),
+                r.metadata(),
+                r.summary(),
+                &profile,
+                &name,
+                coverage,
+            );
+            for f in &findings {
+                println!("{f}");
+            }
+            if check::has_errors(&findings) {
+                println!("verdict: {} cannot be restored on {name}", file.display());
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("verdict: {} can be restored on {name}", file.display());
+        }
+        Command::Restore { pid, file } => {
+            let report = restore_file(pid, &file)?;
+            println!("{}", show::restore_line(pid, &file, &report));
+        }
+        Command::Demo => return demo::run(),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Seizes the process, captures it into `output` atomically, and lets it go.
+pub fn dump(pid: u32, output: &Path, opts: &CaptureOptions) -> Result<capture::CaptureReport, EngineError> {
+    let stopped = Stopped::new(pid, Tracing::Seize)?;
+    let cap = capture::prepare(&stopped, &host::probe(), opts)?;
+    image::write_atomically(output, |out| cap.write(out, opts).map(|(_, r)| r))
+}
+
+/// Checks the image against this host, then seizes the process and restores into it.
+pub fn restore_file(pid: u32, file: &Path) -> Result<restore::RestoreReport, EngineError> {
+    let mut r = image::open(file)?;
+    let findings = check::check(
+        &file.display().to_string(),
+        r.metadata(),
+        r.summary(),
+        &host::probe(),
+        "this host",
+        Coverage::Warn,
+    );
+    if check::has_errors(&findings) {
+        return Err(EngineError::Refused { findings: findings.iter().map(|f| f.to_string()).collect() });
+    }
+    let stopped = Stopped::new(pid, Tracing::Seize)?;
+    restore::restore(&stopped, &mut r).map_err(|e| match e {
+        EngineError::Image { source, .. } => EngineError::Image { file: file.to_path_buf(), source },
+        e => e,
+    })
+}

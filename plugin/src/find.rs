@@ -1,0 +1,121 @@
+//! Finding the IBT legacy bitmap among a process's mappings, in the order of trust: the
+//! IA32_U_CET bitmap base, a mapping named for it, the caller's address, and last a fingerprint.
+
+use crate::error::EngineError;
+use crate::proc::{Backing, Vma};
+use criu_cet_format::{addr, FoundBy, Ibt, ThreadCet, UserCet};
+
+const NAMES: [&str; 3] = ["[ibt_bitmap]", "[anon:ibt_bitmap]", "[anon:ibt-legacy-bitmap]"];
+
+/// The bitmap mapping and how it was found; `None`: the process has no bitmap (not an error).
+pub fn find_bitmap(
+    pid: u32,
+    vmas: &[Vma],
+    threads: &[ThreadCet],
+    caller_addr: Option<(u64, &'static str)>,
+) -> Result<Option<(Vma, FoundBy)>, EngineError> {
+    let starting_at = |a: u64| vmas.iter().find(|v| v.start == a).cloned();
+
+    // (1) EB_LEG_BITMAP_BASE of a thread with legacy-bitmap lookups enabled.
+    for t in threads {
+        if let Ibt::Available { user_cet } = t.ibt {
+            let base = user_cet.legacy_bitmap_base();
+            if user_cet.has(UserCet::LEG_IW_EN) && base != 0 {
+                if let Some(v) = starting_at(base) {
+                    return Ok(Some((v, FoundBy::CetRegister)));
+                }
+            }
+        }
+    }
+    // (2) A mapping named for it.
+    if let Some(v) =
+        vmas.iter().find(|v| matches!(&v.backing, Backing::Named(n) if NAMES.contains(&n.as_str())))
+    {
+        return Ok(Some((v.clone(), FoundBy::NamedMapping)));
+    }
+    // (3) The caller's address.
+    if let Some((a, source_name)) = caller_addr {
+        return match starting_at(a) {
+            Some(v) => Ok(Some((v, FoundBy::CallerAddress))),
+            None => Err(EngineError::BitmapNotMapped { pid, addr: a, source_name }),
+        };
+    }
+    // (4) The fingerprint: private anonymous read-write, NORESERVE and DONTDUMP, 2^(N-15) bytes.
+    let candidates: Vec<&Vma> = vmas.iter().filter(|v| is_fingerprint(v)).collect();
+    match candidates.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(((*one).clone(), FoundBy::Fingerprint))),
+        many => Err(EngineError::AmbiguousBitmap {
+            pid,
+            candidates: many
+                .iter()
+                .map(|v| format!("{:#x} ({} bits)", v.start, addr::coverage_bits(v.len()).unwrap_or(0)))
+                .collect(),
+        }),
+    }
+}
+
+pub fn is_fingerprint(v: &Vma) -> bool {
+    let bits_ok = (47..=57).any(|n| addr::bitmap_length_for_bits(n) == Some(v.len()));
+    v.backing == Backing::Anonymous
+        && v.private
+        && v.read
+        && v.write
+        && !v.exec
+        && v.noreserve
+        && v.dontdump
+        && bits_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anon(start: u64, len: u64) -> Vma {
+        Vma {
+            start,
+            end: start + len,
+            read: true,
+            write: true,
+            exec: false,
+            private: true,
+            backing: Backing::Anonymous,
+            noreserve: true,
+            dontdump: true,
+        }
+    }
+
+    #[test]
+    fn fingerprint_needs_every_trait() {
+        assert!(is_fingerprint(&anon(0x7f00_0000_0000, 8 << 30)));
+        assert!(!is_fingerprint(&anon(0x7f00_0000_0000, (8 << 30) + 4096)));
+        assert!(!is_fingerprint(&Vma { dontdump: false, ..anon(0, 8 << 30) }));
+        assert!(!is_fingerprint(&Vma { noreserve: false, ..anon(0, 8 << 30) }));
+        assert!(!is_fingerprint(&anon(0, 1 << 30)));
+    }
+
+    #[test]
+    fn order_of_trust_and_ambiguity() {
+        let a = anon(0x7f00_0000_0000, 8 << 30);
+        let b = anon(0x7e00_0000_0000, 4 << 30);
+        let named = Vma { backing: Backing::Named("[ibt_bitmap]".into()), ..anon(0x1000_0000, 1 << 20) };
+        let found = find_bitmap(1, std::slice::from_ref(&a), &[], None).unwrap().unwrap();
+        assert_eq!((found.0.start, found.1), (a.start, FoundBy::Fingerprint));
+        let err = find_bitmap(1, &[a.clone(), b.clone()], &[], None).unwrap_err().to_string();
+        assert!(err.contains("0x7f0000000000 (48 bits)") && err.contains("--bitmap"), "{err}");
+        let found =
+            find_bitmap(1, &[a.clone(), b.clone()], &[], Some((b.start, "--bitmap"))).unwrap().unwrap();
+        assert_eq!(found.1, FoundBy::CallerAddress);
+        let found = find_bitmap(1, &[a.clone(), named.clone()], &[], None).unwrap().unwrap();
+        assert_eq!(found.1, FoundBy::NamedMapping);
+        let t = ThreadCet {
+            tid: 1,
+            shadow_stack: criu_cet_format::ShadowStack::NotAvailable,
+            ibt: Ibt::Available { user_cet: UserCet(b.start | UserCet::LEG_IW_EN | UserCet::ENDBR_EN) },
+        };
+        let found = find_bitmap(1, &[a, b.clone(), named], &[t], None).unwrap().unwrap();
+        assert_eq!((found.0.start, found.1), (b.start, FoundBy::CetRegister));
+        assert!(find_bitmap(1, &[], &[], Some((0x1000, "--bitmap"))).is_err());
+        assert!(find_bitmap(1, &[], &[], None).unwrap().is_none());
+    }
+}

@@ -1,0 +1,88 @@
+//! Image files on disk: opened without following symlinks, written atomically (temporary name,
+//! fsync, rename, fsync of the directory), so no reader ever sees a partial image.
+
+use crate::error::EngineError;
+use criu_cet_format::ImageReader;
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Environment variable for fault injection in tests: the image writer fails after this many
+/// bytes, as a full disk or a crash would make it.
+pub const FAULT_ENV: &str = "CRIU_CET_FAULT_AFTER_BYTES";
+
+/// Opens and fully validates an image (every checksum, every table, every block).
+pub fn open(path: &Path) -> Result<ImageReader<BufReader<File>>, EngineError> {
+    let io = |source| EngineError::Io { path: path.to_path_buf(), source };
+    let file =
+        OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(
+            |e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    io(std::io::Error::other("is a symbolic link; images are never read through links"))
+                } else {
+                    io(e)
+                }
+            },
+        )?;
+    let md = file.metadata().map_err(io)?;
+    if !md.is_file() {
+        return Err(io(std::io::Error::other("is not a regular file")));
+    }
+    let with_name = |source| EngineError::Image { file: path.to_path_buf(), source };
+    let mut r = ImageReader::open(BufReader::with_capacity(1 << 16, file)).map_err(with_name)?;
+    r.verify_blocks().map_err(with_name)?;
+    Ok(r)
+}
+
+struct Faulty<W> {
+    inner: W,
+    left: Option<u64>,
+}
+
+impl<W: Write> Write for Faulty<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = match self.left {
+            Some(0) => return Err(std::io::Error::other(format!("injected fault ({FAULT_ENV})"))),
+            Some(left) => (buf.len() as u64).min(left) as usize,
+            None => buf.len(),
+        };
+        let n = self.inner.write(&buf[..n])?;
+        if let Some(left) = &mut self.left {
+            *left -= n as u64;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes `path` atomically: `write` fills a temporary file in the same directory, which is
+/// synced and renamed over `path` only if `write` succeeds. Renaming replaces a symlink at
+/// `path`; it never writes through one.
+pub fn write_atomically<T>(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<T, EngineError>,
+) -> Result<T, EngineError> {
+    let io = |source| EngineError::Io { path: path.to_path_buf(), source };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp =
+        tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir).map_err(io)?;
+    let left = std::env::var(FAULT_ENV).ok().and_then(|v| v.parse().ok());
+    let value = {
+        let mut out = Faulty { inner: BufWriter::with_capacity(1 << 16, tmp.as_file()), left };
+        let value = write(&mut out)?;
+        out.flush().map_err(io)?;
+        value
+    };
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    Ok(value)
+}

@@ -1,0 +1,20 @@
+//! criu-cet's live engine: host profiles, finding and capturing the IBT legacy bitmap and every
+//! thread's CET state, checking images against hosts, and restoring into processes. The CLI
+//! (`criu-cet`) and the CRIU plugin (`cet_plugin.so`, module `plugin`) are thin layers over it.
+//!
+//! `unsafe` lives in `sys` (kernel interfaces) and `plugin::ffi` (CRIU's C ABI) only.
+
+pub mod capture;
+pub mod cet;
+pub mod check;
+pub mod error;
+pub mod find;
+pub mod host;
+pub mod image;
+pub mod proc;
+pub mod restore;
+pub mod scan;
+pub mod sys;
+pub mod trace;
+
+pub use error::EngineError;

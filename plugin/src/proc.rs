@@ -1,0 +1,220 @@
+//! Reading /proc: mappings (through procfs's smaps parser), threads and their shadow-stack
+//! features, CPU facts. Every parser takes text, so tests feed recorded kernel output through the
+//! same code that reads the live files.
+
+use procfs::process::{MMPermissions, MMapPath, MemoryMaps, VmFlags};
+use procfs::FromRead;
+use std::path::PathBuf;
+
+/// What a mapping is backed by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backing {
+    Anonymous,
+    File(PathBuf),
+    /// A kernel-named or pseudo mapping: `[heap]`, `[vdso]`, `[ibt_bitmap]`, `[anon:NAME]`, ...
+    Named(String),
+}
+
+/// One line of /proc/PID/smaps with what the engine needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+    pub private: bool,
+    pub backing: Backing,
+    /// smaps VmFlags `nr`: MAP_NORESERVE.
+    pub noreserve: bool,
+    /// smaps VmFlags `dd`: excluded from core dumps.
+    pub dontdump: bool,
+}
+
+impl Vma {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn prot(&self) -> u32 {
+        u32::from(self.read) | u32::from(self.write) << 1 | u32::from(self.exec) << 2
+    }
+
+    pub fn describe(&self) -> String {
+        let perms = format!(
+            "{}{}{}{}",
+            if self.read { 'r' } else { '-' },
+            if self.write { 'w' } else { '-' },
+            if self.exec { 'x' } else { '-' },
+            if self.private { 'p' } else { 's' }
+        );
+        let what = match &self.backing {
+            Backing::Anonymous => "anonymous".to_string(),
+            Backing::File(p) => p.display().to_string(),
+            Backing::Named(n) => n.clone(),
+        };
+        format!("{:#x}-{:#x} {perms} {what}", self.start, self.end)
+    }
+
+    pub fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.start < end && start < self.end
+    }
+}
+
+/// Parses /proc/PID/smaps text.
+pub fn parse_smaps(text: &[u8]) -> Result<Vec<Vma>, String> {
+    let maps = MemoryMaps::from_read(text).map_err(|e| format!("unparseable smaps: {e}"))?;
+    Ok(maps
+        .into_iter()
+        .map(|m| {
+            let backing = match m.pathname {
+                MMapPath::Anonymous => Backing::Anonymous,
+                MMapPath::Path(p) => Backing::File(p),
+                MMapPath::Heap => Backing::Named("[heap]".into()),
+                MMapPath::Stack => Backing::Named("[stack]".into()),
+                MMapPath::TStack(t) => Backing::Named(format!("[stack:{t}]")),
+                MMapPath::Vdso => Backing::Named("[vdso]".into()),
+                MMapPath::Vvar => Backing::Named("[vvar]".into()),
+                MMapPath::Vsyscall => Backing::Named("[vsyscall]".into()),
+                MMapPath::Rollup => Backing::Named("[rollup]".into()),
+                MMapPath::Vsys(k) => Backing::Named(format!("/SYSV{k:08x}")),
+                // procfs strips the brackets of pseudo names; put them back as the kernel prints them.
+                MMapPath::Other(s) => Backing::Named(format!("[{s}]")),
+            };
+            let flags = m.extension.vm_flags;
+            Vma {
+                start: m.address.0,
+                end: m.address.1,
+                read: m.perms.contains(MMPermissions::READ),
+                write: m.perms.contains(MMPermissions::WRITE),
+                exec: m.perms.contains(MMPermissions::EXECUTE),
+                private: m.perms.contains(MMPermissions::PRIVATE),
+                backing,
+                noreserve: flags.contains(VmFlags::NR),
+                dontdump: flags.contains(VmFlags::DD),
+            }
+        })
+        .collect())
+}
+
+pub fn read_smaps(pid: u32) -> std::io::Result<Vec<Vma>> {
+    let text = std::fs::read(format!("/proc/{pid}/smaps"))?;
+    parse_smaps(&text).map_err(std::io::Error::other)
+}
+
+/// Thread ids of a process, ascending.
+pub fn tasks(pid: u32) -> std::io::Result<Vec<u32>> {
+    let mut tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable();
+    Ok(tids)
+}
+
+/// Shadow-stack feature words of a `x86_Thread_features:` line: bit 0 `shstk`, bit 1 `wrss`.
+fn feature_bits(words: &str) -> u64 {
+    words.split_whitespace().fold(0, |acc, w| match w {
+        "shstk" => acc | 1,
+        "wrss" => acc | 2,
+        _ => acc,
+    })
+}
+
+/// `(enabled, locked)` shadow-stack features from /proc/PID/task/TID/status text; `None` when
+/// the kernel prints no `x86_Thread_features` line (built without user shadow stack).
+pub fn parse_thread_features(status: &str) -> Option<(u64, u64)> {
+    let mut enabled = None;
+    let mut locked = 0;
+    for line in status.lines() {
+        if let Some(rest) = line.strip_prefix("x86_Thread_features:") {
+            enabled = Some(feature_bits(rest));
+        } else if let Some(rest) = line.strip_prefix("x86_Thread_features_locked:") {
+            locked = feature_bits(rest);
+        }
+    }
+    enabled.map(|e| (e, locked))
+}
+
+/// `comm` of a process.
+pub fn comm(pid: u32) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(format!("/proc/{pid}/comm"))?.trim_end().to_string())
+}
+
+/// CPU facts from /proc/cpuinfo text: virtual address bits and the flags that matter here.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuFacts {
+    pub virtual_bits: u8,
+    pub la57: bool,
+    pub user_shstk: bool,
+    pub ibt: bool,
+}
+
+pub fn parse_cpuinfo(text: &str) -> CpuFacts {
+    let mut facts = CpuFacts::default();
+    // The first processor's block describes them all on the machines this targets.
+    for line in text.lines().take_while(|l| !l.trim().is_empty()) {
+        let Some((key, value)) = line.split_once(':') else { continue };
+        match key.trim() {
+            "flags" => {
+                let flags: Vec<&str> = value.split_whitespace().collect();
+                facts.la57 = flags.contains(&"la57");
+                facts.user_shstk = flags.contains(&"user_shstk");
+                facts.ibt = flags.contains(&"ibt");
+            }
+            "address sizes" => {
+                // "46 bits physical, 48 bits virtual"
+                facts.virtual_bits = value
+                    .split(',')
+                    .find(|p| p.contains("virtual"))
+                    .and_then(|p| p.split_whitespace().next()?.parse().ok())
+                    .unwrap_or(0);
+            }
+            _ => {}
+        }
+    }
+    facts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_features_lines_from_a_shadow_stack_kernel() {
+        let status = "Name:\tcet\nx86_Thread_features:\tshstk wrss\nx86_Thread_features_locked:\tshstk\n";
+        assert_eq!(parse_thread_features(status), Some((3, 1)));
+        assert_eq!(
+            parse_thread_features("x86_Thread_features:\t\nx86_Thread_features_locked:\t\n"),
+            Some((0, 0))
+        );
+        assert_eq!(parse_thread_features("Name:\tcat\nState:\tR\n"), None);
+    }
+
+    #[test]
+    fn cpuinfo_of_a_cet_machine_and_of_this_one() {
+        let cet = "processor\t: 0\nflags\t\t: fpu la57 user_shstk ibt\naddress sizes\t: 52 bits physical, 57 bits virtual\n\nprocessor\t: 1\n";
+        assert_eq!(
+            parse_cpuinfo(cet),
+            CpuFacts { virtual_bits: 57, la57: true, user_shstk: true, ibt: true }
+        );
+        let plain = "flags\t\t: fpu sse2\naddress sizes\t: 46 bits physical, 48 bits virtual\n";
+        assert_eq!(parse_cpuinfo(plain), CpuFacts { virtual_bits: 48, ..Default::default() });
+    }
+
+    #[test]
+    fn smaps_flags_and_names() {
+        let smaps = b"7f0000000000-7f0200000000 rw-p 00000000 00:00 0 \nSize: 8388608 kB\nVmFlags: rd wr mr mw me nr dd \n\
+7fff00000000-7fff00001000 r--p 00000000 00:00 0                          [ibt_bitmap]\nVmFlags: rd mr \n\
+555555554000-555555556000 r-xp 00001000 08:01 1234                       /usr/bin/cat\nVmFlags: rd ex mr mw me \n";
+        let v = parse_smaps(smaps).unwrap();
+        assert_eq!(v.len(), 3);
+        assert!(v[0].noreserve && v[0].dontdump && v[0].write && v[0].private);
+        assert_eq!(v[0].backing, Backing::Anonymous);
+        assert_eq!(v[1].backing, Backing::Named("[ibt_bitmap]".into()));
+        assert!(v[2].exec && matches!(&v[2].backing, Backing::File(p) if p.ends_with("cat")));
+    }
+}

@@ -1,0 +1,267 @@
+//! Restore: put the image's bitmap into a stopped process. Creates the mapping if it is absent
+//! (by system calls run inside the target), writes ones and data pages, clears any other
+//! non-zero page of the mapping, verifies by reading back, and writes IBT state where the kernel
+//! allows. Nothing outside the image's bitmap range is ever written.
+
+use crate::cet;
+use crate::error::EngineError;
+use crate::proc::{self, Backing, Vma};
+use crate::scan::{self, ScanMethod};
+use crate::sys;
+use crate::trace::Stopped;
+use criu_cet_format::addr::PAGE_SIZE;
+use criu_cet_format::{BitmapMapping, Chunk, Ibt, ImageReader, PageContent, PageKind};
+use nix::errno::Errno;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek};
+use std::os::unix::fs::FileExt;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// The mapping was absent and was created.
+    pub created_mapping: bool,
+    pub ones_pages: u64,
+    pub data_pages: u64,
+    /// Pages of the mapping that held non-zero data the image does not have, now zero.
+    pub cleared_pages: u64,
+    /// Threads whose IA32_U_CET was written back.
+    pub ibt_restored: u64,
+    /// Threads with IBT state in the image that this kernel (or target) cannot take.
+    pub ibt_not_restored: u64,
+}
+
+static ONES: [u8; 1 << 16] = [0xff; 1 << 16];
+const ZERO: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
+
+/// Writes into the target's memory, refusing anything outside `[start, end)`.
+struct BitmapWindow {
+    pid: u32,
+    mem: File,
+    start: u64,
+    end: u64,
+}
+
+impl BitmapWindow {
+    fn write(&self, addr: u64, bytes: &[u8]) -> Result<(), EngineError> {
+        let end = addr.checked_add(bytes.len() as u64);
+        if addr < self.start || end.is_none_or(|e| e > self.end) {
+            // Unreachable with a validated image; kept as the last line of defence.
+            return Err(EngineError::Refused {
+                findings: vec![format!(
+                    "refusing to write {:#x}+{:#x}: outside the bitmap {:#x}-{:#x}",
+                    addr,
+                    bytes.len(),
+                    self.start,
+                    self.end
+                )],
+            });
+        }
+        self.mem
+            .write_all_at(bytes, addr)
+            .map_err(|e| EngineError::proc_io(self.pid, format!("/proc/{}/mem", self.pid), e))
+    }
+
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), EngineError> {
+        self.mem
+            .read_exact_at(buf, addr)
+            .map_err(|e| EngineError::proc_io(self.pid, format!("/proc/{}/mem", self.pid), e))
+    }
+}
+
+/// Restores the image read by `reader` into the stopped process.
+pub fn restore<R: Read + Seek>(
+    stopped: &Stopped,
+    reader: &mut ImageReader<R>,
+) -> Result<RestoreReport, EngineError> {
+    let pid = stopped.pid;
+    let meta = reader.metadata().clone();
+    let mut report = RestoreReport::default();
+    if let Some(b) = &meta.bitmap {
+        report.created_mapping = ensure_mapping(stopped, b)?;
+        let path = format!("/proc/{pid}/mem");
+        let mem = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| EngineError::proc_io(pid, &path, e))?;
+        let win = BitmapWindow { pid, mem, start: b.base.0, end: b.end() };
+        let base = b.base.0;
+        reader.for_each_chunk(|c| -> Result<(), EngineError> {
+            match c {
+                Chunk::Ones { page, count } => {
+                    let (mut at, end) = (base + page * PAGE_SIZE, base + (page + count) * PAGE_SIZE);
+                    while at < end {
+                        let n = (ONES.len() as u64).min(end - at);
+                        win.write(at, &ONES[..n as usize])?;
+                        at += n;
+                    }
+                    report.ones_pages += count;
+                }
+                Chunk::Data { page, bytes } => {
+                    win.write(base + page * PAGE_SIZE, bytes)?;
+                    report.data_pages += bytes.len() as u64 / PAGE_SIZE;
+                }
+            }
+            Ok(())
+        })?;
+        report.cleared_pages = clear_and_verify(&win, reader)?;
+    }
+    for t in &meta.process.threads {
+        if let Ibt::Available { user_cet } = t.ibt {
+            if stopped.tids.contains(&t.tid) && cet::write_user_cet(pid, t.tid, user_cet)? {
+                report.ibt_restored += 1;
+            } else {
+                report.ibt_not_restored += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Every populated page of the mapping must read back as the image says: image pages as
+/// written, every other page zero (a non-zero one is cleared).
+fn clear_and_verify<R: Read + Seek>(
+    win: &BitmapWindow,
+    reader: &mut ImageReader<R>,
+) -> Result<u64, EngineError> {
+    let mut cleared = 0;
+    let mut buf = vec![0u8; PAGE_SIZE as usize];
+    for (start, end) in scan::populated(win.pid, win.start, win.end, ScanMethod::Auto)? {
+        for addr in (start..end).step_by(PAGE_SIZE as usize) {
+            win.read(addr, &mut buf)?;
+            let expected = reader.read_page((addr - win.start) / PAGE_SIZE)?;
+            let ok = match &expected {
+                PageContent::Zero => {
+                    if PageKind::of(&buf) != PageKind::Zero {
+                        win.write(addr, &ZERO)?;
+                        cleared += 1;
+                    }
+                    true
+                }
+                PageContent::Ones => PageKind::of(&buf) == PageKind::Ones,
+                PageContent::Data(d) => d[..] == buf[..],
+            };
+            if !ok {
+                return Err(EngineError::Verify {
+                    pid: win.pid,
+                    addr,
+                    expected: describe(&expected),
+                    actual: format!("{:?} content", PageKind::of(&buf)).to_lowercase(),
+                });
+            }
+        }
+    }
+    // Image pages the scan did not report (not populated after the write) fail too.
+    let s = *reader.summary();
+    if s.ones_pages + s.data_pages > 0 {
+        let populated: u64 = scan::populated(win.pid, win.start, win.end, ScanMethod::Auto)?
+            .iter()
+            .map(|(a, b)| (b - a) / PAGE_SIZE)
+            .sum();
+        if populated < s.ones_pages + s.data_pages {
+            return Err(EngineError::Verify {
+                pid: win.pid,
+                addr: win.start,
+                expected: format!("{} populated pages", s.ones_pages + s.data_pages),
+                actual: format!("{populated}"),
+            });
+        }
+    }
+    Ok(cleared)
+}
+
+fn describe(c: &PageContent) -> String {
+    match c {
+        PageContent::Zero => "zero".into(),
+        PageContent::Ones => "all-ones".into(),
+        PageContent::Data(_) => "the image's data page".into(),
+    }
+}
+
+/// Makes sure the bitmap mapping exists: returns `true` when it had to be created. Refuses,
+/// changing nothing, when anything else occupies the range.
+fn ensure_mapping(stopped: &Stopped, b: &BitmapMapping) -> Result<bool, EngineError> {
+    let pid = stopped.pid;
+    let (start, end) = (b.base.0, b.end());
+    let vmas =
+        proc::read_smaps(pid).map_err(|e| EngineError::proc_io(pid, format!("/proc/{pid}/smaps"), e))?;
+    let overlapping: Vec<&Vma> = vmas.iter().filter(|v| v.overlaps(start, end)).collect();
+    let occupied = |by: String| EngineError::RangeOccupied { pid, start, end, by };
+    if b.prot & 4 != 0 {
+        return Err(occupied("an image that asks for an executable bitmap (refused)".into()));
+    }
+    match overlapping.as_slice() {
+        [] => {}
+        [v] if v.start == start
+            && v.end == end
+            && v.private
+            && !v.exec
+            && matches!(&v.backing, Backing::Anonymous | Backing::Named(_)) =>
+        {
+            return Ok(false)
+        }
+        many => return Err(occupied(many.iter().map(|v| v.describe()).collect::<Vec<_>>().join(", "))),
+    }
+    let insn = find_syscall_insn(pid, &vmas)?;
+    let t = stopped.any_thread();
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE;
+    let prot = (b.prot & 3) as u64;
+    let r = sys::remote_syscall(t, insn, libc::SYS_mmap, [start, b.length, prot, flags as u64, u64::MAX, 0])
+        .map_err(|e| EngineError::sys(pid, "running mmap in the target", e))?;
+    if r < 0 || r as u64 != start {
+        let errno = if r < 0 { Errno::from_raw(-r as i32) } else { Errno::EEXIST };
+        if r >= 0 {
+            // The kernel placed it elsewhere (old kernel ignoring MAP_FIXED_NOREPLACE): undo.
+            let _ = sys::remote_syscall(t, insn, libc::SYS_munmap, [r as u64, b.length, 0, 0, 0, 0]);
+        }
+        let hint = if errno == Errno::ENOMEM {
+            " (the target's address space does not reach this range: is the host 4-level?)"
+        } else {
+            ""
+        };
+        return Err(EngineError::Sys {
+            pid,
+            action: format!("mapping the bitmap at {start:#x}-{end:#x} in the target"),
+            errno,
+            hint,
+        });
+    }
+    if b.dontdump {
+        let r = sys::remote_syscall(
+            t,
+            insn,
+            libc::SYS_madvise,
+            [start, b.length, libc::MADV_DONTDUMP as u64, 0, 0, 0],
+        )
+        .map_err(|e| EngineError::sys(pid, "running madvise in the target", e))?;
+        if r < 0 {
+            return Err(EngineError::sys(pid, "MADV_DONTDUMP on the new bitmap", Errno::from_raw(-r as i32)));
+        }
+    }
+    Ok(true)
+}
+
+/// Address of a `syscall` instruction (0f 05) in the target's vDSO or, failing that, in one of
+/// its executable mappings.
+fn find_syscall_insn(pid: u32, vmas: &[Vma]) -> Result<u64, EngineError> {
+    let path = format!("/proc/{pid}/mem");
+    let mem = File::open(&path).map_err(|e| EngineError::proc_io(pid, &path, e))?;
+    let mut order: Vec<&Vma> = vmas.iter().filter(|v| v.exec).collect();
+    order.sort_by_key(|v| v.backing != Backing::Named("[vdso]".into()));
+    let mut buf = vec![0u8; 1 << 20];
+    for v in order {
+        let n = (v.len() as usize).min(buf.len());
+        if mem.read_exact_at(&mut buf[..n], v.start).is_err() {
+            continue;
+        }
+        if let Some(i) = buf[..n].windows(2).position(|w| w == [0x0f, 0x05]) {
+            return Ok(v.start + i as u64);
+        }
+    }
+    Err(EngineError::Sys {
+        pid,
+        action: "finding a syscall instruction in the target".into(),
+        errno: Errno::ENOEXEC,
+        hint: " (no vDSO and no readable executable mapping)",
+    })
+}

@@ -1,0 +1,228 @@
+//! The kernel interfaces that need `unsafe`: ptrace register sets, remote syscalls, the
+//! PAGEMAP_SCAN ioctl and the address-width probe. Everything above this module is safe Rust.
+//!
+//! # References
+//! ptrace(2), proc_pid_pagemap(5) (PAGEMAP_SCAN, Linux 6.7+), arch_prctl(2), mmap(2).
+
+use nix::errno::Errno;
+use nix::sys::ptrace;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// Regset notes (shared/FACTS.md sections 1 and 2).
+pub const NT_X86_CET: u32 = 0x203;
+pub const NT_X86_SHSTK: u32 = 0x204;
+
+/// Reads a register set of a ptrace-stopped thread into `buf`; returns the bytes filled.
+///
+/// # References
+/// PTRACE_GETREGSET in ptrace(2).
+pub fn get_regset(tid: Pid, note: u32, buf: &mut [u8]) -> Result<usize, Errno> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: `iov` describes `buf`, which is valid and writable for `buf.len()` bytes for the
+    // duration of the call; the kernel writes at most `iov_len` bytes and updates `iov_len`.
+    let r = unsafe {
+        libc::ptrace(libc::PTRACE_GETREGSET, tid.as_raw(), note as usize as *mut libc::c_void, &mut iov)
+    };
+    Errno::result(r).map(|_| iov.iov_len)
+}
+
+/// Writes a register set of a ptrace-stopped thread from `buf`.
+pub fn set_regset(tid: Pid, note: u32, buf: &[u8]) -> Result<(), Errno> {
+    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
+    // SAFETY: `iov` describes `buf`, valid for reads of `buf.len()` bytes; PTRACE_SETREGSET only
+    // reads through it.
+    let r = unsafe {
+        libc::ptrace(libc::PTRACE_SETREGSET, tid.as_raw(), note as usize as *mut libc::c_void, &mut iov)
+    };
+    Errno::result(r).map(drop)
+}
+
+/// One region PAGEMAP_SCAN reported: `[start, end)` with category bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageRegion {
+    pub start: u64,
+    pub end: u64,
+    pub categories: u64,
+}
+
+pub const PAGE_IS_PRESENT: u64 = 1 << 3;
+pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
+pub const PAGE_IS_PFNZERO: u64 = 1 << 5;
+pub const PAGE_IS_FILE: u64 = 1 << 2;
+
+#[repr(C)]
+#[derive(Default)]
+struct PmScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct RawRegion {
+    start: u64,
+    end: u64,
+    categories: u64,
+}
+
+/// `_IOWR('f', 16, struct pm_scan_arg)`.
+const PAGEMAP_SCAN: libc::c_ulong =
+    (3 << 30) | ((std::mem::size_of::<PmScanArg>() as libc::c_ulong) << 16) | (0x66 << 8) | 16;
+
+/// One PAGEMAP_SCAN call over `[start, end)` of the process whose pagemap `fd` is: the regions of
+/// pages present or swapped, leaving out the shared zero page and file pages (as CRIU asks).
+/// Fills at most `out.len()` regions; returns how many and where the walk stopped.
+pub fn pagemap_scan(
+    fd: BorrowedFd<'_>,
+    start: u64,
+    end: u64,
+    out: &mut Vec<PageRegion>,
+    capacity: usize,
+) -> Result<u64, Errno> {
+    let mut raw = vec![RawRegion::default(); capacity];
+    let mut arg = PmScanArg {
+        size: std::mem::size_of::<PmScanArg>() as u64,
+        start,
+        end,
+        vec: raw.as_mut_ptr() as u64,
+        vec_len: capacity as u64,
+        category_inverted: PAGE_IS_PFNZERO | PAGE_IS_FILE,
+        category_mask: PAGE_IS_PFNZERO | PAGE_IS_FILE,
+        category_anyof_mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+        return_mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+        ..Default::default()
+    };
+    // SAFETY: `arg` is a properly sized and initialized pm_scan_arg; `vec` points to `capacity`
+    // writable page_region structs (`raw`), which outlive the call. The kernel writes at most
+    // `vec_len` regions and updates `walk_end`.
+    let n = unsafe { libc::ioctl(fd.as_raw_fd(), PAGEMAP_SCAN as _, &mut arg) };
+    let n = Errno::result(n)? as usize;
+    out.extend(raw[..n.min(capacity)].iter().map(|r| PageRegion {
+        start: r.start,
+        end: r.end,
+        categories: r.categories,
+    }));
+    Ok(arg.walk_end)
+}
+
+/// Probes whether this process can map at `addr` (MAP_FIXED_NOREPLACE, PROT_NONE, one page),
+/// unmapping again at once. ENOMEM at 2^47 means 4-level paging: the only probe that cannot be
+/// fooled by the CPU's advertised width.
+pub fn can_map_at(addr: u64) -> bool {
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so this cannot disturb any
+    // memory of this process; a successful mapping is unmapped before returning.
+    unsafe {
+        let p = libc::mmap(
+            addr as *mut libc::c_void,
+            4096,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE | libc::MAP_NORESERVE,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return false;
+        }
+        libc::munmap(p, 4096);
+        p as u64 == addr
+    }
+}
+
+/// ARCH_X86_CET_STATUS (0x3001) of the CET series: succeeds only on kernels that offer IBT state.
+pub fn kernel_offers_ibt() -> bool {
+    let mut buf = [0u64; 3];
+    // SAFETY: arch_prctl with this code writes at most three u64 into `buf` on kernels that know
+    // it, and fails with EINVAL (touching nothing) on kernels that do not.
+    let r = unsafe { libc::syscall(libc::SYS_arch_prctl, 0x3001, buf.as_mut_ptr()) };
+    r == 0
+}
+
+/// Runs one system call inside a ptrace-stopped thread: points its instruction pointer at a
+/// `syscall` instruction already in its memory (`syscall_insn`), single-steps over it, and puts
+/// every register back. No byte of the target's memory is changed by this mechanism.
+///
+/// `orig_rax` is set to -1 so that the kernel does not treat the stop as an interrupted system
+/// call to restart; the saved registers (with the original `orig_rax`) are restored afterwards,
+/// so an interrupted call restarts exactly as it would have.
+pub fn remote_syscall(tid: Pid, syscall_insn: u64, nr: i64, args: [u64; 6]) -> Result<i64, Errno> {
+    let saved = ptrace::getregs(tid)?;
+    let mut regs = saved;
+    regs.rip = syscall_insn;
+    regs.rax = nr as u64;
+    regs.orig_rax = u64::MAX;
+    regs.rdi = args[0];
+    regs.rsi = args[1];
+    regs.rdx = args[2];
+    regs.r10 = args[3];
+    regs.r8 = args[4];
+    regs.r9 = args[5];
+    ptrace::setregs(tid, regs)?;
+    let stepped = step_until_trap(tid, syscall_insn + 2);
+    let after = stepped.and_then(|_| ptrace::getregs(tid));
+    ptrace::setregs(tid, saved)?;
+    Ok(after?.rax as i64)
+}
+
+fn step_until_trap(tid: Pid, expect_rip: u64) -> Result<(), Errno> {
+    use nix::sys::signal::Signal;
+    let mut deferred = Vec::new();
+    ptrace::step(tid, None)?;
+    let outcome = loop {
+        match waitpid(tid, Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => {
+                break match ptrace::getregs(tid) {
+                    Ok(r) if r.rip == expect_rip => Ok(()),
+                    Ok(_) => Err(Errno::EFAULT),
+                    Err(e) => Err(e),
+                };
+            }
+            // Another signal was about to be delivered: hold it back now and send it again
+            // once the registers are restored, so the target still receives it.
+            Ok(WaitStatus::Stopped(_, sig)) => {
+                deferred.push(sig);
+                if let Err(e) = ptrace::step(tid, None) {
+                    break Err(e);
+                }
+            }
+            Ok(WaitStatus::PtraceEvent(..)) => {
+                if let Err(e) = ptrace::step(tid, None) {
+                    break Err(e);
+                }
+            }
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => break Err(Errno::ESRCH),
+            Ok(_) => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    for sig in deferred {
+        // SAFETY: tgkill only sends a signal; the thread id and signal number are valid.
+        let _ = unsafe { libc::syscall(libc::SYS_tgkill, tid.as_raw(), tid.as_raw(), sig as i32) };
+    }
+    outcome
+}
+
+/// Spawns `cmd` in a new session (setsid) with stdio on /dev/null: a target that CRIU can dump
+/// without --shell-job and that no terminal signal reaches.
+pub fn spawn_detached(cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: the closure runs between fork and exec and calls only setsid(2), which is
+    // async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
+    }
+    cmd.spawn()
+}

@@ -1,0 +1,102 @@
+//! Holding a process still. The CLI seizes every thread with PTRACE_SEIZE + PTRACE_INTERRUPT and
+//! detaches on drop, leaving the process as it was; inside CRIU the plugin is already the tracer
+//! of a frozen tree and only lists the threads.
+
+use crate::error::EngineError;
+use crate::proc;
+use nix::errno::Errno;
+use nix::sys::ptrace;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// Who stops the threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tracing {
+    /// Seize and interrupt every thread now; detach when done (the CLI).
+    Seize,
+    /// The caller already traces every thread and holds them stopped (CRIU's plugin hooks).
+    AlreadyTracer,
+}
+
+/// Every thread of a process, stopped under ptrace for as long as this lives.
+pub struct Stopped {
+    pub pid: u32,
+    pub tids: Vec<u32>,
+    /// Threads we attached (and detach on drop), with a signal to hand back on detach.
+    attached: Vec<(u32, Option<Signal>)>,
+}
+
+impl Stopped {
+    pub fn new(pid: u32, tracing: Tracing) -> Result<Stopped, EngineError> {
+        let list =
+            |pid| proc::tasks(pid).map_err(|e| EngineError::proc_io(pid, format!("/proc/{pid}/task"), e));
+        match tracing {
+            Tracing::AlreadyTracer => Ok(Stopped { pid, tids: list(pid)?, attached: Vec::new() }),
+            Tracing::Seize => {
+                let mut s = Stopped { pid, tids: Vec::new(), attached: Vec::new() };
+                // Threads may be created while we seize: repeat until a pass finds none new.
+                loop {
+                    let now = list(pid)?;
+                    let new: Vec<u32> = now.iter().copied().filter(|t| !s.tids.contains(t)).collect();
+                    if new.is_empty() {
+                        break;
+                    }
+                    for tid in new {
+                        match s.seize_one(tid) {
+                            Ok(()) => s.tids.push(tid),
+                            // A thread that exited between listing and seizing.
+                            Err(Errno::ESRCH) if tid != pid => {}
+                            Err(e) => {
+                                return Err(EngineError::sys(pid, format!("PTRACE_SEIZE of thread {tid}"), e))
+                            }
+                        }
+                    }
+                }
+                // Threads that exited while we seized others are gone from the list.
+                let alive = list(pid)?;
+                s.tids.retain(|t| alive.contains(t));
+                s.tids.sort_unstable();
+                Ok(s)
+            }
+        }
+    }
+
+    fn seize_one(&mut self, tid: u32) -> Result<(), Errno> {
+        let t = Pid::from_raw(tid as i32);
+        ptrace::seize(t, ptrace::Options::empty())?;
+        self.attached.push((tid, None));
+        ptrace::interrupt(t)?;
+        loop {
+            match waitpid(t, Some(WaitPidFlag::__WALL))? {
+                WaitStatus::PtraceEvent(..) => return Ok(()),
+                // A signal was on its way in: keep it, hand it back on detach, stay stopped.
+                WaitStatus::Stopped(_, sig) => {
+                    if let Some(a) = self.attached.iter_mut().find(|a| a.0 == tid) {
+                        a.1 = Some(sig);
+                    }
+                    return Ok(());
+                }
+                WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {
+                    self.attached.retain(|a| a.0 != tid);
+                    return Err(Errno::ESRCH);
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// A stopped thread to run remote system calls in (the main thread when it is alive).
+    pub fn any_thread(&self) -> Pid {
+        let tid = if self.tids.contains(&self.pid) { self.pid } else { self.tids[0] };
+        Pid::from_raw(tid as i32)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        for (tid, sig) in self.attached.drain(..) {
+            let _ = ptrace::detach(Pid::from_raw(tid as i32), sig);
+        }
+    }
+}
