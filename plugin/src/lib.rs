@@ -11,6 +11,7 @@ pub mod error;
 pub mod find;
 pub mod host;
 pub mod image;
+pub mod plugin;
 pub mod proc;
 pub mod restore;
 pub mod scan;

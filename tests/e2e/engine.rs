@@ -1,0 +1,305 @@
+//! The live engine and the CLI on real processes on this machine: real /proc, real ptrace,
+//! real PAGEMAP_SCAN. No CRIU here (tests/e2e/criu.rs has that).
+
+mod support;
+
+use criu_cet::capture::{self, CaptureOptions};
+use criu_cet::scan::ScanMethod;
+use criu_cet::trace::{Stopped, Tracing};
+use criu_cet_format::{ImageDoc, ImageReader, RunKind};
+use support::*;
+
+fn dump(pid: u32, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    run(criu_cet().args(["dump", "--pid", &pid.to_string(), "--output"]).arg(out).args(extra))
+}
+
+fn restore(pid: u32, img: &std::path::Path) -> std::process::Output {
+    run(criu_cet().args(["restore", "--pid", &pid.to_string()]).arg(img))
+}
+
+fn decode(img: &std::path::Path) -> ImageDoc {
+    let out = run(criu_cet().arg("decode").arg(img));
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Dump a fixture, restore into a fresh bitmap-less fixture, and compare what both see.
+fn round_trip(args: &[&str]) -> (Report, Report, ImageDoc, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Fixture::start(dir.path(), "src", args);
+    let before = src.ask();
+    let img = dir.path().join("cet.img");
+    let out = dump(src.pid, &img, &[]);
+    assert!(out.status.success(), "dump: {}", text(&out));
+    assert_eq!(src.ask(), before, "dump changed the source's bitmap");
+    let doc = decode(&img);
+    let dst = Fixture::start(dir.path(), "dst", &["--no-bitmap", "--threads", "2"]);
+    assert_eq!(dst.ask().get("bitmap"), "none");
+    let out = restore(dst.pid, &img);
+    assert!(out.status.success(), "restore: {}", text(&out));
+    (before, dst.ask(), doc, text(&out))
+}
+
+#[test]
+fn dump_and_restore_a_48_bit_bitmap_with_three_threads() {
+    let (before, after, doc, msg) =
+        round_trip(&["--bits", "48", "--threads", "3", "--ones", "5", "--mixed", "7"]);
+    assert_eq!(after.bitmap_view(), before.bitmap_view());
+    assert!(before.num("ones") == 5 && before.num("mixed") >= 7, "{before:?}");
+    assert_eq!(doc.process.threads.len(), 3);
+    assert_eq!(doc.bitmap.as_ref().unwrap().coverage_bits(), 48);
+    assert!(msg.contains("mapping created"), "{msg}");
+}
+
+#[test]
+fn dump_and_restore_a_57_bit_4_tib_bitmap() {
+    let (before, after, doc, _) = round_trip(&["--bits", "57", "--ones", "3", "--mixed", "4"]);
+    assert_eq!(after.bitmap_view(), before.bitmap_view());
+    let b = doc.bitmap.unwrap();
+    assert_eq!(b.length, 4 << 40);
+    assert_eq!(b.coverage_bits(), 57);
+}
+
+#[test]
+fn many_threads_are_all_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::start(dir.path(), "r", &["--threads", "9"]);
+    let img = dir.path().join("cet.img");
+    assert!(dump(f.pid, &img, &[]).status.success());
+    let doc = decode(&img);
+    let tids: Vec<u32> = doc.process.threads.iter().map(|t| t.tid).collect();
+    let mut live: Vec<u32> = std::fs::read_dir(format!("/proc/{}/task", f.pid))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    live.sort();
+    assert_eq!(tids, live);
+    // This kernel has neither user shadow stack nor IBT regsets: recorded as not available.
+    assert!(doc.process.threads.iter().all(|t| t.shadow_stack == criu_cet_format::ShadowStack::NotAvailable));
+}
+
+#[test]
+fn pagemap_scan_and_the_pagemap_read_capture_the_same_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::start(dir.path(), "r", &["--bits", "47", "--ones", "3", "--mixed", "5"]);
+    let host = criu_cet::host::probe();
+    let image_with = |scan| {
+        let opts = CaptureOptions { scan, ..Default::default() };
+        let stopped = Stopped::new(f.pid, Tracing::Seize).unwrap();
+        let cap = capture::prepare(&stopped, &host, &opts).unwrap();
+        let (bytes, report) = cap.write(Vec::new(), &opts).unwrap();
+        (bytes, report.populated_pages)
+    };
+    let (fast, fast_pages) = image_with(ScanMethod::Auto);
+    let (slow, slow_pages) = image_with(ScanMethod::PagemapRead);
+    assert_eq!(fast_pages, slow_pages);
+    assert!(fast_pages >= 8);
+    assert!(fast == slow, "the two scans produced different images");
+}
+
+#[test]
+fn stale_bits_are_counted_and_pruned_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::start(dir.path(), "r", &["--ones", "2", "--mixed", "3"]);
+    let (full, pruned) = (dir.path().join("full.img"), dir.path().join("pruned.img"));
+    let out = dump(f.pid, &full, &[]);
+    let msg = text(&out);
+    let stale: u64 =
+        msg.split(" stale legacy bits").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    // The patterns mark code ranges where nothing is mapped: 2 ones pages alone are 65536 bits.
+    assert!(stale >= 65536, "{msg}");
+    assert!(dump(f.pid, &pruned, &["--prune-stale"]).status.success());
+    let bits = |p: &std::path::Path| -> u64 {
+        let mut r = ImageReader::open(std::fs::File::open(p).unwrap()).unwrap();
+        let mut n = 0u64;
+        r.for_each_chunk(|c| -> Result<(), criu_cet_format::FormatError> {
+            n += match c {
+                criu_cet_format::Chunk::Ones { count, .. } => count * 32768,
+                criu_cet_format::Chunk::Data { bytes, .. } => {
+                    bytes.iter().map(|b| b.count_ones() as u64).sum()
+                }
+            };
+            Ok(())
+        })
+        .unwrap();
+        n
+    };
+    assert_eq!(bits(&full) - bits(&pruned), stale);
+    // What is left marks executable code only: the fixture's own non-IBT binary and libraries.
+    let doc = decode(&pruned);
+    assert!(doc.runs.iter().all(|r| r.kind == RunKind::Data) && !doc.runs.is_empty());
+}
+
+#[test]
+fn restore_replaces_content_of_an_existing_mapping_and_clears_stray_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Fixture::start(dir.path(), "src", &["--ones", "2", "--mixed", "2", "--seed", "7"]);
+    let img = dir.path().join("cet.img");
+    assert!(dump(src.pid, &img, &[]).status.success());
+    let base = src.ask().get("bitmap").split(':').next().unwrap().to_string();
+    let want = src.ask();
+    drop(src);
+    // Same place and size, other content (other seed, more mixed pages).
+    let dst =
+        Fixture::start(dir.path(), "dst", &["--base", &base, "--ones", "1", "--mixed", "6", "--seed", "99"]);
+    assert_ne!(dst.ask().get("digest"), want.get("digest"));
+    let out = restore(dst.pid, &img);
+    let msg = text(&out);
+    assert!(out.status.success() && msg.contains("already present"), "{msg}");
+    let cleared: u64 =
+        msg.split(" stray pages cleared").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(cleared >= 4, "{msg}");
+    assert_eq!(dst.ask().bitmap_view(), want.bitmap_view());
+}
+
+#[test]
+fn restore_refuses_an_occupied_range_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Fixture::start(dir.path(), "src", &["--bits", "48", "--ones", "1"]);
+    let img = dir.path().join("cet.img");
+    assert!(dump(src.pid, &img, &[]).status.success());
+    let base = src.ask().get("bitmap").split(':').next().unwrap().to_string();
+    drop(src);
+    // A 47-bit bitmap at the same base: the range is occupied by a mapping of another size.
+    let dst = Fixture::start(dir.path(), "dst", &["--bits", "47", "--base", &base, "--mixed", "3"]);
+    let before = dst.ask();
+    let maps_before = std::fs::read_to_string(format!("/proc/{}/maps", dst.pid)).unwrap();
+    let out = restore(dst.pid, &img);
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    assert!(
+        msg.contains("occupied by") && msg.contains(&base) && msg.contains("nothing was changed"),
+        "{msg}"
+    );
+    assert_eq!(dst.ask(), before);
+    assert_eq!(std::fs::read_to_string(format!("/proc/{}/maps", dst.pid)).unwrap(), maps_before);
+}
+
+#[test]
+fn remote_syscalls_leave_every_register_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::start(dir.path(), "r", &["--no-bitmap"]);
+    let stopped = Stopped::new(f.pid, Tracing::Seize).unwrap();
+    let t = stopped.any_thread();
+    let before = nix::sys::ptrace::getregs(t).unwrap();
+    let vmas = criu_cet::proc::read_smaps(f.pid).unwrap();
+    let vdso = vmas.iter().find(|v| v.backing == criu_cet::proc::Backing::Named("[vdso]".into())).unwrap();
+    let mut code = vec![0u8; vdso.len() as usize];
+    use std::os::unix::fs::FileExt;
+    std::fs::File::open(format!("/proc/{}/mem", f.pid))
+        .unwrap()
+        .read_exact_at(&mut code, vdso.start)
+        .unwrap();
+    let at = vdso.start + code.windows(2).position(|w| w == [0x0f, 0x05]).unwrap() as u64;
+    let got = criu_cet::sys::remote_syscall(t, at, libc::SYS_getpid, [0; 6]).unwrap();
+    assert_eq!(got as u32, f.pid, "getpid ran inside the target");
+    let after = nix::sys::ptrace::getregs(t).unwrap();
+    assert_eq!(format!("{before:?}"), format!("{after:?}"));
+    drop(stopped);
+    // Detached and alive: it still answers.
+    assert_eq!(f.ask().get("bitmap"), "none");
+}
+
+#[test]
+fn check_against_a_target_profile_names_range_and_widths() {
+    let dir = tempfile::tempdir().unwrap();
+    // Forge an image whose bitmap lies above 2^47, as a 5-level host would write it.
+    let vec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/high-57.cetimg");
+    let out = run(criu_cet().arg("check").arg(&vec));
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    assert!(
+        msg.contains("0x10000000000000-0x10040000000000") && msg.contains("needs 53 address bits"),
+        "{msg}"
+    );
+    assert!(msg.contains("47-bit user address space") && msg.contains("source host had 56 bits"), "{msg}");
+    // A profile of a 5-level host accepts it; --target reads what `criu-cet host --json` prints.
+    let out = run(criu_cet().args(["host", "--json"]));
+    let mut profile: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    profile["user_address_bits"] = 56.into();
+    profile["la57"] = true.into();
+    let p = dir.path().join("five.json");
+    std::fs::write(&p, profile.to_string()).unwrap();
+    let out = run(criu_cet().arg("check").arg(&vec).arg("--target").arg(&p));
+    assert!(out.status.success(), "{}", text(&out));
+    let low = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/typical-48.cetimg");
+    let out = run(criu_cet().arg("check").arg(&low).arg("--target").arg(&p).arg("--strict-coverage"));
+    assert!(!out.status.success() && text(&out).contains("covers 48 address bits"), "{}", text(&out));
+}
+
+#[test]
+fn restore_of_an_image_for_another_host_is_refused_and_the_target_unharmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::start(dir.path(), "r", &["--no-bitmap"]);
+    let vec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/high-57.cetimg");
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", f.pid)).unwrap();
+    let out = restore(f.pid, &vec);
+    assert!(!out.status.success() && text(&out).contains("needs 53 address bits"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(format!("/proc/{}/maps", f.pid)).unwrap(), maps);
+    assert_eq!(f.ask().get("bitmap"), "none");
+}
+
+#[test]
+fn bad_pids_and_permissions_give_clear_errors_and_no_output_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("cet.img");
+    let out = dump(999_999_999, &img, &[]);
+    assert!(
+        !out.status.success() && text(&out).contains("process 999999999 does not exist"),
+        "{}",
+        text(&out)
+    );
+    let f = Fixture::start(dir.path(), "r", &[]);
+    use std::os::unix::process::CommandExt;
+    let out = run(criu_cet().uid(65534).gid(65534).args([
+        "dump",
+        "--pid",
+        &f.pid.to_string(),
+        "--output",
+        "/tmp/criu-cet-nobody.img",
+    ]));
+    assert!(!out.status.success() && text(&out).contains("no permission"), "{}", text(&out));
+    assert!(!std::path::Path::new("/tmp/criu-cet-nobody.img").exists());
+    assert!(!img.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp"))
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn cli_reads_vectors_and_rejects_bad_files_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/threads-cet.cetimg");
+    let out = run(criu_cet().arg("show").arg(&v));
+    let s = text(&out);
+    assert!(out.status.success(), "{s}");
+    assert!(s.contains("process 5150 (cet-fixture), 4 threads") && s.contains("ENDBR_EN LEG_IW_EN"), "{s}");
+    assert!(s.contains("20 data pages in 2 blocks"), "{s}");
+    // decode | encode reproduces the bytes.
+    let json = dir.path().join("v.json");
+    std::fs::write(&json, run(criu_cet().arg("decode").arg(&v)).stdout).unwrap();
+    let again = dir.path().join("v.img");
+    assert!(run(criu_cet().arg("encode").arg(&json).arg("--output").arg(&again)).status.success());
+    assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&v).unwrap());
+    // A corrupt file: non-zero exit, one line on stderr naming the file.
+    let mut bytes = std::fs::read(&v).unwrap();
+    bytes[200] ^= 0x10;
+    let bad = dir.path().join("bad.img");
+    std::fs::write(&bad, &bytes).unwrap();
+    for cmd in ["show", "decode", "check"] {
+        let out = run(criu_cet().arg(cmd).arg(&bad));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd}");
+        assert_eq!(err.lines().count(), 1, "{cmd}: {err}");
+        assert!(err.contains("bad.img") && err.contains("checksum mismatch"), "{cmd}: {err}");
+    }
+    // A symlinked image is never followed.
+    let link = dir.path().join("link.img");
+    std::os::unix::fs::symlink(&v, &link).unwrap();
+    let out = run(criu_cet().arg("show").arg(&link));
+    assert!(!out.status.success() && text(&out).contains("symbolic link"), "{}", text(&out));
+}

@@ -1,0 +1,171 @@
+//! Helpers shared by the end-to-end suites: fixture processes (started under setsid with stdio
+//! on /dev/null, ended by their PID), the criu-cet binary, and CRIU 4.1.1 provisioned on demand.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+pub fn criu_cet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_criu-cet"))
+}
+
+pub fn fixture_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cet-fixture"))
+}
+
+/// The plugin library built beside the binaries.
+pub fn plugin_so() -> PathBuf {
+    let so = Path::new(env!("CARGO_BIN_EXE_criu-cet")).with_file_name("libcriu_cet.so");
+    assert!(
+        so.exists(),
+        "{} is missing: the test command builds it (cargo build) before cargo test",
+        so.display()
+    );
+    so
+}
+
+/// Makes this test process a child subreaper, so that processes CRIU restores (and orphans)
+/// are reparented to it and can be reaped here instead of by the machine's init.
+pub fn become_subreaper() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    });
+}
+
+/// Reaps any exited children (restored trees reparented to us).
+pub fn reap() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if s == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Waits until `pid` no longer exists (reaping it if it is ours).
+pub fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        reap();
+        assert!(Instant::now() < deadline, "process {pid} did not go away");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Ends a process this test started (or restored), by PID, and waits until it is gone.
+pub fn end(pid: u32) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+    wait_gone(pid);
+}
+
+pub struct Fixture {
+    pub child: Option<Child>,
+    pub pid: u32,
+    pub report: PathBuf,
+}
+
+impl Fixture {
+    /// Starts the fixture with `args`, reporting to `dir/name`, and waits for its first report.
+    pub fn start(dir: &Path, name: &str, args: &[&str]) -> Fixture {
+        let report = dir.join(name);
+        let mut cmd = Command::new(fixture_bin());
+        cmd.arg("--report").arg(&report).args(args);
+        let child = criu_cet::sys::spawn_detached(&mut cmd).expect("spawn fixture");
+        let f = Fixture { pid: child.id(), child: Some(child), report };
+        f.wait_report();
+        f
+    }
+
+    /// A fixture (or a restored process) known only by PID and report file.
+    pub fn adopt(pid: u32, report: PathBuf) -> Fixture {
+        Fixture { child: None, pid, report }
+    }
+
+    pub fn wait_report(&self) -> String {
+        wait_file(&self.report)
+    }
+
+    /// Asks for a fresh report of the bitmap as the process sees it now.
+    pub fn ask(&self) -> Report {
+        let _ = std::fs::remove_file(&self.report);
+        std::fs::write(self.report.with_extension("req"), b"").unwrap();
+        Report(self.wait_report())
+    }
+
+    /// After CRIU killed it at dump: reap our child so that its PID is free for restore.
+    pub fn reap_after_dump(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+        wait_gone(self.pid);
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        end(self.pid);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn wait_file(path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(t) = std::fs::read_to_string(path) {
+            if !t.is_empty() {
+                return t.trim().to_string();
+            }
+        }
+        assert!(Instant::now() < deadline, "no report at {} within 20 s", path.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A fixture report: `pid=.. threads=.. bitmap=.. pages=.. ones=.. mixed=.. digest=..`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report(pub String);
+
+impl Report {
+    pub fn get(&self, key: &str) -> &str {
+        self.0.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')).unwrap_or("")
+    }
+
+    /// What must survive a checkpoint: the bitmap's place, size and every populated byte.
+    pub fn bitmap_view(&self) -> String {
+        ["bitmap", "pages", "ones", "mixed", "digest"]
+            .iter()
+            .map(|k| format!("{k}={} ", self.get(k)))
+            .collect()
+    }
+
+    pub fn num(&self, key: &str) -> u64 {
+        self.get(key).parse().unwrap_or_else(|_| panic!("{key} in {:?}", self.0))
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run command");
+    out
+}
+
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// CRIU 4.1.1: $CRIU_CET_CRIU if set, else provisioned by tests/provision/criu.sh.
+pub fn criu() -> PathBuf {
+    if let Some(p) = std::env::var_os("CRIU_CET_CRIU") {
+        return PathBuf::from(p);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/provision/criu.sh");
+    let out = Command::new("bash").arg(&script).output().expect("run tests/provision/criu.sh");
+    assert!(out.status.success(), "provisioning CRIU failed:\n{}", text(&out));
+    let path = String::from_utf8_lossy(&out.stdout).lines().last().expect("criu path").trim().to_string();
+    std::env::set_var("CRIU_CET_CRIU", &path);
+    PathBuf::from(path)
+}
