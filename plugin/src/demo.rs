@@ -54,7 +54,9 @@ impl Fixture {
     /// Asks the fixture for a fresh report of its bitmap.
     fn ask(&self) -> Result<String, EngineError> {
         let _ = std::fs::remove_file(&self.report);
-        let req = self.report.with_extension("req");
+        let mut req = self.report.clone().into_os_string();
+        req.push(".req");
+        let req = PathBuf::from(req);
         std::fs::write(&req, b"").map_err(|source| EngineError::Io { path: req, source })?;
         self.wait_for_report()
     }

@@ -1,1 +1,291 @@
+//! The plugin inside real CRIU 4.1.1 (provisioned by tests/provision/criu.sh), on real
+//! processes. One CRIU run at a time: restores need the dumped PIDs free.
+
 mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use support::*;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+struct Session {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    imgs: PathBuf,
+    lib: PathBuf,
+    empty_lib: PathBuf,
+}
+
+fn session() -> Session {
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let (imgs, lib, empty_lib) = (root.join("img"), root.join("lib"), root.join("nolib"));
+    for d in [&imgs, &lib, &empty_lib] {
+        std::fs::create_dir(d).unwrap();
+    }
+    std::fs::copy(plugin_so(), lib.join("cet_plugin.so")).unwrap();
+    Session { _dir: dir, root, imgs, lib, empty_lib }
+}
+
+impl Session {
+    fn criu(&self, lib: &Path, args: &[&str], log: &str) -> Output {
+        run(Command::new(criu())
+            .args(args)
+            .arg("-D")
+            .arg(&self.imgs)
+            .arg("-L")
+            .arg(lib)
+            .args(["-v4", "-o", log]))
+    }
+
+    fn dump(&self, pid: u32) -> Output {
+        let out = self.criu(&self.lib, &["dump", "-t", &pid.to_string()], "dump.log");
+        assert!(out.status.success(), "criu dump failed:\n{}", self.log("dump.log"));
+        out
+    }
+
+    fn restore_with(&self, lib: &Path) -> Output {
+        self.criu(lib, &["restore", "-d"], "restore.log")
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.imgs.join(name)).unwrap_or_default()
+    }
+
+    fn image(&self, pid: u32) -> PathBuf {
+        self.imgs.join(format!("cet-{pid}.img"))
+    }
+}
+
+#[test]
+fn dump_kill_restore_keeps_the_bitmap_of_a_three_thread_process() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut f =
+        Fixture::start(&s.root, "r", &["--bits", "48", "--threads", "3", "--ones", "4", "--mixed", "6"]);
+    let before = f.ask();
+    s.dump(f.pid);
+    f.reap_after_dump();
+    assert!(s.image(f.pid).exists(), "no cet image");
+    let inventory = std::fs::read(s.imgs.join("inventory.img")).unwrap();
+    assert!(inventory.windows(3).any(|w| w == b"cet"), "the inventory does not name the cet plugin");
+    assert!(s.log("dump.log").contains(&format!("cet: process {}: wrote cet-{}.img", f.pid, f.pid)));
+    let out = s.restore_with(&s.lib);
+    assert!(out.status.success(), "restore failed:\n{}", s.log("restore.log"));
+    let restored = Fixture::adopt(f.pid, f.report.clone());
+    let after = restored.ask();
+    assert_eq!(after.bitmap_view(), before.bitmap_view());
+    assert_eq!(after.num("threads"), 3);
+    let log = s.log("restore.log");
+    assert!(log.contains("cet image(s) checked against this host"), "{log}");
+    assert!(log.contains(&format!("cet: process {}: restored cet-{}.img", f.pid, f.pid)), "{log}");
+}
+
+#[test]
+fn restore_without_the_plugin_is_refused_by_criu() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut f = Fixture::start(&s.root, "r", &["--ones", "1"]);
+    s.dump(f.pid);
+    f.reap_after_dump();
+    let out = s.restore_with(&s.empty_lib);
+    assert!(!out.status.success());
+    assert!(s.log("restore.log").contains("Missing required plugin"), "{}", s.log("restore.log"));
+    assert!(!Path::new(&format!("/proc/{}", f.pid)).exists(), "a task was restored without the plugin");
+}
+
+#[test]
+fn an_image_needing_more_address_bits_aborts_in_init_before_any_fork() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut f = Fixture::start(&s.root, "r", &["--ones", "2", "--mixed", "2"]);
+    s.dump(f.pid);
+    f.reap_after_dump();
+    // Forge the cet image as a 5-level host would have written it: the bitmap at 2^50.
+    let img = s.image(f.pid);
+    let json = run(criu_cet().arg("decode").arg(&img));
+    let mut doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    doc["bitmap"]["base"] = "0x4000000000000".into();
+    doc["host"]["user_address_bits"] = 56.into();
+    let forged = s.root.join("forged.json");
+    std::fs::write(&forged, doc.to_string()).unwrap();
+    let out = run(criu_cet().arg("encode").arg(&forged).arg("--output").arg(&img));
+    assert!(out.status.success(), "{}", text(&out));
+    let out = s.restore_with(&s.lib);
+    let log = s.log("restore.log");
+    assert!(!out.status.success(), "{log}");
+    let needle = format!("cet: cet-{}.img: bitmap 0x4000000000000-0x4000200000000 needs 51 address bits, but this host has a 47-bit user address space", f.pid);
+    assert!(log.contains(&needle), "{log}");
+    assert!(log.contains("restore refused before any task was forked"), "{log}");
+    assert!(!log.contains("Forking task"), "CRIU forked before the plugin refused:\n{log}");
+    assert!(!Path::new(&format!("/proc/{}", f.pid)).exists());
+}
+
+#[test]
+fn a_process_tree_with_and_without_bitmaps() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut f = Fixture::start(&s.root, "r", &["--fork", "--fork-plain", "--ones", "2", "--mixed", "3"]);
+    let child = Fixture::adopt(
+        Report(wait_file(&suffixed(&f.report, "child"))).num("pid") as u32,
+        suffixed(&f.report, "child"),
+    );
+    let plain = Fixture::adopt(
+        Report(wait_file(&suffixed(&f.report, "plain"))).num("pid") as u32,
+        suffixed(&f.report, "plain"),
+    );
+    let (p0, c0, q0) = (f.ask(), child.ask(), plain.ask());
+    assert_ne!(p0.get("digest"), c0.get("digest"), "parent and child should differ");
+    assert_eq!(q0.get("bitmap"), "none");
+    s.dump(f.pid);
+    f.reap_after_dump();
+    wait_gone(child.pid);
+    wait_gone(plain.pid);
+    assert!(s.image(f.pid).exists() && s.image(child.pid).exists());
+    assert!(!s.image(plain.pid).exists(), "a process without a bitmap got an image");
+    let out = s.restore_with(&s.lib);
+    assert!(out.status.success(), "{}", s.log("restore.log"));
+    let parent = Fixture::adopt(f.pid, f.report.clone());
+    assert_eq!(parent.ask().bitmap_view(), p0.bitmap_view());
+    assert_eq!(child.ask().bitmap_view(), c0.bitmap_view());
+    assert_eq!(plain.ask().bitmap_view(), q0.bitmap_view());
+}
+
+#[test]
+fn a_corrupted_cet_image_aborts_restore_cleanly_naming_the_file() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut f = Fixture::start(&s.root, "r", &["--ones", "1", "--mixed", "2"]);
+    s.dump(f.pid);
+    f.reap_after_dump();
+    let img = s.image(f.pid);
+    let mut bytes = std::fs::read(&img).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&img, bytes).unwrap();
+    let out = s.restore_with(&s.lib);
+    let log = s.log("restore.log");
+    assert!(out.status.code().is_some(), "criu died of a signal: {:?}", out.status);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(log.contains(&format!("cet: cet-{}.img: ", f.pid)) && log.contains("checksum mismatch"), "{log}");
+    assert!(!Path::new(&format!("/proc/{}", f.pid)).exists());
+}
+
+#[test]
+fn a_second_plugin_in_the_same_directory_sees_every_pid() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let witness = s.lib.join("witness_plugin.so");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/witness_plugin.c");
+    let out = run(Command::new("cc").args(["-shared", "-fPIC", "-O2", "-o"]).arg(&witness).arg(&src));
+    assert!(out.status.success(), "building the witness plugin: {}", text(&out));
+    let log = s.root.join("witness.log");
+    std::env::set_var("CET_WITNESS_LOG", &log);
+    let mut f = Fixture::start(&s.root, "r", &["--fork", "--ones", "1"]);
+    let child = Fixture::adopt(
+        Report(wait_file(&suffixed(&f.report, "child"))).num("pid") as u32,
+        suffixed(&f.report, "child"),
+    );
+    let (p0, c0) = (f.ask(), child.ask());
+    s.dump(f.pid);
+    f.reap_after_dump();
+    wait_gone(child.pid);
+    assert!(s.image(f.pid).exists() && s.image(child.pid).exists(), "the cet plugin missed a pid");
+    let out = s.restore_with(&s.lib);
+    assert!(out.status.success(), "{}", s.log("restore.log"));
+    let parent = Fixture::adopt(f.pid, f.report.clone());
+    assert_eq!(parent.ask().bitmap_view(), p0.bitmap_view());
+    assert_eq!(child.ask().bitmap_view(), c0.bitmap_view());
+    let seen = std::fs::read_to_string(&log).unwrap();
+    for what in ["checkpoint", "resume"] {
+        for pid in [f.pid, child.pid] {
+            assert!(seen.contains(&format!("{what} {pid}\n")), "witness missed {what} {pid}:\n{seen}");
+        }
+    }
+}
+
+/// The descriptor as CRIU reads it, and pre-dump, driven through the real C ABI of the built
+/// library (dlopen + the descriptor's function pointers). CRIU's own pre-dump cannot run on this
+/// machine: its kernel lacks CONFIG_MEM_SOFT_DIRTY, and criu 4.1.1 pre-dump then stops with
+/// "BUG at criu/mem.c:45" even for `sleep` with no plugin loaded.
+#[test]
+fn the_descriptor_and_pre_dump_through_the_c_abi() {
+    #[repr(C)]
+    struct Desc {
+        name: *const std::ffi::c_char,
+        init: extern "C" fn(i32) -> i32,
+        exit: extern "C" fn(i32, i32),
+        version: u32,
+        max_hooks: u32,
+        hooks: [*const std::ffi::c_void; 12],
+    }
+    let so = std::ffi::CString::new(plugin_so().to_str().unwrap()).unwrap();
+    // SAFETY: loading our own plugin library, whose initializers have no side effects.
+    let handle = unsafe { libc::dlopen(so.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    assert!(!handle.is_null());
+    // SAFETY: CR_PLUGIN_DESC is the descriptor static laid out as `Desc` (criu-plugin.h).
+    let desc = unsafe { &*(libc::dlsym(handle, c"CR_PLUGIN_DESC".as_ptr()) as *const Desc) };
+    // SAFETY: `name` points at a static NUL-terminated string.
+    assert_eq!(unsafe { std::ffi::CStr::from_ptr(desc.name) }, c"cet");
+    assert_eq!((desc.version, desc.max_hooks), (0x200, 12));
+    let set: Vec<usize> = (0..12).filter(|&i| !desc.hooks[i].is_null()).collect();
+    assert_eq!(set, vec![9, 10, 11], "RESUME_DEVICES_LATE, PAUSE_DEVICES, CHECKPOINT_DEVICES");
+    // SAFETY: hook 11 is `int checkpoint_devices(int pid)`.
+    let checkpoint: extern "C" fn(i32) -> i32 = unsafe { std::mem::transmute(desc.hooks[11]) };
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::start(dir.path(), "r", &["--ones", "1"]);
+    let before = f.ask();
+    assert_eq!((desc.init)(1), 0, "init(PRE_DUMP)");
+    assert_eq!(checkpoint(f.pid as i32), -libc::ENOTSUP, "pre-dump leaves the pid to others");
+    (desc.exit)(1, 0);
+    assert_eq!(f.ask(), before);
+    // Outside CRIU, restore init finds no image directory: an error return, not a crash.
+    assert_eq!((desc.init)(2), -1);
+    (desc.exit)(2, -1);
+}
+
+/// A cet image whose bitmap range CRIU has filled with something else: the restore fails late,
+/// in RESUME_DEVICES_LATE, whose result CRIU ignores; the plugin then kills the task, or with
+/// CRIU_CET_ON_ERROR=warn leaves it running.
+#[test]
+fn a_late_restore_failure_kills_the_task_unless_told_to_warn() {
+    for policy in ["kill", "warn"] {
+        let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let s = session();
+        let mut f = Fixture::start(&s.root, "r", &["--ones", "1"]);
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", f.pid)).unwrap();
+        let text_start =
+            maps.lines().find(|l| l.contains("cet-fixture")).unwrap().split('-').next().unwrap().to_string();
+        s.dump(f.pid);
+        f.reap_after_dump();
+        let img = s.image(f.pid);
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&run(criu_cet().arg("decode").arg(&img)).stdout).unwrap();
+        doc["bitmap"]["base"] = format!("0x{text_start}").into();
+        let forged = s.root.join("forged.json");
+        std::fs::write(&forged, doc.to_string()).unwrap();
+        assert!(run(criu_cet().arg("encode").arg(&forged).arg("--output").arg(&img)).status.success());
+        std::env::set_var("CRIU_CET_ON_ERROR", policy);
+        let out = s.restore_with(&s.lib);
+        std::env::remove_var("CRIU_CET_ON_ERROR");
+        let log = s.log("restore.log");
+        assert!(log.contains("is occupied by"), "{policy}: {log}");
+        let _ = out;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        reap();
+        let alive = Path::new(&format!("/proc/{}", f.pid)).exists();
+        match policy {
+            "kill" => {
+                assert!(!alive, "the task runs with a wrong bitmap:\n{log}");
+                assert!(log.contains("killed so that it does not run with a wrong IBT bitmap"), "{log}");
+            }
+            _ => {
+                assert!(alive, "warn policy killed the task:\n{log}");
+                end(f.pid);
+            }
+        }
+    }
+}

@@ -47,18 +47,26 @@ pub fn reap() {
 
 /// Waits until `pid` no longer exists (reaping it if it is ours).
 pub fn wait_gone(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        reap();
-        assert!(Instant::now() < deadline, "process {pid} did not go away");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(gone_within(pid, Duration::from_secs(10)), "process {pid} did not go away");
 }
 
-/// Ends a process this test started (or restored), by PID, and waits until it is gone.
+fn gone_within(pid: u32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        reap();
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+/// Ends a process this test started (or restored), by PID, and waits until it is gone. Best
+/// effort: it runs in destructors, which must not panic.
 pub fn end(pid: u32) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-    wait_gone(pid);
+    gone_within(pid, Duration::from_secs(5));
 }
 
 pub struct Fixture {
@@ -91,7 +99,7 @@ impl Fixture {
     /// Asks for a fresh report of the bitmap as the process sees it now.
     pub fn ask(&self) -> Report {
         let _ = std::fs::remove_file(&self.report);
-        std::fs::write(self.report.with_extension("req"), b"").unwrap();
+        std::fs::write(suffixed(&self.report, "req"), b"").unwrap();
         Report(self.wait_report())
     }
 
@@ -111,6 +119,14 @@ impl Drop for Fixture {
             let _ = c.wait();
         }
     }
+}
+
+/// `PATH.suffix`, as the fixture names its request and child report files.
+pub fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".");
+    s.push(suffix);
+    PathBuf::from(s)
 }
 
 pub fn wait_file(path: &Path) -> String {
@@ -149,8 +165,7 @@ impl Report {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run command");
-    out
+    cmd.output().expect("run command")
 }
 
 pub fn text(out: &Output) -> String {
