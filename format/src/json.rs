@@ -69,7 +69,14 @@ impl ImageDoc {
                 for p in run.page..run.end() {
                     match r.read_page(p)? {
                         PageContent::Data(bytes) => data.push(hex(&bytes)),
-                        other => unreachable!("data run page read as {other:?}"),
+                        other => {
+                            return Err(FormatError::invalid(
+                                format!("run {i}"),
+                                0,
+                                "data pages in a data run",
+                                format!("page {p:#x} read as {other:?}"),
+                            ))
+                        }
                     }
                 }
             }

@@ -111,7 +111,12 @@ impl<R: Read + Seek> ImageReader<R> {
             return Err(FormatError::invalid(
                 "footer table_offset",
                 footer_at + 8,
-                format!("{} (the section table ends where the footer starts)", footer_at - table_len),
+                match footer_at.checked_sub(table_len) {
+                    Some(at) => format!("{at} (the section table ends where the footer starts)"),
+                    None => {
+                        format!("a table of {table_len} bytes that fits before the footer at {footer_at}")
+                    }
+                },
                 footer.table_offset.to_string(),
             ));
         }
@@ -148,7 +153,7 @@ impl<R: Read + Seek> ImageReader<R> {
                     at + 16,
                     format!(
                         "at most {} (the section table starts there)",
-                        footer.table_offset - entry.offset
+                        footer.table_offset.saturating_sub(entry.offset)
                     ),
                     entry.length.to_string(),
                 ));

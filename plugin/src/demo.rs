@@ -100,7 +100,7 @@ pub fn run() -> Result<ExitCode, EngineError> {
     let source = Fixture::start(
         dir.path(),
         "source",
-        &["--bits", "48", "--threads", "3", "--ones", "4", "--mixed", "6"],
+        &["--bits", "48", "--base", "0x600000000000", "--threads", "3", "--ones", "4", "--mixed", "6"],
     )?;
     let before = source.ask()?;
     println!("   fixture {}: {before}", source.pid());

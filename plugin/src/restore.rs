@@ -200,7 +200,13 @@ fn ensure_mapping(stopped: &Stopped, b: &BitmapMapping) -> Result<bool, EngineEr
         {
             return Ok(false)
         }
-        many => return Err(occupied(many.iter().map(|v| v.describe()).collect::<Vec<_>>().join(", "))),
+        many => {
+            let mut by: Vec<String> = many.iter().take(5).map(|v| v.describe()).collect();
+            if many.len() > 5 {
+                by.push(format!("and {} more mappings", many.len() - 5));
+            }
+            return Err(occupied(by.join(", ")));
+        }
     }
     let insn = find_syscall_insn(pid, &vmas)?;
     let t = stopped.any_thread();

@@ -23,10 +23,14 @@ fn decode(img: &std::path::Path) -> ImageDoc {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Where the round trips place the source's bitmap: below the mmap area, so that a fresh
+/// process's libraries (placed near the top with ASLR) cannot already occupy the range.
+const BASE: &str = "0x600000000000";
+
 /// Dump a fixture, restore into a fresh bitmap-less fixture, and compare what both see.
 fn round_trip(args: &[&str]) -> (Report, Report, ImageDoc, String) {
     let dir = tempfile::tempdir().unwrap();
-    let src = Fixture::start(dir.path(), "src", args);
+    let src = Fixture::start(dir.path(), "src", &[args, &["--base", BASE]].concat());
     let before = src.ask();
     let img = dir.path().join("cet.img");
     let out = dump(src.pid, &img, &[]);

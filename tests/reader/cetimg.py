@@ -4,6 +4,8 @@
 Usage: cetimg.py FILE            print the image as JSON (docs/FORMAT.md section 8)
        cetimg.py --check-vectors DIR
                                  decode every DIR/*.cetimg and compare with DIR/*.json
+       cetimg.py --check-rejects DIR
+                                 every single-bit flip of every vector must be refused
 
 Needs the `zstandard` package. Exits 1 with a one-line message on a bad image.
 """
@@ -297,9 +299,31 @@ def check_vectors(directory):
     return 1 if failed else 0
 
 
+def check_rejects(directory):
+    """Every single-bit flip (low and high bit of every byte) of every vector must be refused."""
+    failed = total = 0
+    for img in sorted(Path(directory).glob("*.cetimg")):
+        good = img.read_bytes()
+        for at in range(len(good)):
+            for mask in (0x01, 0x80):
+                bad = bytearray(good)
+                bad[at] ^= mask
+                total += 1
+                try:
+                    decode(bytes(bad))
+                except BadImage:
+                    continue
+                failed += 1
+                print(f"FAIL {img.name}: flipping byte {at} with {mask:#x} was accepted")
+    print(f"python-reader-flips: {total - failed} passed, {failed} failed")
+    return 1 if failed or not total else 0
+
+
 def main(argv):
     if len(argv) == 3 and argv[1] == "--check-vectors":
         return check_vectors(argv[2])
+    if len(argv) == 3 and argv[1] == "--check-rejects":
+        return check_rejects(argv[2])
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
