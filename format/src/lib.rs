@@ -12,6 +12,7 @@ pub mod layout;
 pub mod meta;
 mod meta_codec;
 mod page;
+mod pipeline;
 pub mod read;
 pub mod write;
 

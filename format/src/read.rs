@@ -6,6 +6,8 @@ use crate::addr::PAGE_SIZE;
 use crate::error::FormatError;
 use crate::layout::{self, Block, Footer, Header, Run, RunKind, SectionEntry};
 use crate::meta::Metadata;
+use crate::pipeline::{default_threads, Ordered};
+use std::collections::VecDeque;
 use std::io::{Read, Seek, SeekFrom};
 
 /// Totals over an image, computed while `open` validates it.
@@ -56,6 +58,7 @@ pub struct ImageReader<R> {
     compressed: Vec<u8>,
     block: Vec<u8>,
     block_index: Option<u64>,
+    threads: usize,
 }
 
 fn read_at<R: Read + Seek>(
@@ -232,6 +235,7 @@ impl<R: Read + Seek> ImageReader<R> {
             compressed: Vec::with_capacity(layout::max_compressed_len(block_bytes)),
             block: vec![0u8; block_bytes],
             block_index: None,
+            threads: default_threads(),
         };
         reader.validate_runs()?;
         reader.validate_blocks()?;
@@ -385,49 +389,57 @@ impl<R: Read + Seek> ImageReader<R> {
         (pages * PAGE_SIZE) as usize
     }
 
+    /// Threads decompressing blocks ahead when pages are read in order (default: the cores, at
+    /// most 4).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    /// Reads block `j`'s compressed bytes and what checking it needs.
+    fn block_job(&mut self, j: u64) -> Result<BlockJob, FormatError> {
+        let b = self.block_at(j)?;
+        let at = self.data.offset + b.offset;
+        let mut compressed = std::mem::take(&mut self.compressed);
+        compressed.resize(b.compressed_len as usize, 0);
+        read_at(&mut self.src, at, &mut compressed, "reading page data")?;
+        Ok(BlockJob { j, at, block: b, compressed, raw_len: self.block_raw_len(j) })
+    }
+
     /// Decompresses block `j` into the block buffer (kept for the next call) and checks it.
     fn load_block(&mut self, j: u64) -> Result<&[u8], FormatError> {
         let raw_len = self.block_raw_len(j);
         if self.block_index != Some(j) {
             self.block_index = None;
-            let b = self.block_at(j)?;
-            let at = self.data.offset + b.offset;
-            self.compressed.resize(b.compressed_len as usize, 0);
-            read_at(&mut self.src, at, &mut self.compressed, "reading page data")?;
-            let bad = |found: String| {
-                FormatError::invalid(
-                    format!("block {j}"),
-                    at,
-                    format!("one zstd frame of {} bytes inflating to {raw_len} bytes", b.compressed_len),
-                    found,
-                )
-            };
-            match zstd::zstd_safe::find_frame_compressed_size(&self.compressed) {
-                Ok(n) if n == self.compressed.len() => {}
-                Ok(n) => return Err(bad(format!("a first frame of {n} bytes"))),
-                Err(code) => return Err(bad(zstd::zstd_safe::get_error_name(code).to_string())),
-            }
-            let out = &mut self.block[..raw_len];
-            let n = self
-                .dctx
-                .decompress_to_buffer(&self.compressed, out)
-                .map_err(|e| bad(format!("{e} (it inflates past its size or is damaged)")))?;
-            if n != raw_len {
-                return Err(bad(format!("{n} bytes")));
-            }
-            let computed = layout::crc(&self.block[..raw_len]);
-            if computed != b.raw_crc {
-                return Err(FormatError::Checksum {
-                    what: format!("block {j} after decompression"),
-                    offset: at,
-                    length: u64::from(b.compressed_len),
-                    stored: b.raw_crc,
-                    computed,
-                });
-            }
+            let job = self.block_job(j)?;
+            let result = decode_block(&mut self.dctx, &job, &mut self.block[..raw_len]);
+            self.compressed = job.compressed;
+            result?;
             self.block_index = Some(j);
         }
         Ok(&self.block[..raw_len])
+    }
+
+    /// Every block in order, decompressed and checked ahead by worker threads.
+    fn blocks_in_order(&mut self) -> BlockStream {
+        let pool = Ordered::new(self.threads, || {
+            let mut dctx = zstd::bulk::Decompressor::new();
+            move |job: BlockJob| -> Result<Vec<u8>, FormatError> {
+                let dctx = dctx.as_mut().map_err(|e| FormatError::Io {
+                    doing: "creating a zstd context",
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                let mut out = vec![0u8; job.raw_len];
+                decode_block(dctx, &job, &mut out)?;
+                Ok(out)
+            }
+        });
+        BlockStream {
+            pool,
+            next_submit: 0,
+            total: self.summary.blocks,
+            ready: VecDeque::new(),
+            current: None,
+        }
     }
 
     /// Calls `f` with the image's content in ascending page order: ones runs whole, data pages in
@@ -437,6 +449,7 @@ impl<R: Read + Seek> ImageReader<R> {
         mut f: impl FnMut(Chunk<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let bp = u64::from(self.header.block_pages);
+        let mut stream = self.blocks_in_order();
         for i in 0..self.summary.runs {
             let run = self.run_at(i)?;
             match run.kind {
@@ -447,7 +460,7 @@ impl<R: Read + Seek> ImageReader<R> {
                         let d = run.first_data_page + done;
                         let (j, within) = (d / bp, d % bp);
                         let n = (bp - within).min(run.count - done);
-                        let block = self.load_block(j)?;
+                        let block = stream.get(self, j)?;
                         let bytes =
                             &block[(within * PAGE_SIZE) as usize..((within + n) * PAGE_SIZE) as usize];
                         f(Chunk::Data { page: run.page + done, bytes })?;
@@ -461,8 +474,9 @@ impl<R: Read + Seek> ImageReader<R> {
 
     /// Decompresses and checks every block: after this, reading pages cannot fail on content.
     pub fn verify_blocks(&mut self) -> Result<(), FormatError> {
+        let mut stream = self.blocks_in_order();
         for j in 0..self.summary.blocks {
-            self.load_block(j)?;
+            stream.get(self, j)?;
         }
         Ok(())
     }
@@ -495,6 +509,93 @@ impl<R: Read + Seek> ImageReader<R> {
                 let block = self.load_block(d / bp)?;
                 Ok(PageContent::Data(block[at..at + PAGE_SIZE as usize].to_vec()))
             }
+        }
+    }
+}
+
+/// One block to decompress: where it is and what it must inflate to.
+struct BlockJob {
+    j: u64,
+    at: u64,
+    block: Block,
+    compressed: Vec<u8>,
+    raw_len: usize,
+}
+
+/// Decompresses one block into `out` (exactly its raw size) and checks frame, size and CRC.
+fn decode_block(
+    dctx: &mut zstd::bulk::Decompressor<'static>,
+    job: &BlockJob,
+    out: &mut [u8],
+) -> Result<(), FormatError> {
+    let (j, raw_len, b) = (job.j, job.raw_len, &job.block);
+    let bad = |found: String| {
+        FormatError::invalid(
+            format!("block {j}"),
+            job.at,
+            format!("one zstd frame of {} bytes inflating to {raw_len} bytes", b.compressed_len),
+            found,
+        )
+    };
+    match zstd::zstd_safe::find_frame_compressed_size(&job.compressed) {
+        Ok(n) if n == job.compressed.len() => {}
+        Ok(n) => return Err(bad(format!("a first frame of {n} bytes"))),
+        Err(code) => return Err(bad(zstd::zstd_safe::get_error_name(code).to_string())),
+    }
+    let n = dctx
+        .decompress_to_buffer(&job.compressed, out)
+        .map_err(|e| bad(format!("{e} (it inflates past its size or is damaged)")))?;
+    if n != raw_len {
+        return Err(bad(format!("{n} bytes")));
+    }
+    let computed = layout::crc(out);
+    if computed != b.raw_crc {
+        return Err(FormatError::Checksum {
+            what: format!("block {j} after decompression"),
+            offset: job.at,
+            length: u64::from(b.compressed_len),
+            stored: b.raw_crc,
+            computed,
+        });
+    }
+    Ok(())
+}
+
+/// Blocks consumed in ascending order, read ahead and decompressed by the pipeline.
+struct BlockStream {
+    pool: Ordered<BlockJob, Result<Vec<u8>, FormatError>>,
+    next_submit: u64,
+    total: u64,
+    ready: VecDeque<Result<Vec<u8>, FormatError>>,
+    current: Option<(u64, Vec<u8>)>,
+}
+
+impl BlockStream {
+    /// Block `j`, which must be the current block or a later one.
+    fn get<R: Read + Seek>(&mut self, r: &mut ImageReader<R>, j: u64) -> Result<&[u8], FormatError> {
+        while self.current.as_ref().is_none_or(|(c, _)| *c < j) {
+            let next = self.current.as_ref().map_or(0, |(c, _)| c + 1);
+            while self.ready.is_empty() {
+                if self.next_submit < self.total {
+                    let job = r.block_job(self.next_submit)?;
+                    self.next_submit += 1;
+                    self.ready.extend(self.pool.push(job));
+                } else {
+                    self.ready.extend(self.pool.drain());
+                    if self.ready.is_empty() {
+                        return Err(FormatError::Input(format!(
+                            "block {j} asked of an image with {} blocks",
+                            self.total
+                        )));
+                    }
+                }
+            }
+            let block = self.ready.pop_front().expect("not empty")?;
+            self.current = Some((next, block));
+        }
+        match &self.current {
+            Some((c, b)) if *c == j => Ok(b),
+            _ => Err(FormatError::Input(format!("block {j} asked after a later block"))),
         }
     }
 }

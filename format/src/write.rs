@@ -6,6 +6,7 @@ use crate::error::FormatError;
 use crate::layout::{self, Block, Footer, Header, Run, RunKind, SectionEntry};
 use crate::meta::Metadata;
 use crate::page::PageKind;
+use crate::pipeline::{default_threads, Ordered};
 use std::io::Write;
 
 /// Layout choices that do not change what the image means (any reader reads any of them).
@@ -15,14 +16,19 @@ pub struct WriterOptions {
     pub block_pages: u32,
     /// zstd compression level.
     pub zstd_level: i32,
+    /// Threads compressing blocks (blocks are independent; the bytes do not depend on this).
+    pub threads: usize,
 }
 
 impl Default for WriterOptions {
     /// Chosen by measurement (docs/PERFORMANCE.md); the golden vectors are written with these.
     fn default() -> Self {
-        WriterOptions { block_pages: 16, zstd_level: 3 }
+        WriterOptions { block_pages: 16, zstd_level: 3, threads: default_threads() }
     }
 }
+
+/// A compressed block: its bytes, the CRC of its raw content, and the raw buffer for reuse.
+type Compressed = std::io::Result<(Vec<u8>, u32, Vec<u8>)>;
 
 /// What a finished image holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,9 +64,10 @@ pub struct ImageWriter<W: Write> {
     sections: Vec<SectionEntry>,
     data_offset: u64,
     data_crc: u32,
-    compressor: zstd::bulk::Compressor<'static>,
+    pool: Ordered<Vec<u8>, Compressed>,
     block: Vec<u8>,
-    compressed: Vec<u8>,
+    spare: Vec<Vec<u8>>,
+    block_bytes: usize,
     runs: Vec<Run>,
     blocks: Vec<Block>,
     next_page: u64,
@@ -77,8 +84,17 @@ impl<W: Write> ImageWriter<W> {
             )));
         }
         meta.validate().map_err(|(field, problem)| FormatError::Input(format!("{field}: {problem}")))?;
-        let compressor = zstd::bulk::Compressor::new(opts.zstd_level)
+        zstd::bulk::Compressor::new(opts.zstd_level)
             .map_err(|e| FormatError::Input(format!("zstd level {}: {e}", opts.zstd_level)))?;
+        let level = opts.zstd_level;
+        let pool = Ordered::new(opts.threads, move || {
+            let mut c = zstd::bulk::Compressor::new(level);
+            move |raw: Vec<u8>| -> Compressed {
+                let c = c.as_mut().map_err(|e| std::io::Error::other(e.to_string()))?;
+                let bytes = c.compress(&raw)?;
+                Ok((bytes, layout::crc(&raw), raw))
+            }
+        });
         let header = Header {
             major: layout::MAJOR,
             minor: layout::MINOR,
@@ -104,9 +120,10 @@ impl<W: Write> ImageWriter<W> {
             bitmap_pages: meta.bitmap.as_ref().map_or(0, |b| b.pages()),
             sections: vec![meta_entry],
             data_crc: 0,
-            compressor,
+            pool,
             block: Vec::with_capacity(block_bytes),
-            compressed: Vec::with_capacity(layout::max_compressed_len(block_bytes)),
+            spare: Vec::new(),
+            block_bytes,
             runs: Vec::new(),
             blocks: Vec::new(),
             next_page: 0,
@@ -166,7 +183,7 @@ impl<W: Write> ImageWriter<W> {
             PageKind::Data => {
                 self.extend_run(page, 1, RunKind::Data);
                 self.block.extend_from_slice(bytes);
-                if self.block.len() == self.block.capacity() {
+                if self.block.len() == self.block_bytes {
                     self.flush_block()?;
                 }
             }
@@ -181,29 +198,36 @@ impl<W: Write> ImageWriter<W> {
         Ok(())
     }
 
+    /// Hands the full (or, at the end, last) block to the compressing workers and writes the
+    /// blocks that come back, in order.
     fn flush_block(&mut self) -> Result<(), FormatError> {
         if self.block.is_empty() {
             return Ok(());
         }
-        self.compressed.clear();
-        self.compressor
-            .compress_to_buffer(&self.block, &mut self.compressed)
-            .map_err(FormatError::io("compressing a block"))?;
-        let block = Block {
-            offset: self.out.pos - self.data_offset,
-            compressed_len: self.compressed.len() as u32,
-            raw_crc: layout::crc(&self.block),
-        };
-        self.data_crc = crc32c::crc32c_append(self.data_crc, &self.compressed);
-        self.out.put(&self.compressed, "writing page data")?;
+        let next = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(self.block_bytes));
+        let raw = std::mem::replace(&mut self.block, next);
+        let done: Vec<Compressed> = self.pool.push(raw).collect();
+        done.into_iter().try_for_each(|c| self.emit(c))
+    }
+
+    fn emit(&mut self, c: Compressed) -> Result<(), FormatError> {
+        let (bytes, raw_crc, mut raw) = c.map_err(FormatError::io("compressing a block"))?;
+        let block =
+            Block { offset: self.out.pos - self.data_offset, compressed_len: bytes.len() as u32, raw_crc };
+        self.data_crc = crc32c::crc32c_append(self.data_crc, &bytes);
+        self.out.put(&bytes, "writing page data")?;
         self.blocks.push(block);
-        self.block.clear();
+        raw.clear();
+        self.spare.push(raw);
         Ok(())
     }
 
     /// Writes the tables, the section table and the footer; returns the sink and what was written.
     pub fn finish(mut self) -> Result<(W, WriteSummary), FormatError> {
         self.flush_block()?;
+        for c in self.pool.drain() {
+            self.emit(c)?;
+        }
         self.sections.push(SectionEntry {
             kind: layout::SECTION_DATA,
             flags: layout::SECTION_REQUIRED,

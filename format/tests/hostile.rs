@@ -217,7 +217,9 @@ fn random_access_and_streaming_agree_with_what_was_written() {
         seed
     };
     let mut expected = std::collections::BTreeMap::new();
-    let mut w = ImageWriter::new(Vec::new(), &meta, WriterOptions { block_pages: 5, zstd_level: 1 }).unwrap();
+    let mut w =
+        ImageWriter::new(Vec::new(), &meta, WriterOptions { block_pages: 5, zstd_level: 1, threads: 3 })
+            .unwrap();
     for page in 0..8192u64 {
         let content = match next() % 10 {
             0..=5 => continue,

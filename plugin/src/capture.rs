@@ -12,9 +12,7 @@ use criu_cet_format::addr::{self, PAGE_SIZE};
 use criu_cet_format::{
     Addr, BitmapMapping, FoundBy, ImageWriter, Metadata, ProcessInfo, WriteSummary, WriterOptions,
 };
-use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 
 #[derive(Clone, Debug, Default)]
 pub struct CaptureOptions {
@@ -71,8 +69,53 @@ pub fn prepare(stopped: &Stopped, host: &HostProfile, opts: &CaptureOptions) -> 
     })
 }
 
-/// Largest read from /proc/PID/mem at once.
+/// Most bytes read from the target in one system call.
 const READ_CHUNK: u64 = 1 << 20;
+/// Most regions in one process_vm_readv (the kernel's IOV_MAX).
+const MAX_IOVECS: usize = 1024;
+
+/// Cuts populated regions into batches of at most `max_bytes` and `max_pieces` pieces, each a
+/// list of (address, length) in ascending order: one system call reads a batch.
+fn batches(regions: &[(u64, u64)], max_bytes: u64, max_pieces: usize) -> Vec<Vec<(u64, u64)>> {
+    let mut out = vec![Vec::new()];
+    let mut size = 0;
+    for &(start, end) in regions {
+        let mut at = start;
+        while at < end {
+            let cur = out.last_mut().expect("never empty");
+            if size == max_bytes || cur.len() == max_pieces {
+                out.push(Vec::new());
+                size = 0;
+                continue;
+            }
+            let n = (end - at).min(max_bytes - size);
+            cur.push((at, n));
+            size += n;
+            at += n;
+        }
+    }
+    out.retain(|b| !b.is_empty());
+    out
+}
+
+/// Reads the pieces of `batch` from process `pid` into `buf`, back to back, in one call.
+fn read_remote(pid: u32, batch: &[(u64, u64)], buf: &mut [u8]) -> Result<(), EngineError> {
+    use nix::sys::uio::{process_vm_readv, RemoteIoVec};
+    let remote: Vec<RemoteIoVec> =
+        batch.iter().map(|&(a, n)| RemoteIoVec { base: a as usize, len: n as usize }).collect();
+    let want = buf.len();
+    let mut local = [std::io::IoSliceMut::new(buf)];
+    let got = process_vm_readv(nix::unistd::Pid::from_raw(pid as i32), &mut local, &remote)
+        .map_err(|e| EngineError::sys(pid, "process_vm_readv", e))?;
+    if got != want {
+        return Err(EngineError::sys(
+            pid,
+            format!("process_vm_readv returned {got} of {want} bytes"),
+            nix::errno::Errno::EFAULT,
+        ));
+    }
+    Ok(())
+}
 
 impl Capture {
     pub fn bitmap(&self) -> Option<&Vma> {
@@ -87,25 +130,20 @@ impl Capture {
         let mut report = CaptureReport { pruned: opts.prune_stale, ..Default::default() };
         if let Some(v) = &self.bitmap {
             let regions = scan::populated(pid, v.start, v.end, opts.scan)?;
-            let path = format!("/proc/{pid}/mem");
-            let mem = File::open(&path).map_err(|e| EngineError::proc_io(pid, &path, e))?;
-            let mut buf = vec![0u8; READ_CHUNK as usize];
+            let total: u64 = regions.iter().map(|(s, e)| e - s).sum();
+            let mut buf = vec![0u8; READ_CHUNK.min(total) as usize];
             let mut mask = vec![0u8; PAGE_SIZE as usize];
-            for (start, end) in regions {
-                let mut at = start;
-                while at < end {
-                    let n = READ_CHUNK.min(end - at);
-                    let chunk = &mut buf[..n as usize];
-                    mem.read_exact_at(chunk, at).map_err(|e| {
-                        if e.kind() == std::io::ErrorKind::UnexpectedEof
-                            || e.raw_os_error() == Some(libc::EIO)
-                        {
-                            self.changed(v, format!("reading {at:#x}+{n:#x} failed: {e}"))
-                        } else {
-                            EngineError::proc_io(pid, &path, e)
-                        }
-                    })?;
-                    for (i, page) in chunk.chunks_exact_mut(PAGE_SIZE as usize).enumerate() {
+            for batch in batches(&regions, READ_CHUNK, MAX_IOVECS) {
+                let len = batch.iter().map(|(_, n)| n).sum::<u64>() as usize;
+                read_remote(pid, &batch, &mut buf[..len]).map_err(|e| match e {
+                    EngineError::Sys { errno, .. } if errno == nix::errno::Errno::EFAULT => {
+                        self.changed(v, format!("reading {:#x}+{len:#x} failed: {errno}", batch[0].0))
+                    }
+                    e => e,
+                })?;
+                let mut pages = buf[..len].chunks_exact_mut(PAGE_SIZE as usize);
+                for &(at, n) in &batch {
+                    for (i, page) in pages.by_ref().take((n / PAGE_SIZE) as usize).enumerate() {
                         let index = (at - v.start) / PAGE_SIZE + i as u64;
                         report.populated_pages += 1;
                         match live_mask(&self.exec, index, &mut mask) {
@@ -129,13 +167,12 @@ impl Capture {
                         }
                         w.push_page(index, page)?;
                     }
-                    at += n;
                 }
             }
             // The process was held still; if the mapping moved anyway, say so and write nothing.
-            let now = proc::read_smaps(pid)
-                .map_err(|e| EngineError::proc_io(pid, format!("/proc/{pid}/smaps"), e))?;
-            if !now.iter().any(|x| x.start == v.start && x.end == v.end) {
+            let still = proc::has_mapping(pid, v.start, v.end)
+                .map_err(|e| EngineError::proc_io(pid, format!("/proc/{pid}/maps"), e))?;
+            if !still {
                 return Err(self.changed(v, "the mapping is no longer there with the same range".into()));
             }
         }
@@ -188,6 +225,17 @@ fn live_mask(exec: &[(u64, u64)], index: u64, mask: &mut [u8]) -> Coverage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_respect_both_limits_and_keep_order() {
+        let regions = [(0x1000, 0x3000), (0x10000, 0x11000), (0x20000, 0x25000)];
+        let b = batches(&regions, 0x4000, 2);
+        assert_eq!(
+            b,
+            vec![vec![(0x1000, 0x2000), (0x10000, 0x1000)], vec![(0x20000, 0x4000)], vec![(0x24000, 0x1000)]]
+        );
+        assert!(batches(&[], 0x4000, 2).is_empty());
+    }
 
     #[test]
     fn live_mask_marks_exactly_the_executable_code_pages() {

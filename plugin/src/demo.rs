@@ -1,78 +1,14 @@
 //! `criu-cet demo`: the whole job on a fixture process, narrated, in a few seconds.
 
+use crate::fixture::{field, Fixture};
 use crate::show;
 use criu_cet::capture::CaptureOptions;
 use criu_cet::check::{self, Coverage};
 use criu_cet::host::{self, HostProfile};
-use criu_cet::{image, sys, EngineError};
+use criu_cet::{image, EngineError};
 use criu_cet_format::CetSupport;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode};
-use std::time::{Duration, Instant};
-
-/// A fixture process this demo started, ended (by its PID) and reaped when dropped.
-struct Fixture {
-    child: Child,
-    report: PathBuf,
-}
-
-impl Fixture {
-    fn start(dir: &Path, name: &str, args: &[&str]) -> Result<Fixture, EngineError> {
-        let exe =
-            std::env::current_exe().map_err(|source| EngineError::Io { path: "criu-cet".into(), source })?;
-        let bin = exe.with_file_name("cet-fixture");
-        let report = dir.join(name);
-        let mut cmd = Command::new(&bin);
-        cmd.arg("--report").arg(&report).args(args);
-        let child =
-            sys::spawn_detached(&mut cmd).map_err(|source| EngineError::Io { path: bin.clone(), source })?;
-        let f = Fixture { child, report };
-        f.wait_for_report()?;
-        Ok(f)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn wait_for_report(&self) -> Result<String, EngineError> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&self.report) {
-                return Ok(text.trim().to_string());
-            }
-            if Instant::now() > deadline {
-                return Err(EngineError::Io {
-                    path: self.report.clone(),
-                    source: std::io::Error::other("the fixture did not report within 10 s"),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Asks the fixture for a fresh report of its bitmap.
-    fn ask(&self) -> Result<String, EngineError> {
-        let _ = std::fs::remove_file(&self.report);
-        let mut req = self.report.clone().into_os_string();
-        req.push(".req");
-        let req = PathBuf::from(req);
-        std::fs::write(&req, b"").map_err(|source| EngineError::Io { path: req, source })?;
-        self.wait_for_report()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The field `key=` of a fixture report.
-fn field<'a>(report: &'a str, key: &str) -> &'a str {
-    report.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')).unwrap_or("?")
-}
+use std::process::ExitCode;
+use std::time::Instant;
 
 /// A host with 5-level paging and CET, whose code may live anywhere below 2^56: a bitmap
 /// covering fewer bits cannot protect it.

@@ -13,7 +13,9 @@ use criu_cet_format::{ImageDoc, WriterOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod bench;
 mod demo;
+mod fixture;
 mod show;
 
 #[derive(Parser)]
@@ -74,6 +76,12 @@ enum Command {
     },
     /// The built-in demo: dump, show, check and restore a fixture process.
     Demo,
+    /// Measure capture, restore, image size, memory and check time (docs/PERFORMANCE.md).
+    Bench {
+        /// Runs per figure (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 fn parse_addr(s: &str) -> Result<u64, String> {
@@ -170,6 +178,7 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
             println!("{}", show::restore_line(pid, &file, &report));
         }
         Command::Demo => return demo::run(),
+        Command::Bench { runs } => return bench::run(runs),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -106,6 +106,14 @@ pub fn read_smaps(pid: u32) -> std::io::Result<Vec<Vma>> {
     parse_smaps(&text).map_err(std::io::Error::other)
 }
 
+/// Whether the process has a mapping of exactly `[start, end)`, from /proc/PID/maps (which,
+/// unlike smaps, costs no page-table walk).
+pub fn has_mapping(pid: u32, start: u64, end: u64) -> std::io::Result<bool> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let prefix = format!("{start:x}-{end:x} ");
+    Ok(maps.lines().any(|l| l.starts_with(&prefix)))
+}
+
 /// Thread ids of a process, ascending.
 pub fn tasks(pid: u32) -> std::io::Result<Vec<u32>> {
     let mut tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))?

@@ -10,7 +10,7 @@ use crate::scan::{self, ScanMethod};
 use crate::sys;
 use crate::trace::Stopped;
 use criu_cet_format::addr::PAGE_SIZE;
-use criu_cet_format::{BitmapMapping, Chunk, Ibt, ImageReader, PageContent, PageKind};
+use criu_cet_format::{BitmapMapping, Chunk, Ibt, ImageReader, PageKind};
 use nix::errno::Errno;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek};
@@ -61,6 +61,25 @@ impl BitmapWindow {
             .map_err(|e| EngineError::proc_io(self.pid, format!("/proc/{}/mem", self.pid), e))
     }
 
+    /// Writes `bytes` and reads them back: the restore verifies each piece as it goes.
+    fn write_verified(&self, addr: u64, bytes: &[u8], back: &mut Vec<u8>) -> Result<(), EngineError> {
+        self.write(addr, bytes)?;
+        back.resize(bytes.len(), 0);
+        self.read(addr, back)?;
+        if back[..] != bytes[..] {
+            let i = back.iter().zip(bytes).position(|(a, b)| a != b).unwrap_or(0) as u64;
+            let page = i / PAGE_SIZE * PAGE_SIZE;
+            let got = &back[page as usize..(page + PAGE_SIZE) as usize];
+            return Err(EngineError::Verify {
+                pid: self.pid,
+                addr: addr + page,
+                expected: "what the image holds".into(),
+                actual: format!("{:?} content", PageKind::of(got)).to_lowercase(),
+            });
+        }
+        Ok(())
+    }
+
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), EngineError> {
         self.mem
             .read_exact_at(buf, addr)
@@ -86,25 +105,26 @@ pub fn restore<R: Read + Seek>(
             .map_err(|e| EngineError::proc_io(pid, &path, e))?;
         let win = BitmapWindow { pid, mem, start: b.base.0, end: b.end() };
         let base = b.base.0;
+        let mut back = Vec::new();
         reader.for_each_chunk(|c| -> Result<(), EngineError> {
             match c {
                 Chunk::Ones { page, count } => {
                     let (mut at, end) = (base + page * PAGE_SIZE, base + (page + count) * PAGE_SIZE);
                     while at < end {
-                        let n = (ONES.len() as u64).min(end - at);
-                        win.write(at, &ONES[..n as usize])?;
-                        at += n;
+                        let n = (ONES.len() as u64).min(end - at) as usize;
+                        win.write_verified(at, &ONES[..n], &mut back)?;
+                        at += n as u64;
                     }
                     report.ones_pages += count;
                 }
                 Chunk::Data { page, bytes } => {
-                    win.write(base + page * PAGE_SIZE, bytes)?;
+                    win.write_verified(base + page * PAGE_SIZE, bytes, &mut back)?;
                     report.data_pages += bytes.len() as u64 / PAGE_SIZE;
                 }
             }
             Ok(())
         })?;
-        report.cleared_pages = clear_and_verify(&win, reader)?;
+        report.cleared_pages = clear_strays(&win, reader)?;
     }
     for t in &meta.process.threads {
         if let Ibt::Available { user_cet } = t.ibt {
@@ -118,64 +138,53 @@ pub fn restore<R: Read + Seek>(
     Ok(report)
 }
 
-/// Every populated page of the mapping must read back as the image says: image pages as
-/// written, every other page zero (a non-zero one is cleared).
-fn clear_and_verify<R: Read + Seek>(
-    win: &BitmapWindow,
-    reader: &mut ImageReader<R>,
-) -> Result<u64, EngineError> {
-    let mut cleared = 0;
+/// Zeroes every populated page of the mapping that the image does not have and that is not
+/// zero already (the scan is merged with the run table), and checks that every image page is
+/// populated. Returns how many pages were cleared.
+fn clear_strays<R: Read + Seek>(win: &BitmapWindow, reader: &mut ImageReader<R>) -> Result<u64, EngineError> {
+    let (mut cleared, mut covered) = (0u64, 0u64);
     let mut buf = vec![0u8; PAGE_SIZE as usize];
+    let runs = reader.summary().runs;
+    let mut i = 0;
+    let mut run = if runs > 0 { Some(reader.run_at(0)?) } else { None };
     for (start, end) in scan::populated(win.pid, win.start, win.end, ScanMethod::Auto)? {
-        for addr in (start..end).step_by(PAGE_SIZE as usize) {
-            win.read(addr, &mut buf)?;
-            let expected = reader.read_page((addr - win.start) / PAGE_SIZE)?;
-            let ok = match &expected {
-                PageContent::Zero => {
-                    if PageKind::of(&buf) != PageKind::Zero {
-                        win.write(addr, &ZERO)?;
-                        cleared += 1;
-                    }
-                    true
+        let (mut p, last) = ((start - win.start) / PAGE_SIZE, (end - win.start) / PAGE_SIZE);
+        while p < last {
+            while run.is_some_and(|r| r.end() <= p) {
+                i += 1;
+                run = if i < runs { Some(reader.run_at(i)?) } else { None };
+            }
+            match run {
+                Some(r) if r.page <= p => {
+                    let upto = r.end().min(last);
+                    covered += upto - p;
+                    p = upto;
                 }
-                PageContent::Ones => PageKind::of(&buf) == PageKind::Ones,
-                PageContent::Data(d) => d[..] == buf[..],
-            };
-            if !ok {
-                return Err(EngineError::Verify {
-                    pid: win.pid,
-                    addr,
-                    expected: describe(&expected),
-                    actual: format!("{:?} content", PageKind::of(&buf)).to_lowercase(),
-                });
+                _ => {
+                    let upto = run.map_or(last, |r| r.page.min(last));
+                    for q in p..upto {
+                        let addr = win.start + q * PAGE_SIZE;
+                        win.read(addr, &mut buf)?;
+                        if PageKind::of(&buf) != PageKind::Zero {
+                            win.write(addr, &ZERO)?;
+                            cleared += 1;
+                        }
+                    }
+                    p = upto;
+                }
             }
         }
     }
-    // Image pages the scan did not report (not populated after the write) fail too.
-    let s = *reader.summary();
-    if s.ones_pages + s.data_pages > 0 {
-        let populated: u64 = scan::populated(win.pid, win.start, win.end, ScanMethod::Auto)?
-            .iter()
-            .map(|(a, b)| (b - a) / PAGE_SIZE)
-            .sum();
-        if populated < s.ones_pages + s.data_pages {
-            return Err(EngineError::Verify {
-                pid: win.pid,
-                addr: win.start,
-                expected: format!("{} populated pages", s.ones_pages + s.data_pages),
-                actual: format!("{populated}"),
-            });
-        }
+    let s = reader.summary();
+    if covered != s.ones_pages + s.data_pages {
+        return Err(EngineError::Verify {
+            pid: win.pid,
+            addr: win.start,
+            expected: format!("{} populated image pages", s.ones_pages + s.data_pages),
+            actual: format!("{covered} populated"),
+        });
     }
     Ok(cleared)
-}
-
-fn describe(c: &PageContent) -> String {
-    match c {
-        PageContent::Zero => "zero".into(),
-        PageContent::Ones => "all-ones".into(),
-        PageContent::Data(_) => "the image's data page".into(),
-    }
 }
 
 /// Makes sure the bitmap mapping exists: returns `true` when it had to be created. Refuses,

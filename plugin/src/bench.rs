@@ -1,0 +1,311 @@
+//! `criu-cet bench`: each figure of docs/PERFORMANCE.md, measured in this process against a
+//! baseline measured in this same process (these machines are shared and noisy, so ratios are
+//! what compare), as medians of several runs.
+
+use crate::fixture::{field, Fixture};
+use criu_cet::capture::{self, CaptureOptions};
+use criu_cet::check::{self, Coverage};
+use criu_cet::host;
+use criu_cet::scan::{self, ScanMethod};
+use criu_cet::trace::{Stopped, Tracing};
+use criu_cet::{image, restore, EngineError};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+const MIB: f64 = (1 << 20) as f64;
+/// Below the mmap area: fresh processes can take a bitmap back at the same place.
+const BASE: &str = "0x600000000000";
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn timed<T>(
+    runs: usize,
+    mut f: impl FnMut() -> Result<T, EngineError>,
+) -> Result<(Duration, T), EngineError> {
+    let mut times = Vec::with_capacity(runs);
+    let mut last = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        last = Some(f()?);
+        times.push(t.elapsed());
+    }
+    Ok((median(times), last.expect("at least one run")))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// One capture into memory, as the plugin does it (already stopped: the CLI's seize is timed).
+/// The host is probed once, as the plugin does at init.
+fn capture_once(pid: u32, scan: ScanMethod) -> Result<(Vec<u8>, capture::CaptureReport), EngineError> {
+    static HOST: std::sync::OnceLock<host::HostProfile> = std::sync::OnceLock::new();
+    let opts = CaptureOptions { scan, ..Default::default() };
+    let stopped = Stopped::new(pid, Tracing::Seize)?;
+    let cap = capture::prepare(&stopped, HOST.get_or_init(host::probe), &opts)?;
+    cap.write(Vec::new(), &opts)
+}
+
+fn bitmap_range(f: &Fixture) -> Result<(u64, u64), EngineError> {
+    let r = f.ask()?;
+    let (base, len) = field(&r, "bitmap").split_once(':').unwrap_or(("0", "0"));
+    let p = |s: &str| criu_cet_format::meta::parse_hex(s).unwrap_or(0);
+    Ok((p(base), p(base) + p(len)))
+}
+
+/// Reads the populated pages of `[start, end)` straight from /proc/PID/mem: the memory-speed
+/// baseline for capture.
+fn raw_read(pid: u32, start: u64, end: u64) -> Result<u64, EngineError> {
+    let mem = File::open(format!("/proc/{pid}/mem")).map_err(|e| EngineError::proc_io(pid, "mem", e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0;
+    for (s, e) in scan::populated(pid, start, end, ScanMethod::Auto)? {
+        let mut at = s;
+        while at < e {
+            let len = (e - at).min(buf.len() as u64) as usize;
+            mem.read_exact_at(&mut buf[..len], at).map_err(|e| EngineError::proc_io(pid, "mem", e))?;
+            n += len as u64;
+            at += len as u64;
+        }
+    }
+    Ok(n)
+}
+
+/// Writes `bytes` of a fixed pattern into `[start, ..)` of a process: the baseline for restore.
+fn raw_write(pid: u32, start: u64, bytes: u64) -> Result<(), EngineError> {
+    let mem = OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{pid}/mem"))
+        .map_err(|e| EngineError::proc_io(pid, "mem", e))?;
+    let buf = vec![0x5au8; 1 << 20];
+    let mut at = 0;
+    while at < bytes {
+        let len = (bytes - at).min(buf.len() as u64) as usize;
+        mem.write_all_at(&buf[..len], start + at).map_err(|e| EngineError::proc_io(pid, "mem", e))?;
+        at += len as u64;
+    }
+    Ok(())
+}
+
+fn criu_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CRIU_CET_CRIU") {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var_os("HOME")?;
+    let p = Path::new(&home).join(".cache/criu-cet/criu-trixie/bin/criu");
+    p.exists().then_some(p)
+}
+
+/// `criu dump --leave-running` of a process: its time and the size of its pages-*.img.
+fn criu_dump(criu: &Path, pid: u32, libdir: &Path, dir: &Path) -> Result<(Duration, u64), EngineError> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|source| EngineError::Io { path: dir.into(), source })?;
+    let t = Instant::now();
+    let out = Command::new(criu)
+        .args(["dump", "--leave-running", "-t", &pid.to_string(), "-D"])
+        .arg(dir)
+        .arg("-L")
+        .arg(libdir)
+        .output()
+        .map_err(|source| EngineError::Io { path: criu.into(), source })?;
+    let took = t.elapsed();
+    if !out.status.success() {
+        return Err(EngineError::Refused {
+            findings: vec![format!("criu dump failed: see {}", dir.display())],
+        });
+    }
+    let pages = std::fs::read_dir(dir)
+        .map_err(|source| EngineError::Io { path: dir.into(), source })?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    Ok((took, pages))
+}
+
+fn child_peak_rss_mib() -> f64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map(|u| u.max_rss() as f64 / 1024.0)
+        .unwrap_or(0.0)
+}
+
+pub fn run(runs: usize) -> Result<ExitCode, EngineError> {
+    let runs = runs.max(1);
+    let dir = tempfile::tempdir()
+        .map_err(|source| EngineError::Io { path: "temporary directory".into(), source })?;
+    let d = dir.path();
+    let exe =
+        std::env::current_exe().map_err(|source| EngineError::Io { path: "criu-cet".into(), source })?;
+    println!("criu-cet bench: medians of {runs} runs (the naive pagemap read: of {} runs)", runs.min(3));
+    println!("{:<44} {:>14} {:>16} {:>10}", "figure", "value", "baseline", "ratio");
+    let row = |name: &str, value: String, baseline: String, ratio: String| {
+        println!("{name:<44} {value:>14} {baseline:>16} {ratio:>10}");
+    };
+
+    // Sparse bitmaps: a few hundred populated pages in a 4 TiB and an 8 GiB mapping.
+    let sparse = ["--base", BASE, "--ones", "100", "--mixed", "200"];
+    let f57 = Fixture::start(d, "s57", &[&["--bits", "57"], &sparse[..]].concat())?;
+    let f48 = Fixture::start(d, "s48", &[&["--bits", "48"], &sparse[..]].concat())?;
+    let (t57, (_, r57)) = timed(runs, || capture_once(f57.pid(), ScanMethod::Auto))?;
+    let (t48, _) = timed(runs, || capture_once(f48.pid(), ScanMethod::Auto))?;
+    let (s57, e57) = bitmap_range(&f57)?;
+    let (naive, _) = timed(runs.min(3), || scan::populated(f57.pid(), s57, e57, ScanMethod::PagemapRead))?;
+    let speedup = naive.as_secs_f64() / t57.as_secs_f64();
+    row(
+        &format!("sparse 57-bit capture ({} pages)", r57.populated_pages),
+        format!("{:.2} ms", ms(t57)),
+        format!("{:.0} ms naive", ms(naive)),
+        format!("{speedup:.0}x"),
+    );
+    let scale = t57.as_secs_f64() / t48.as_secs_f64();
+    row(
+        "sparse 48-bit capture (same pages)",
+        format!("{:.2} ms", ms(t48)),
+        "57-bit above".into(),
+        format!("{scale:.2}"),
+    );
+
+    // A typical bitmap: mostly all-ones runs, some mixed pages, plus the process's legacy code.
+    let ft = Fixture::start(d, "typical", &["--bits", "48", "--ones", "200", "--mixed", "20"])?;
+    let (_, (img, rt)) = timed(1, || capture_once(ft.pid(), ScanMethod::Auto))?;
+    let raw = (rt.written.ones_pages + rt.written.data_pages) * 4096;
+    let typical_path = d.join("typical.cet");
+    std::fs::write(&typical_path, &img)
+        .map_err(|source| EngineError::Io { path: typical_path.clone(), source })?;
+    let image_ratio = img.len() as f64 / raw as f64;
+    row(
+        "typical image vs raw populated bytes",
+        format!("{} B", img.len()),
+        format!("{raw} B"),
+        format!("{:.2}%", image_ratio * 100.0),
+    );
+    let criu = criu_path();
+    let mut criu_note = "criu not provisioned (tests/provision/criu.sh): CRIU rows skipped".to_string();
+    if let Some(criu) = &criu {
+        let (nolib, withlib) = (d.join("nolib"), d.join("lib"));
+        for l in [&nolib, &withlib] {
+            std::fs::create_dir_all(l).map_err(|source| EngineError::Io { path: l.clone(), source })?;
+        }
+        let so = exe.with_file_name("libcriu_cet.so");
+        if so.exists() {
+            let _ = std::fs::copy(&so, withlib.join("cet_plugin.so"));
+        }
+        let (t_plain, (_, pages_with)) =
+            timed(runs.min(3), || criu_dump(criu, ft.pid(), &nolib, &d.join("criu-a")))?;
+        let (t_cet, _) = timed(runs.min(3), || criu_dump(criu, ft.pid(), &withlib, &d.join("criu-b")))?;
+        let fb = Fixture::start(d, "typical-nobitmap", &["--no-bitmap"])?;
+        let (_, pages_without) = criu_dump(criu, fb.pid(), &nolib, &d.join("criu-c"))?;
+        let criu_bitmap = pages_with.saturating_sub(pages_without);
+        row(
+            "typical image vs CRIU's pages-*.img growth",
+            format!("{} B", img.len()),
+            format!("{criu_bitmap} B"),
+            format!("{:.2}%", 100.0 * img.len() as f64 / criu_bitmap.max(1) as f64),
+        );
+        row(
+            "criu dump with the cet plugin",
+            format!("{:.1} ms", ms(t_cet)),
+            format!("{:.1} ms without", ms(t_plain)),
+            format!("{:.2}", t_cet.as_secs_f64() / t_plain.as_secs_f64()),
+        );
+        criu_note = format!("criu: {}", criu.display());
+    }
+
+    // Dense: 64 MiB of populated mixed content.
+    let dense_pages = 16384u64;
+    let fd =
+        Fixture::start(d, "dense", &["--bits", "47", "--base", BASE, "--dense", &dense_pages.to_string()])?;
+    let (sd, ed) = bitmap_range(&fd)?;
+    let (t_read, bytes) = timed(runs, || raw_read(fd.pid(), sd, ed))?;
+    let (t_cap, (dense_img, _)) = timed(runs, || capture_once(fd.pid(), ScanMethod::Auto))?;
+    let mib = bytes as f64 / MIB;
+    let (cap_mib_s, read_mib_s) = (mib / t_cap.as_secs_f64(), mib / t_read.as_secs_f64());
+    row(
+        &format!("dense capture ({mib:.0} MiB -> {:.1} MiB)", dense_img.len() as f64 / MIB),
+        format!("{cap_mib_s:.0} MiB/s"),
+        format!("{read_mib_s:.0} MiB/s read"),
+        format!("{:.2}", cap_mib_s / read_mib_s),
+    );
+    let img_path = d.join("dense.cet");
+    std::fs::write(&img_path, &dense_img)
+        .map_err(|source| EngineError::Io { path: img_path.clone(), source })?;
+    let target = Fixture::start(d, "dense-target", &["--no-bitmap"])?;
+    let (t_restore, _) = timed(runs, || {
+        let mut r = image::open(&img_path)?;
+        let stopped = Stopped::new(target.pid(), Tracing::Seize)?;
+        restore::restore(&stopped, &mut r)
+    })?;
+    let (t_write, _) = timed(runs, || raw_write(target.pid(), sd, bytes))?;
+    // Put the real content back (the raw write overwrote it) and check it is what was dumped.
+    crate::restore_file(target.pid(), &img_path)?;
+    let same = field(&target.ask()?, "digest") == field(&fd.ask()?, "digest");
+    let (rst_mib_s, wr_mib_s) = (mib / t_restore.as_secs_f64(), mib / t_write.as_secs_f64());
+    row(
+        "dense restore (write, verify, clear strays)",
+        format!("{rst_mib_s:.0} MiB/s"),
+        format!("{wr_mib_s:.0} MiB/s write"),
+        format!("{:.2}", rst_mib_s / wr_mib_s),
+    );
+
+    // Peak RSS of the CLI doing the dense capture and restore, as separate processes.
+    let out = d.join("dense-cli.cet");
+    let status = Command::new(&exe)
+        .args(["dump", "--pid", &fd.pid().to_string(), "--output"])
+        .arg(&out)
+        .output()
+        .map_err(|source| EngineError::Io { path: exe.clone(), source })?;
+    let status2 = Command::new(&exe)
+        .args(["restore", "--pid", &target.pid().to_string()])
+        .arg(&out)
+        .output()
+        .map_err(|source| EngineError::Io { path: exe.clone(), source })?;
+    let rss = child_peak_rss_mib();
+    let rss_ok = status.status.success() && status2.status.success();
+    row(
+        "peak RSS, CLI dump and restore (dense)",
+        format!("{rss:.1} MiB"),
+        "64 MiB budget".into(),
+        format!("{:.2}", rss / 64.0),
+    );
+
+    // Check: open (every checksum and block) and check against a profile.
+    let profile = host::four_level_example();
+    let check_time = |path: &Path| {
+        timed(runs, || {
+            let r = image::open(path)?;
+            Ok(check::check("bench.cet", r.metadata(), r.summary(), &profile, "target", Coverage::Warn))
+        })
+        .map(|(t, _)| t)
+    };
+    let t_check = check_time(&typical_path)?;
+    row(
+        "open + verify + check (typical image)",
+        format!("{:.2} ms", ms(t_check)),
+        "10 ms budget".into(),
+        format!("{:.2}", ms(t_check) / 10.0),
+    );
+    let t_dense_check = check_time(&img_path)?;
+    row(
+        "open + verify + check (dense 64 MiB image)",
+        format!("{:.1} ms", ms(t_dense_check)),
+        format!("{:.0} MiB/s", mib / t_dense_check.as_secs_f64()),
+        "-".into(),
+    );
+
+    println!("{criu_note}");
+    println!("restored dense bitmap identical to the source: {same}; CLI runs succeeded: {rss_ok}");
+    println!(
+        "summary: sparse57_speedup={speedup:.0} sparse_scale={scale:.2} image_ratio={:.4} dense_mib_s={cap_mib_s:.0} \
+         restore_mib_s={rst_mib_s:.0} peak_rss_mib={rss:.1} check_ms={:.2}",
+        image_ratio,
+        ms(t_check)
+    );
+    Ok(if same && rss_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
