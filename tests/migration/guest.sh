@@ -1,0 +1,104 @@
+#!/bin/sh
+# Runs inside a guest (busybox sh, from the initramfs). Usage: guest.sh ROLE
+# Writes everything it observes to the share; the host-side harness (./run) judges it.
+S=/mnt/share
+CRIU=__CRIU__
+CET=/opt/cet
+NOLIB=/opt/cet/nolib
+LIB=/opt/cet/lib
+role=$1
+log() { echo "guest[$role]: $*"; }
+
+# start NAME ARGS...: starts a fixture reporting to $S/NAME/report; sets $pid.
+start() {
+  name=$1; shift
+  mkdir -p "$S/$name"
+  rm -f "$S/$name/report"
+  setsid "$CET/cet-fixture" --report "$S/$name/report" "$@" </dev/null >/dev/null 2>&1 &
+  pid=$!
+  i=0
+  while [ ! -s "$S/$name/report" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+  log "$name: started fixture $pid: $(cat "$S/$name/report" 2>/dev/null)"
+}
+
+# ask NAME OUT: asks the fixture reporting to $S/NAME/report for a fresh report, saved as OUT.
+ask() {
+  rm -f "$S/$1/report"
+  : > "$S/$1/report.req"
+  i=0
+  while [ ! -s "$S/$1/report" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+  cp "$S/$1/report" "$S/$1/$2" 2>/dev/null || echo "no answer" > "$S/$1/$2"
+}
+
+# dump NAME LIBDIR: criu dump of $pid into $S/NAME/img; the fixture is killed by CRIU and reaped.
+dump() {
+  rm -rf "$S/$1/img"; mkdir -p "$S/$1/img"
+  "$CRIU" dump -t "$pid" -D "$S/$1/img" -L "$2" -v4 -o dump.log
+  echo $? > "$S/$1/dump.rc"
+  wait "$pid" 2>/dev/null
+  echo "$pid" > "$S/$1/pid"
+}
+
+# restore NAME LIBDIR: criu restore -d from $S/NAME/img; log restore-$role.log, rc restore-$role.rc.
+restore() {
+  "$CRIU" restore -d -D "$S/$1/img" -L "$2" -v4 -o "restore-$role.log"
+  echo $? > "$S/$1/restore-$role.rc"
+}
+
+finish() {
+  p=$(cat "$S/$1/pid" 2>/dev/null)
+  [ -n "$p" ] && kill -9 "$p" 2>/dev/null
+}
+
+case $role in
+B1)
+  "$CET/criu-cet" host --json > "$S/B.json"
+  # Scenario 4 (B to A): a 48-bit bitmap below 2^47, dumped here.
+  start s4 --bits 48 --base 0x600000000000 --ones 3 --mixed 5
+  ask s4 before
+  dump s4 "$LIB"
+  ;;
+A)
+  "$CET/criu-cet" host --json > "$S/A.json"
+  # Scenario 1 baseline: CRIU alone with a 57-bit bitmap placed above 2^47.
+  start s1-plain --bits 57 --base 0x4000000000000 --ones 3 --mixed 5
+  ask s1-plain before
+  dump s1-plain "$NOLIB"
+  restore s1-plain "$NOLIB"
+  ask s1-plain after
+  finish s1-plain
+  # Scenario 1 with the plugin (its images are scenario 2's, restored on B).
+  start s1 --bits 57 --base 0x4000000000000 --ones 3 --mixed 5
+  ask s1 before
+  dump s1 "$LIB"
+  restore s1 "$LIB"
+  ask s1 after
+  finish s1
+  # Scenario 3's images: a 48-bit bitmap below 2^47.
+  start s3 --bits 48 --base 0x600000000000 --ones 3 --mixed 5
+  ask s3 before
+  dump s3 "$LIB"
+  # Scenario 5: predict scenarios 2 and 3 with B's profile before anything moves.
+  mkdir -p "$S/s5"
+  "$CET/criu-cet" check "$S/s1/img/cet-$(cat "$S/s1/pid").img" --target "$S/B.json" > "$S/s5/high.out" 2>&1
+  echo $? > "$S/s5/high.rc"
+  "$CET/criu-cet" check "$S/s3/img/cet-$(cat "$S/s3/pid").img" --target "$S/B.json" > "$S/s5/low.out" 2>&1
+  echo $? > "$S/s5/low.rc"
+  # Scenario 4: restore what B dumped.
+  restore s4 "$LIB"
+  ask s4 after
+  finish s4
+  ;;
+B2)
+  # Scenario 2: A's 57-bit images on this 4-level host: refused in init, nothing forked.
+  restore s1 "$LIB"
+  p=$(cat "$S/s1/pid"); [ -d "/proc/$p" ] && echo yes > "$S/s1/alive-on-B" || echo no > "$S/s1/alive-on-B"
+  # Scenario 2 baseline: CRIU alone with the images it took without the plugin.
+  restore s1-plain "$NOLIB"
+  # Scenario 3: A's 48-bit images restored here.
+  restore s3 "$LIB"
+  ask s3 after
+  finish s3
+  ;;
+esac
+log "done"

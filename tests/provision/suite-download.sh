@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# suite-download.sh SUITE DEST PKG...: downloads the named packages of a Debian suite into DEST,
+# from the mirror this machine's own apt sources name, through a private apt state directory (the
+# host's apt configuration is not touched). With PKG "resolve:NAME", prints the package NAME's
+# first versioned dependency instead (e.g. resolve:linux-image-amd64).
+set -euo pipefail
+suite=$1 dest=$2
+shift 2
+cache=${CRIU_CET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/criu-cet}
+
+mirror=""
+for f in /etc/apt/sources.list.d/*.sources; do
+  [ -f "$f" ] || continue
+  # deb822: the first URIs line of a stanza whose suites are not -security.
+  mirror=$(awk '/^URIs:/{u=$2} /^Suites:/{ if ($0 !~ /security/ && u != "") {print u; exit} }' "$f")
+  [ -n "$mirror" ] && break
+done
+if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
+  mirror=$(awk '$1=="deb" && $0 !~ /security/ {for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
+fi
+[ -n "$mirror" ] || { echo "suite-download: no Debian mirror in /etc/apt/sources.list{,.d}" >&2; exit 1; }
+
+work=$cache/apt-$suite
+mkdir -p "$work/lists/partial" "$work/archives/partial" "$dest"
+printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' "$mirror" "$suite" > "$work/sources.list"
+opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+      -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work" -o "APT::Get::List-Cleanup=0"
+      -o "Debug::NoLocking=1")
+# Package lists are fetched once a day at most.
+if [ -z "$(find "$work/lists" -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n 1)" ]; then
+  echo "suite-download: fetching $suite package lists from the machine's mirror" >&2
+  apt-get "${opts[@]}" update -qq >&2
+fi
+pkgs=()
+for p in "$@"; do
+  case $p in
+    resolve:*) apt-cache "${opts[@]}" depends "${p#resolve:}" | awk '/Depends: [a-z]/{print $2; exit}'; exit 0 ;;
+    *) pkgs+=("$p") ;;
+  esac
+done
+cd "$dest" && apt-get "${opts[@]}" download "${pkgs[@]}" >&2 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
+for p in "${pkgs[@]}"; do
+  ls "$dest"/"${p}"_*.deb >/dev/null 2>&1 || { echo "suite-download: $p was not downloaded" >&2; exit 1; }
+done
