@@ -298,6 +298,55 @@ impl Block {
     }
 }
 
+/// Recomputes every checksum of an image edited by hand: the header's, each section's (from the
+/// section table) and the footer's. For forensics and for tests that forge images whose
+/// structure, not their checksums, must be what a reader rejects. Refuses bytes whose footer
+/// does not locate a section table.
+pub fn reseal(b: &mut [u8]) -> Result<(), FormatError> {
+    let n = b.len();
+    if n < HEADER_SIZE + FOOTER_SIZE {
+        return Err(FormatError::Truncated {
+            what: "header and footer",
+            offset: 0,
+            needed: 96,
+            file_len: n as u64,
+        });
+    }
+    let c = crc(&b[..60]);
+    b[60..64].copy_from_slice(&c.to_le_bytes());
+    let table_offset = u64_at(b, n - 24) as usize;
+    let count = u32_at(b, n - 16) as usize;
+    if count > MAX_SECTIONS as usize
+        || table_offset.checked_add(count * SECTION_ENTRY_SIZE) != Some(n - FOOTER_SIZE)
+    {
+        return Err(FormatError::invalid(
+            "footer",
+            (n - FOOTER_SIZE) as u64,
+            "a footer locating the table",
+            "none",
+        ));
+    }
+    for i in 0..count {
+        let at = table_offset + SECTION_ENTRY_SIZE * i;
+        let mut e = SectionEntry::decode(&b[at..at + SECTION_ENTRY_SIZE]);
+        let end = e.offset.checked_add(e.length).filter(|&x| x <= table_offset as u64);
+        let Some(end) = end else {
+            return Err(FormatError::invalid(
+                format!("section {i}"),
+                at as u64,
+                "inside the file",
+                "outside",
+            ));
+        };
+        e.crc = crc(&b[e.offset as usize..end as usize]);
+        b[at..at + SECTION_ENTRY_SIZE].copy_from_slice(&e.encode());
+    }
+    let footer = Footer { table_offset: table_offset as u64, section_count: count as u32 };
+    let f = footer.encode(&b[table_offset..n - FOOTER_SIZE]);
+    b[n - FOOTER_SIZE..].copy_from_slice(&f);
+    Ok(())
+}
+
 /// Largest compressed size a block of `raw_len` bytes may have (zstd's worst-case bound).
 pub fn max_compressed_len(raw_len: usize) -> usize {
     zstd::zstd_safe::compress_bound(raw_len)

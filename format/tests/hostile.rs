@@ -6,22 +6,8 @@ use common::*;
 use criu_cet_format::layout::{self, SectionEntry};
 use criu_cet_format::*;
 
-/// Recomputes the header CRC, every section CRC and the footer CRC.
 fn reseal(b: &mut [u8]) {
-    let c = layout::crc(&b[..60]);
-    b[60..64].copy_from_slice(&c.to_le_bytes());
-    let n = b.len();
-    let table_offset = u64::from_le_bytes(b[n - 24..n - 16].try_into().unwrap()) as usize;
-    let count = u32::from_le_bytes(b[n - 16..n - 12].try_into().unwrap()) as usize;
-    for i in 0..count {
-        let at = table_offset + 32 * i;
-        let mut e = SectionEntry::decode(&b[at..at + 32]);
-        e.crc = layout::crc(&b[e.offset as usize..(e.offset + e.length) as usize]);
-        b[at..at + 32].copy_from_slice(&e.encode());
-    }
-    let footer = layout::Footer { table_offset: table_offset as u64, section_count: count as u32 };
-    let f = footer.encode(&b[table_offset..n - 32]);
-    b[n - 32..].copy_from_slice(&f);
+    layout::reseal(b).expect("a footer that locates the table");
 }
 
 fn section(b: &[u8], kind: u32) -> (usize, usize) {

@@ -9,8 +9,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Environment variable for fault injection in tests: the image writer fails after this many
-/// bytes, as a full disk or a crash would make it.
+/// bytes, as a full disk would make it...
 pub const FAULT_ENV: &str = "CRIU_CET_FAULT_AFTER_BYTES";
+/// ...or, with this set to `kill`, the process kills itself with SIGKILL there, as a crash would.
+pub const FAULT_MODE_ENV: &str = "CRIU_CET_FAULT_MODE";
 
 /// Opens and fully validates an image (every checksum, every table, every block).
 pub fn open(path: &Path) -> Result<ImageReader<BufReader<File>>, EngineError> {
@@ -38,12 +40,20 @@ pub fn open(path: &Path) -> Result<ImageReader<BufReader<File>>, EngineError> {
 struct Faulty<W> {
     inner: W,
     left: Option<u64>,
+    kill: bool,
 }
 
 impl<W: Write> Write for Faulty<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = match self.left {
-            Some(0) => return Err(std::io::Error::other(format!("injected fault ({FAULT_ENV})"))),
+            Some(0) => {
+                if self.kill {
+                    // Everything written so far reaches the file, as it would before a crash.
+                    let _ = self.inner.flush();
+                    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+                }
+                return Err(std::io::Error::other(format!("injected fault ({FAULT_ENV})")));
+            }
             Some(left) => (buf.len() as u64).min(left) as usize,
             None => buf.len(),
         };
@@ -76,7 +86,8 @@ pub fn write_atomically<T>(
         tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir).map_err(io)?;
     let left = std::env::var(FAULT_ENV).ok().and_then(|v| v.parse().ok());
     let value = {
-        let mut out = Faulty { inner: BufWriter::with_capacity(1 << 16, tmp.as_file()), left };
+        let kill = std::env::var(FAULT_MODE_ENV).is_ok_and(|m| m == "kill");
+        let mut out = Faulty { inner: BufWriter::with_capacity(1 << 16, tmp.as_file()), left, kill };
         let value = write(&mut out)?;
         out.flush().map_err(io)?;
         value

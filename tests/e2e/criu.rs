@@ -289,3 +289,87 @@ fn a_late_restore_failure_kills_the_task_unless_told_to_warn() {
         }
     }
 }
+
+/// Dumps a fixture with the plugin and returns the session, the fixture (reaped) and the image.
+fn dumped(args: &[&str]) -> (Session, Fixture, Vec<u8>) {
+    let s = session();
+    let mut f = Fixture::start(&s.root, "r", args);
+    s.dump(f.pid);
+    f.reap_after_dump();
+    let img = std::fs::read(s.image(f.pid)).unwrap();
+    (s, f, img)
+}
+
+#[test]
+fn hostile_image_directories_are_refused_with_a_message_and_never_followed() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (s, f, good) = dumped(&["--ones", "1", "--mixed", "2"]);
+    let img = s.image(f.pid);
+    let elsewhere = s.root.join("elsewhere.img");
+    std::fs::write(&elsewhere, &good).unwrap();
+    let refused = |what: &str, needle: &str| {
+        let out = s.restore_with(&s.lib);
+        let log = s.log("restore.log");
+        assert!(out.status.code().is_some_and(|c| c != 0), "{what}: {:?}\n{log}", out.status);
+        assert!(log.contains(needle), "{what}: no {needle:?} in\n{log}");
+        assert!(
+            log.contains("restore refused before any task was forked") && !log.contains("Forking task"),
+            "{what}"
+        );
+        assert!(!Path::new(&format!("/proc/{}", f.pid)).exists(), "{what}: a task was restored");
+    };
+    std::fs::remove_file(&img).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &img).unwrap();
+    refused("symlink", "is a symbolic link; images are never read through links");
+    std::fs::remove_file(&img).unwrap();
+    std::fs::create_dir(&img).unwrap();
+    refused("directory", "is not a regular file");
+    std::fs::remove_dir(&img).unwrap();
+    std::fs::write(&img, &good).unwrap();
+    let second = s.imgs.join(format!("cet-0{}.img", f.pid));
+    std::fs::write(&second, &good).unwrap();
+    refused("two images for one pid", &format!("cet-0{}.img: not a name this plugin writes", f.pid));
+    std::fs::remove_file(&second).unwrap();
+    // An intact image of a process that is not in the tree: used by no one, said so, harmless.
+    let vector = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/typical-48.cetimg");
+    std::fs::copy(vector, s.imgs.join("cet-4242.img")).unwrap();
+    let out = s.restore_with(&s.lib);
+    let log = s.log("restore.log");
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("no process 4242 was restored, so this image was not used"), "{log}");
+    end(f.pid);
+}
+
+#[test]
+fn criu_exits_cleanly_on_every_kind_of_broken_cet_image() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (s, f, good) = dumped(&["--ones", "1", "--mixed", "3"]);
+    let mut flipped_magic = good.clone();
+    flipped_magic[0] ^= 0xff;
+    let mut huge_table = good.clone();
+    let n = huge_table.len();
+    huge_table[n - 16..n - 12].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut newer = good.clone();
+    newer[8] = 9;
+    criu_cet_format::layout::reseal(&mut newer).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty file", vec![], "image truncated"),
+        ("truncated to half", good[..good.len() / 2].to_vec(), "truncated or was never finished"),
+        (
+            "garbage",
+            (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(),
+            "not a criu-cet image",
+        ),
+        ("magic flipped", flipped_magic, "not a criu-cet image"),
+        ("section count u32::MAX", huge_table, "section_count"),
+        ("a newer major version", newer, "use a criu-cet release that reads format 9.x"),
+    ];
+    for (what, bytes, needle) in cases {
+        std::fs::write(s.image(f.pid), &bytes).unwrap();
+        let out = s.restore_with(&s.lib);
+        let log = s.log("restore.log");
+        assert!(out.status.code().is_some_and(|c| c != 0), "{what}: criu ended by {:?}", out.status);
+        assert!(log.contains(&format!("cet: cet-{}.img: ", f.pid)) && log.contains(needle), "{what}:\n{log}");
+        assert!(!Path::new(&format!("/proc/{}", f.pid)).exists(), "{what}: a task was restored");
+    }
+}

@@ -172,6 +172,14 @@ impl Hooks {
             else {
                 continue;
             };
+            if name != image_name(pid) {
+                problems.push(format!(
+                    "{name}: not a name this plugin writes (it would be {}); a second image for process \
+                     {pid}? remove the one that does not belong",
+                    image_name(pid)
+                ));
+                continue;
+            }
             let path = dir.join(&name);
             let r = match image::open(&path) {
                 Ok(r) => r,

@@ -1,0 +1,301 @@
+//! Hostile images and faults (issue 7): nothing lost, nothing trusted, nothing stuck. Real
+//! processes, the real CLI; docs/RELIABILITY.md tabulates what these cover.
+
+mod support;
+
+use criu_cet_format::layout::{self, SectionEntry};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use support::*;
+
+fn dump_cmd(pid: u32, out: &Path) -> std::process::Command {
+    let mut c = criu_cet();
+    c.args(["dump", "--pid", &pid.to_string(), "--output"]).arg(out);
+    c
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_dump_failing_or_killed_at_any_byte_leaves_no_image_or_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::start(dir.path(), "r", &["--ones", "2", "--mixed", "40"]);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let (old, fresh) = (out.join("old.img"), out.join("fresh.img"));
+    assert!(run(&mut dump_cmd(f.pid, &old)).status.success());
+    let previous = std::fs::read(&old).unwrap();
+    let len = previous.len() as u64;
+    // The injection is exact: the whole image fits in `len` bytes, one fewer fails.
+    assert!(run(dump_cmd(f.pid, &fresh).env("CRIU_CET_FAULT_AFTER_BYTES", len.to_string())).status.success());
+    std::fs::remove_file(&fresh).unwrap();
+    let mut cases = 0;
+    for n in [0, 1, 63, 64, 65, 100, 200, len / 3, len / 2, len - 33, len - 32, len - 1] {
+        for mode in ["error", "kill"] {
+            for target in [&old, &fresh] {
+                let o = run(dump_cmd(f.pid, target)
+                    .env("CRIU_CET_FAULT_AFTER_BYTES", n.to_string())
+                    .env("CRIU_CET_FAULT_MODE", mode));
+                assert!(!o.status.success(), "fault at {n} ({mode}) did not fail the dump");
+                if mode == "kill" {
+                    assert_eq!(o.status.signal(), Some(9), "fault at {n}: {:?}", o.status);
+                } else {
+                    assert!(text(&o).contains("injected fault"), "{}", text(&o));
+                }
+                assert_eq!(
+                    std::fs::read(&old).unwrap(),
+                    previous,
+                    "fault at {n} ({mode}) changed the old image"
+                );
+                assert!(!fresh.exists(), "fault at {n} ({mode}) left a partial image");
+                cases += 1;
+            }
+        }
+    }
+    // A killed writer can leave its temporary file: never under an image's name, and never read.
+    for name in files_in(&out) {
+        assert!(name == "old.img" || (name.starts_with('.') && name.ends_with(".tmp")), "{name}");
+    }
+    assert_eq!(cases, 48);
+    assert!(f.ask().get("pid") == f.pid.to_string(), "the target was harmed");
+}
+
+/// Replaces the DATA section of a one-block image with `data` and fixes every offset after it.
+fn replace_data(good: &[u8], data: &[u8]) -> Vec<u8> {
+    let n = good.len();
+    let table_offset = u64::from_le_bytes(good[n - 24..n - 16].try_into().unwrap()) as usize;
+    let entries: Vec<SectionEntry> =
+        (0..4).map(|i| SectionEntry::decode(&good[table_offset + 32 * i..])).collect();
+    let d = entries.iter().find(|e| e.kind == layout::SECTION_DATA).unwrap();
+    let (doff, dlen) = (d.offset as usize, d.length as usize);
+    let delta = data.len() as i64 - dlen as i64;
+    let mut b = good[..doff].to_vec();
+    b.extend_from_slice(data);
+    b.extend_from_slice(&good[doff + dlen..n - 32 - 128]);
+    let new_table = b.len();
+    for mut e in entries {
+        if e.kind == layout::SECTION_DATA {
+            e.length = data.len() as u64;
+        } else if e.offset as usize > doff {
+            e.offset = (e.offset as i64 + delta) as u64;
+        }
+        b.extend_from_slice(&e.encode());
+    }
+    b.extend_from_slice(&[0u8; 32]);
+    let nn = b.len();
+    b[nn - 32..nn - 24].copy_from_slice(b"\x89CETEND\n");
+    b[nn - 24..nn - 16].copy_from_slice(&(new_table as u64).to_le_bytes());
+    b[nn - 16..nn - 12].copy_from_slice(&4u32.to_le_bytes());
+    let blocks = SectionEntry::decode(&b[new_table + 96..]);
+    let at = blocks.offset as usize + 8;
+    b[at..at + 4].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    layout::reseal(&mut b).unwrap();
+    b
+}
+
+#[test]
+fn hostile_claims_stay_within_a_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors");
+    let good = std::fs::read(vectors.join("typical-48.cetimg")).unwrap();
+    let one_block = {
+        let meta = criu_cet_format::ImageDoc {
+            runs: vec![criu_cet_format::json::RunDoc {
+                offset: criu_cet_format::Addr(0),
+                pages: 1,
+                kind: criu_cet_format::RunKind::Data,
+                covers: String::new(),
+                data: vec![criu_cet_format::json::hex(&[7u8; 4096])],
+            }],
+            ..serde_json::from_slice(&std::fs::read(vectors.join("empty-48.json")).unwrap()).unwrap()
+        };
+        meta.write_image(Vec::new(), criu_cet_format::WriterOptions::default()).unwrap().0
+    };
+    let forge = |at: usize, value: &[u8]| {
+        let mut b = good.clone();
+        b[at..at + value.len()].copy_from_slice(value);
+        layout::reseal(&mut b).unwrap();
+        b
+    };
+    // META field offsets of typical-48 (docs/FORMAT.md section 3): kernel_release is 14 bytes.
+    let comm_len = 64 + 8 + 14 + 2 + 1 + 4 + 4;
+    let threads_len = comm_len + 8 + "cet-fixture".len();
+    // Small enough to pass the compress-bound check (4174 bytes for one page), so that the
+    // decompression bound itself is what stops it.
+    let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 19).unwrap();
+    assert!(bomb.len() < 4174, "bomb of {} bytes", bomb.len());
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("comm claims 2^62 bytes", forge(comm_len, &(1u64 << 62).to_le_bytes())),
+        ("2^40 threads claimed", forge(threads_len, &(1u64 << 40).to_le_bytes())),
+        ("run page count u64::MAX", {
+            let n = good.len();
+            let t = u64::from_le_bytes(good[n - 24..n - 16].try_into().unwrap()) as usize;
+            let runs = SectionEntry::decode(&good[t + 64..]);
+            forge(runs.offset as usize + 8, &u64::MAX.to_le_bytes())
+        }),
+        ("section count 2^31", {
+            let mut b = good.clone();
+            let n = b.len();
+            b[n - 16..n - 12].copy_from_slice(&(1u32 << 31).to_le_bytes());
+            b
+        }),
+        ("a block inflating to 64 MiB", replace_data(&one_block, &bomb)),
+    ];
+    let expect =
+        ["LimitExceeded", "metadata", "inside the bitmap", "section_count", "inflates past its size"];
+    for ((what, bytes), needle) in cases.iter().zip(expect) {
+        let p = dir.path().join("forged.img");
+        std::fs::write(&p, bytes).unwrap();
+        for cmd in ["show", "decode", "check"] {
+            let o = run(std::process::Command::new("prlimit")
+                .arg("--as=268435456")
+                .arg("--")
+                .arg(env!("CARGO_BIN_EXE_criu-cet"))
+                .arg(cmd)
+                .arg(&p));
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{what}, {cmd}: {:?} {err}", o.status);
+            assert_eq!(err.lines().count(), 1, "{what}, {cmd}: {err}");
+            assert!(err.contains("forged.img") && err.contains(needle), "{what}, {cmd}: {err}");
+            if cmd == "show" {
+                println!("{what}: {}", err.trim());
+            }
+        }
+    }
+}
+
+fn tracer_of_every_thread(pid: u32) -> Vec<String> {
+    criu_cet::proc::tasks(pid)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/task/{t}/status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("TracerPid:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn captures_race_with_threads_coming_and_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::start(dir.path(), "r", &["--churn", "--threads", "3", "--ones", "1"]);
+    for i in 0..20 {
+        let img = dir.path().join(format!("c{i}.img"));
+        let o = run(&mut dump_cmd(f.pid, &img));
+        assert!(o.status.success(), "dump {i}: {}", text(&o));
+        let doc: criu_cet_format::ImageDoc =
+            serde_json::from_slice(&run(criu_cet().arg("decode").arg(&img)).stdout).unwrap();
+        assert!(doc.process.threads.iter().any(|t| t.tid == f.pid) && doc.process.threads.len() >= 4);
+        assert!(doc.bitmap.is_some());
+    }
+    assert!(tracer_of_every_thread(f.pid).iter().all(|t| t == "0"), "a thread was left traced");
+    assert_eq!(f.ask().get("pid"), f.pid.to_string());
+}
+
+#[test]
+fn a_target_exiting_mid_dump_gives_clean_errors_and_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = Fixture::start(dir.path(), "r", &["--exit-after", "150", "--churn", "--mixed", "20"]);
+    let (mut ok, mut failed) = (0, 0);
+    for i in 0..400 {
+        let img = dir.path().join(format!("e{i}.img"));
+        let o = run(&mut dump_cmd(f.pid, &img));
+        if o.status.success() {
+            ok += 1;
+            criu_cet::image::open(&img).expect("a dump that succeeded wrote a whole image");
+        } else {
+            failed += 1;
+            assert_eq!(o.status.code(), Some(1), "{:?}", o.status);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(!img.exists(), "a failed dump left {}", img.display());
+        }
+        if !Path::new(&format!("/proc/{}", f.pid)).exists()
+            || f.child.as_mut().unwrap().try_wait().unwrap().is_some()
+        {
+            break;
+        }
+    }
+    // One more after it is gone: the plain "does not exist" case.
+    let o = run(&mut dump_cmd(f.pid, &dir.path().join("gone.img")));
+    assert!(text(&o).contains("does not exist"), "{}", text(&o));
+    println!("{ok} dumps succeeded, {failed} failed cleanly while the target exited");
+    assert!(ok > 0, "no dump succeeded before the exit ({failed} failed)");
+    for name in files_in(dir.path()) {
+        assert!(!name.ends_with(".tmp"), "{name} left behind");
+    }
+}
+
+#[test]
+fn a_bitmap_unmapped_and_remapped_while_dumps_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::start(dir.path(), "r", &["--remap-loop", "--bits", "47", "--base", "0x600000000000"]);
+    let (mut with, mut without) = (0, 0);
+    for i in 0..30 {
+        let img = dir.path().join(format!("m{i}.img"));
+        let o = run(&mut dump_cmd(f.pid, &img));
+        assert!(o.status.success(), "dump {i}: {}", text(&o));
+        let r = criu_cet::image::open(&img).unwrap();
+        match &r.metadata().bitmap {
+            // Frozen between munmap and mmap: the process had no bitmap at that instant.
+            None => without += 1,
+            Some(b) => {
+                assert_eq!((b.base.0, b.length), (0x6000_0000_0000, 4 << 30));
+                with += 1;
+            }
+        }
+    }
+    println!("{with} captures with the bitmap, {without} between munmap and mmap");
+    assert!(with > 0, "never caught the bitmap mapped ({without} without)");
+    assert!(tracer_of_every_thread(f.pid).iter().all(|t| t == "0"));
+}
+
+#[test]
+fn restore_writes_only_into_a_private_non_executable_bitmap_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Fixture::start(dir.path(), "src", &["--bits", "47", "--base", "0x600000000000", "--ones", "1"]);
+    let img = dir.path().join("cet.img");
+    assert!(run(&mut dump_cmd(src.pid, &img)).status.success());
+    drop(src);
+    // Same place and size, but executable: refused, nothing written.
+    let dst = Fixture::start(
+        dir.path(),
+        "dst",
+        &["--bits", "47", "--base", "0x600000000000", "--exec-bitmap", "--mixed", "2"],
+    );
+    let before = dst.ask();
+    let o = run(criu_cet().args(["restore", "--pid", &dst.pid.to_string()]).arg(&img));
+    assert!(
+        !o.status.success() && text(&o).contains("occupied by 0x600000000000-0x600100000000 rwxp"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(dst.ask(), before);
+}
+
+#[test]
+fn the_check_fuzz_corpus_replays_without_a_panic() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/check");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        let Some((&bits, image)) = data.split_first() else { continue };
+        let Ok(r) = criu_cet_format::ImageReader::open(std::io::Cursor::new(image)) else { continue };
+        let mut target = criu_cet::host::four_level_example();
+        target.user_address_bits = 40 + bits % 18;
+        for c in [criu_cet::check::Coverage::Warn, criu_cet::check::Coverage::Strict] {
+            let _ = criu_cet::check::check("f", r.metadata(), r.summary(), &target, "t", c);
+        }
+        n += 1;
+    }
+    assert!(n >= 4, "the check corpus lost its valid seeds");
+}
