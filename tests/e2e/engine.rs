@@ -254,8 +254,14 @@ fn bad_pids_and_permissions_give_clear_errors_and_no_output_file() {
         text(&out)
     );
     let f = Fixture::start(dir.path(), "r", &[]);
+    // As nobody, from a copy nobody can execute wherever this checkout lives.
+    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    let out = run(criu_cet().uid(65534).gid(65534).args([
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = open.path().join("criu-cet");
+    std::fs::copy(env!("CARGO_BIN_EXE_criu-cet"), &exe).unwrap();
+    let out = run(std::process::Command::new(&exe).uid(65534).gid(65534).args([
         "dump",
         "--pid",
         &f.pid.to_string(),
