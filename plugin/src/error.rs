@@ -75,8 +75,23 @@ impl EngineError {
     }
 }
 
+/// Format errors raised where the file is not known yet; `in_file` names it.
+const UNNAMED: &str = "<image>";
+
 impl From<FormatError> for EngineError {
     fn from(source: FormatError) -> Self {
-        EngineError::Image { file: PathBuf::from("<image>"), source }
+        EngineError::Image { file: PathBuf::from(UNNAMED), source }
+    }
+}
+
+impl EngineError {
+    /// Names the image file in a format error raised without it.
+    pub fn in_file(self, path: &std::path::Path) -> EngineError {
+        match self {
+            EngineError::Image { file, source } if file.as_os_str() == UNNAMED => {
+                EngineError::Image { file: path.to_path_buf(), source }
+            }
+            e => e,
+        }
     }
 }

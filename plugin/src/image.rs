@@ -88,7 +88,7 @@ pub fn write_atomically<T>(
     let value = {
         let kill = std::env::var(FAULT_MODE_ENV).is_ok_and(|m| m == "kill");
         let mut out = Faulty { inner: BufWriter::with_capacity(1 << 16, tmp.as_file()), left, kill };
-        let value = write(&mut out)?;
+        let value = write(&mut out).map_err(|e| e.in_file(path))?;
         out.flush().map_err(io)?;
         value
     };

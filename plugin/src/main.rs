@@ -205,8 +205,5 @@ pub fn restore_file(pid: u32, file: &Path) -> Result<restore::RestoreReport, Eng
         return Err(EngineError::Refused { findings: findings.iter().map(|f| f.to_string()).collect() });
     }
     let stopped = Stopped::new(pid, Tracing::Seize)?;
-    restore::restore(&stopped, &mut r).map_err(|e| match e {
-        EngineError::Image { source, .. } => EngineError::Image { file: file.to_path_buf(), source },
-        e => e,
-    })
+    restore::restore(&stopped, &mut r).map_err(|e| e.in_file(file))
 }

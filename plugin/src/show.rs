@@ -133,7 +133,7 @@ pub fn image<R: Read + Seek>(file: &Path, r: &mut ImageReader<R>) -> String {
     let raw = (s.ones_pages + s.data_pages) * PAGE_SIZE;
     let _ = writeln!(
         o,
-        "populated: {} runs, {} all-ones pages (no data stored), {} data pages in {} blocks, {} bytes compressed ({} raw populated)",
+        "populated: {} runs, {} all-ones pages (no data stored), {} data pages in {} block(s), {} bytes compressed ({} raw populated)",
         s.runs,
         s.ones_pages,
         s.data_pages,

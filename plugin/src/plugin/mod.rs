@@ -300,7 +300,7 @@ impl Hooks {
         let path = path.clone();
         let result = image::open(&path).and_then(|mut r| {
             let stopped = Stopped::new(pid, Tracing::AlreadyTracer)?;
-            restore::restore(&stopped, &mut r)
+            restore::restore(&stopped, &mut r).map_err(|e| e.in_file(&path))
         });
         match result {
             Ok(r) => {
