@@ -143,10 +143,10 @@ pub fn run(runs: usize) -> Result<ExitCode, EngineError> {
     let d = dir.path();
     let exe =
         std::env::current_exe().map_err(|source| EngineError::Io { path: "criu-cet".into(), source })?;
-    println!("criu-cet bench: medians of {runs} runs (the naive pagemap read: of {} runs)", runs.min(3));
-    println!("{:<44} {:>14} {:>16} {:>10}", "figure", "value", "baseline", "ratio");
+    say!("criu-cet bench: medians of {runs} runs (the naive pagemap read: of {} runs)", runs.min(3));
+    say!("{:<44} {:>14} {:>16} {:>10}", "figure", "value", "baseline", "ratio");
     let row = |name: &str, value: String, baseline: String, ratio: String| {
-        println!("{name:<44} {value:>14} {baseline:>16} {ratio:>10}");
+        say!("{name:<44} {value:>14} {baseline:>16} {ratio:>10}");
     };
 
     // Sparse bitmaps: a few hundred populated pages in a 4 TiB and an 8 GiB mapping.
@@ -299,9 +299,9 @@ pub fn run(runs: usize) -> Result<ExitCode, EngineError> {
         "-".into(),
     );
 
-    println!("{criu_note}");
-    println!("restored dense bitmap identical to the source: {same}; CLI runs succeeded: {rss_ok}");
-    println!(
+    say!("{criu_note}");
+    say!("restored dense bitmap identical to the source: {same}; CLI runs succeeded: {rss_ok}");
+    say!(
         "summary: sparse57_speedup={speedup:.0} sparse_scale={scale:.2} image_ratio={:.4} dense_mib_s={cap_mib_s:.0} \
          restore_mib_s={rst_mib_s:.0} peak_rss_mib={rss:.1} check_ms={:.2}",
         image_ratio,

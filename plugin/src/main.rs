@@ -13,6 +13,23 @@ use criu_cet_format::{ImageDoc, WriterOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Prints a line to stdout, ignoring a closed pipe (`criu-cet demo | head` must still end the
+/// fixtures it started, so output errors never stop a command).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+/// `say!` without the newline.
+macro_rules! say_raw {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
 mod bench;
 mod demo;
 mod fixture;
@@ -114,9 +131,9 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
         Command::Host { json } => {
             let p = host::probe();
             if json {
-                println!("{}", serde_json::to_string_pretty(&p).expect("profile serializes"));
+                say!("{}", serde_json::to_string_pretty(&p).expect("profile serializes"));
             } else {
-                println!("{}", show::host_line(&p));
+                say!("{}", show::host_line(&p));
             }
         }
         Command::Dump { pid, output, bitmap, prune_stale } => {
@@ -126,14 +143,14 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
                 ..Default::default()
             };
             let report = dump(pid, &output, &opts)?;
-            println!("{}", show::capture_line(pid, &output, &report));
+            say!("{}", show::capture_line(pid, &output, &report));
         }
-        Command::Show { file } => print!("{}", show::image(&file, &mut image::open(&file)?)),
+        Command::Show { file } => say_raw!("{}", show::image(&file, &mut image::open(&file)?)),
         Command::Decode { file } => {
             let mut r = image::open(&file)?;
             let doc = ImageDoc::from_image(&mut r)
                 .map_err(|source| EngineError::Image { file: file.clone(), source })?;
-            println!("{}", serde_json::to_string_pretty(&doc).expect("document serializes"));
+            say!("{}", serde_json::to_string_pretty(&doc).expect("document serializes"));
         }
         Command::Encode { json, output } => {
             let text = std::fs::read_to_string(&json)
@@ -147,7 +164,7 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
                     .map(|(_, s)| s)
                     .map_err(|source| EngineError::Image { file: json.clone(), source })
             })?;
-            println!("{}: {} runs, {} bytes", output.display(), summary.runs, summary.file_bytes);
+            say!("{}: {} runs, {} bytes", output.display(), summary.runs, summary.file_bytes);
         }
         Command::Check { file, target, strict_coverage } => {
             let r = image::open(&file)?;
@@ -165,17 +182,17 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
                 coverage,
             );
             for f in &findings {
-                println!("{f}");
+                say!("{f}");
             }
             if check::has_errors(&findings) {
-                println!("verdict: {} cannot be restored on {name}", file.display());
+                say!("verdict: {} cannot be restored on {name}", file.display());
                 return Ok(ExitCode::FAILURE);
             }
-            println!("verdict: {} can be restored on {name}", file.display());
+            say!("verdict: {} can be restored on {name}", file.display());
         }
         Command::Restore { pid, file } => {
             let report = restore_file(pid, &file)?;
-            println!("{}", show::restore_line(pid, &file, &report));
+            say!("{}", show::restore_line(pid, &file, &report));
         }
         Command::Demo => return demo::run(),
         Command::Bench { runs } => return bench::run(runs),
