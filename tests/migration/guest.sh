@@ -2,7 +2,7 @@
 # Runs inside a guest (busybox sh, from the initramfs). Usage: guest.sh ROLE
 # Writes everything it observes to the share; the host-side harness (./run) judges it.
 S=/mnt/share
-CRIU=__CRIU__
+CRIU=/opt/criu/bin/criu
 CET=/opt/cet
 NOLIB=/opt/cet/nolib
 LIB=/opt/cet/lib
@@ -30,11 +30,13 @@ ask() {
   cp "$S/$1/report" "$S/$1/$2" 2>/dev/null || echo "no answer" > "$S/$1/$2"
 }
 
-# dump NAME LIBDIR: criu dump of $pid into $S/NAME/img; the fixture is killed by CRIU and reaped.
+# dump NAME LIBDIR: criu dump of $pid into $S/NAME/img; the fixture is killed (by CRIU, or here
+# when the dump failed) and reaped.
 dump() {
   rm -rf "$S/$1/img"; mkdir -p "$S/$1/img"
   "$CRIU" dump -t "$pid" -D "$S/$1/img" -L "$2" -v4 -o dump.log
   echo $? > "$S/$1/dump.rc"
+  kill -9 "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
   echo "$pid" > "$S/$1/pid"
 }
