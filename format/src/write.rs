@@ -8,7 +8,6 @@ use crate::meta::Metadata;
 use crate::page::PageKind;
 use crate::pipeline::{default_threads, Ordered};
 use std::io::Write;
-use zstd::zstd_safe::{CParameter, ParamSwitch};
 
 /// Layout choices that do not change what the image means (any reader reads any of them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,13 +88,7 @@ impl<W: Write> ImageWriter<W> {
             .map_err(|e| FormatError::Input(format!("zstd level {}: {e}", opts.zstd_level)))?;
         let level = opts.zstd_level;
         let pool = Ordered::new(opts.threads, move || {
-            // Literals are stored raw, not Huffman-coded: on bitmap pages that made compression
-            // 1.35-1.65x and decompression 1.45x faster for 3-9% more bytes (docs/PERFORMANCE.md).
-            // The frames stay standard zstd: readers need nothing new.
-            let mut c = zstd::bulk::Compressor::new(level).and_then(|mut c| {
-                c.set_parameter(CParameter::LiteralCompressionMode(ParamSwitch::Disable))?;
-                Ok(c)
-            });
+            let mut c = zstd::bulk::Compressor::new(level);
             move |raw: Vec<u8>| -> Compressed {
                 let c = c.as_mut().map_err(|e| std::io::Error::other(e.to_string()))?;
                 let bytes = c.compress(&raw)?;
