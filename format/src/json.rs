@@ -4,7 +4,7 @@
 
 use crate::addr::{self, PAGE_SIZE};
 use crate::error::FormatError;
-use crate::layout::{RunKind, MAJOR, MINOR};
+use crate::layout::RunKind;
 use crate::meta::{Addr, BitmapMapping, Metadata, ProcessInfo, SourceHost};
 use crate::read::{ImageReader, PageContent};
 use crate::write::{ImageWriter, WriteSummary, WriterOptions};
@@ -148,11 +148,6 @@ impl ImageDoc {
             }
         }
         w.finish()
-    }
-
-    /// The version string `encode` writes.
-    pub fn current_version() -> String {
-        format!("{MAJOR}.{MINOR}")
     }
 }
 

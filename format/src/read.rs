@@ -389,12 +389,6 @@ impl<R: Read + Seek> ImageReader<R> {
         (pages * PAGE_SIZE) as usize
     }
 
-    /// Threads decompressing blocks ahead when pages are read in order (default: the cores, at
-    /// most 4).
-    pub fn set_threads(&mut self, threads: usize) {
-        self.threads = threads.max(1);
-    }
-
     /// Reads block `j`'s compressed bytes and what checking it needs.
     fn block_job(&mut self, j: u64) -> Result<BlockJob, FormatError> {
         let b = self.block_at(j)?;
