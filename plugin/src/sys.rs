@@ -175,13 +175,57 @@ pub fn remote_syscall(tid: Pid, syscall_insn: u64, nr: i64, args: [u64; 6]) -> R
     Ok(after?.rax as i64)
 }
 
+/// How a wait for a ptrace stop ended.
+pub enum Stop {
+    /// waitpid reported this.
+    Reported(WaitStatus),
+    /// The thread is in a ptrace stop, but its notification was consumed by another waiter in
+    /// this process (a `waitpid(-1)` elsewhere: CRIU's, or a test harness's).
+    Unreported,
+}
+
+/// Waits for a traced thread's next stop without ever blocking forever: polls
+/// `waitpid(WNOHANG)` and, between polls, asks whether the thread is already stopped
+/// (PTRACE_GETREGS succeeds only on a tracee in a ptrace stop). ETIMEDOUT after `limit`.
+pub fn wait_for_stop(tid: Pid, limit: std::time::Duration) -> Result<Stop, Errno> {
+    let start = std::time::Instant::now();
+    let mut polls = 0u32;
+    loop {
+        match waitpid(tid, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => {
+                if ptrace::getregs(tid).is_ok() {
+                    return Ok(Stop::Unreported);
+                }
+            }
+            Ok(status) => return Ok(Stop::Reported(status)),
+            Err(e) => return Err(e),
+        }
+        if start.elapsed() > limit {
+            return Err(Errno::ETIMEDOUT);
+        }
+        polls += 1;
+        if polls < 200 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+}
+
+/// How long a thread may take to reach a ptrace stop before we give up on it.
+pub const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn step_until_trap(tid: Pid, expect_rip: u64) -> Result<(), Errno> {
     use nix::sys::signal::Signal;
     let mut deferred = Vec::new();
     ptrace::step(tid, None)?;
     let outcome = loop {
-        match waitpid(tid, Some(WaitPidFlag::__WALL)) {
-            Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => {
+        let stop = match wait_for_stop(tid, STOP_LIMIT) {
+            Ok(s) => s,
+            Err(e) => break Err(e),
+        };
+        match stop {
+            Stop::Reported(WaitStatus::Stopped(_, Signal::SIGTRAP)) | Stop::Unreported => {
                 break match ptrace::getregs(tid) {
                     Ok(r) if r.rip == expect_rip => Ok(()),
                     Ok(_) => Err(Errno::EFAULT),
@@ -190,20 +234,19 @@ fn step_until_trap(tid: Pid, expect_rip: u64) -> Result<(), Errno> {
             }
             // Another signal was about to be delivered: hold it back now and send it again
             // once the registers are restored, so the target still receives it.
-            Ok(WaitStatus::Stopped(_, sig)) => {
+            Stop::Reported(WaitStatus::Stopped(_, sig)) => {
                 deferred.push(sig);
                 if let Err(e) = ptrace::step(tid, None) {
                     break Err(e);
                 }
             }
-            Ok(WaitStatus::PtraceEvent(..)) => {
+            Stop::Reported(WaitStatus::PtraceEvent(..)) => {
                 if let Err(e) = ptrace::step(tid, None) {
                     break Err(e);
                 }
             }
-            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => break Err(Errno::ESRCH),
-            Ok(_) => continue,
-            Err(e) => break Err(e),
+            Stop::Reported(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => break Err(Errno::ESRCH),
+            Stop::Reported(_) => continue,
         }
     };
     for sig in deferred {

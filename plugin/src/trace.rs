@@ -4,10 +4,11 @@
 
 use crate::error::EngineError;
 use crate::proc;
+use crate::sys::{self, Stop};
 use nix::errno::Errno;
 use nix::sys::ptrace;
 use nix::sys::signal::Signal;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
 /// Who stops the threads.
@@ -68,20 +69,20 @@ impl Stopped {
         self.attached.push((tid, None));
         ptrace::interrupt(t)?;
         loop {
-            match waitpid(t, Some(WaitPidFlag::__WALL))? {
-                WaitStatus::PtraceEvent(..) => return Ok(()),
+            match sys::wait_for_stop(t, sys::STOP_LIMIT)? {
+                Stop::Reported(WaitStatus::PtraceEvent(..)) | Stop::Unreported => return Ok(()),
                 // A signal was on its way in: keep it, hand it back on detach, stay stopped.
-                WaitStatus::Stopped(_, sig) => {
+                Stop::Reported(WaitStatus::Stopped(_, sig)) => {
                     if let Some(a) = self.attached.iter_mut().find(|a| a.0 == tid) {
                         a.1 = Some(sig);
                     }
                     return Ok(());
                 }
-                WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {
+                Stop::Reported(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => {
                     self.attached.retain(|a| a.0 != tid);
                     return Err(Errno::ESRCH);
                 }
-                _ => continue,
+                Stop::Reported(_) => continue,
             }
         }
     }

@@ -275,7 +275,7 @@ fn a_late_restore_failure_kills_the_task_unless_told_to_warn() {
         assert!(log.contains("is occupied by"), "{policy}: {log}");
         let _ = out;
         std::thread::sleep(std::time::Duration::from_millis(200));
-        reap();
+        reap(f.pid);
         let alive = Path::new(&format!("/proc/{}", f.pid)).exists();
         match policy {
             "kill" => {

@@ -313,3 +313,50 @@ fn cli_reads_vectors_and_rejects_bad_files_with_one_line() {
     let out = run(criu_cet().arg("show").arg(&link));
     assert!(!out.status.success() && text(&out).contains("symbolic link"), "{}", text(&out));
 }
+
+/// Another thread of the tracer's process waiting for the tracee (as CRIU's or a test harness's
+/// wait for any child may) consumes its ptrace-stop notifications; seizing and single-stepping
+/// must still finish. With a blocking waitpid, this test hangs.
+#[test]
+fn seize_and_remote_syscalls_survive_a_thread_stealing_wait_notifications() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::start(dir.path(), "r", &["--no-bitmap", "--threads", "2"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    // It waits for the fixture only (a wait for any child would also take other tests' children).
+    let target = nix::unistd::Pid::from_raw(f.pid as i32);
+    let thief = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut stolen = 0;
+            while !stop.load(Ordering::Relaxed) {
+                use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+                if let Ok(s) = waitpid(target, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+                    if s != WaitStatus::StillAlive {
+                        stolen += 1;
+                    }
+                }
+            }
+            stolen
+        })
+    };
+    let vmas = criu_cet::proc::read_smaps(f.pid).unwrap();
+    let vdso = vmas.iter().find(|v| v.backing == criu_cet::proc::Backing::Named("[vdso]".into())).unwrap();
+    let mut code = vec![0u8; vdso.len() as usize];
+    use std::os::unix::fs::FileExt;
+    std::fs::File::open(format!("/proc/{}/mem", f.pid))
+        .unwrap()
+        .read_exact_at(&mut code, vdso.start)
+        .unwrap();
+    let at = vdso.start + code.windows(2).position(|w| w == [0x0f, 0x05]).unwrap() as u64;
+    for _ in 0..30 {
+        let stopped = Stopped::new(f.pid, Tracing::Seize).expect("seized despite the thief");
+        let got = criu_cet::sys::remote_syscall(stopped.any_thread(), at, libc::SYS_getpid, [0; 6]).unwrap();
+        assert_eq!(got as u32, f.pid);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let stolen = thief.join().unwrap();
+    println!("{stolen} notifications consumed by the other thread");
+    assert_eq!(f.ask().get("bitmap"), "none", "the target is alive and untraced");
+}

@@ -35,14 +35,12 @@ pub fn become_subreaper() {
     });
 }
 
-/// Reaps any exited children (restored trees reparented to us).
-pub fn reap() {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if s == WaitStatus::StillAlive {
-            break;
-        }
-    }
+/// Reaps `pid` if it is an exited child of ours (restored processes are reparented to us).
+/// Never `waitpid(-1)`: in a test binary whose threads trace processes, that would steal their
+/// ptrace-stop notifications.
+pub fn reap(pid: u32) {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    let _ = waitpid(nix::unistd::Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG));
 }
 
 /// Waits until `pid` no longer exists (reaping it if it is ours).
@@ -53,7 +51,7 @@ pub fn wait_gone(pid: u32) {
 fn gone_within(pid: u32, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Path::new(&format!("/proc/{pid}")).exists() {
-        reap();
+        reap(pid);
         if Instant::now() > deadline {
             return false;
         }
