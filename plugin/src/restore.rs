@@ -258,7 +258,7 @@ fn ensure_mapping(stopped: &Stopped, b: &BitmapMapping) -> Result<bool, EngineEr
 
 /// Address of a `syscall` instruction (0f 05) in the target's vDSO or, failing that, in one of
 /// its executable mappings.
-fn find_syscall_insn(pid: u32, vmas: &[Vma]) -> Result<u64, EngineError> {
+pub fn find_syscall_insn(pid: u32, vmas: &[Vma]) -> Result<u64, EngineError> {
     let path = format!("/proc/{pid}/mem");
     let mem = File::open(&path).map_err(|e| EngineError::proc_io(pid, &path, e))?;
     let mut order: Vec<&Vma> = vmas.iter().filter(|v| v.exec).collect();

@@ -179,6 +179,12 @@ fn restore_refuses_an_occupied_range_and_changes_nothing() {
     assert_eq!(std::fs::read_to_string(format!("/proc/{}/maps", dst.pid)).unwrap(), maps_before);
 }
 
+/// A `syscall` instruction in the target, found as restore finds it (its vDSO first).
+fn syscall_insn(pid: u32) -> u64 {
+    let vmas = criu_cet::proc::read_smaps(pid).unwrap();
+    criu_cet::restore::find_syscall_insn(pid, &vmas).unwrap()
+}
+
 #[test]
 fn remote_syscalls_leave_every_register_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
@@ -186,15 +192,7 @@ fn remote_syscalls_leave_every_register_as_it_was() {
     let stopped = Stopped::new(f.pid, Tracing::Seize).unwrap();
     let t = stopped.any_thread();
     let before = nix::sys::ptrace::getregs(t).unwrap();
-    let vmas = criu_cet::proc::read_smaps(f.pid).unwrap();
-    let vdso = vmas.iter().find(|v| v.backing == criu_cet::proc::Backing::Named("[vdso]".into())).unwrap();
-    let mut code = vec![0u8; vdso.len() as usize];
-    use std::os::unix::fs::FileExt;
-    std::fs::File::open(format!("/proc/{}/mem", f.pid))
-        .unwrap()
-        .read_exact_at(&mut code, vdso.start)
-        .unwrap();
-    let at = vdso.start + code.windows(2).position(|w| w == [0x0f, 0x05]).unwrap() as u64;
+    let at = syscall_insn(f.pid);
     let got = criu_cet::sys::remote_syscall(t, at, libc::SYS_getpid, [0; 6]).unwrap();
     assert_eq!(got as u32, f.pid, "getpid ran inside the target");
     let after = nix::sys::ptrace::getregs(t).unwrap();
@@ -341,15 +339,7 @@ fn seize_and_remote_syscalls_survive_a_thread_stealing_wait_notifications() {
             stolen
         })
     };
-    let vmas = criu_cet::proc::read_smaps(f.pid).unwrap();
-    let vdso = vmas.iter().find(|v| v.backing == criu_cet::proc::Backing::Named("[vdso]".into())).unwrap();
-    let mut code = vec![0u8; vdso.len() as usize];
-    use std::os::unix::fs::FileExt;
-    std::fs::File::open(format!("/proc/{}/mem", f.pid))
-        .unwrap()
-        .read_exact_at(&mut code, vdso.start)
-        .unwrap();
-    let at = vdso.start + code.windows(2).position(|w| w == [0x0f, 0x05]).unwrap() as u64;
+    let at = syscall_insn(f.pid);
     for _ in 0..30 {
         let stopped = Stopped::new(f.pid, Tracing::Seize).expect("seized despite the thief");
         let got = criu_cet::sys::remote_syscall(stopped.any_thread(), at, libc::SYS_getpid, [0; 6]).unwrap();
