@@ -123,6 +123,21 @@ pub fn tasks(pid: u32) -> std::io::Result<Vec<u32>> {
     Ok(tids)
 }
 
+/// The state letter of a `/proc/PID/task/TID/stat` line (the field after the parenthesised comm,
+/// which may itself hold spaces and parentheses).
+pub fn parse_stat_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Whether thread `tid` of `pid` has exited or is exiting (zombie or dead, or already gone). The
+/// kernel refuses PTRACE_SEIZE of such a thread with EPERM, not ESRCH.
+pub fn thread_is_exiting(pid: u32, tid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) {
+        Ok(stat) => matches!(parse_stat_state(&stat), Some('Z' | 'X' | 'x') | None),
+        Err(_) => true,
+    }
+}
+
 /// Shadow-stack feature words of a `x86_Thread_features:` line: bit 0 `shstk`, bit 1 `wrss`.
 fn feature_bits(words: &str) -> u64 {
     words.split_whitespace().fold(0, |acc, w| match w {
@@ -200,6 +215,15 @@ mod tests {
             Some((0, 0))
         );
         assert_eq!(parse_thread_features("Name:\tcat\nState:\tR\n"), None);
+    }
+
+    #[test]
+    fn stat_state_after_a_comm_with_parentheses_and_spaces() {
+        assert_eq!(parse_stat_state("4242 (a) b) ) Z 1 4242 4242 0 -1"), Some('Z'));
+        assert_eq!(parse_stat_state("7 (cet-fixture) S 1 7"), Some('S'));
+        assert_eq!(parse_stat_state("7 (truncated"), None);
+        assert!(!thread_is_exiting(std::process::id(), std::process::id()));
+        assert!(thread_is_exiting(std::process::id(), u32::MAX));
     }
 
     #[test]
