@@ -9,6 +9,11 @@ pub enum EngineError {
     #[error("process {pid} does not exist (it may have exited)")]
     NoProcess { pid: u32 },
     #[error(
+        "process {pid} is exiting (its main thread has ended); nothing was written: checkpoint a \
+         process whose main thread is running"
+    )]
+    Exiting { pid: u32 },
+    #[error(
         "no permission to {action} process {pid} ({errno}): run as root, or as its owner with \
          ptrace allowed (kernel.yama.ptrace_scope)"
     )]

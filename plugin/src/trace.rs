@@ -39,23 +39,22 @@ impl Stopped {
                 // Threads may be created while we seize: repeat until a pass finds none new.
                 loop {
                     let now = list(pid)?;
-                    let mut new: Vec<u32> = now.iter().copied().filter(|t| !s.tids.contains(t)).collect();
-                    // The leader first: its answer settles permission for the others.
-                    new.sort_unstable_by_key(|&t| t != pid);
+                    let new: Vec<u32> = now.iter().copied().filter(|t| !s.tids.contains(t)).collect();
                     if new.is_empty() {
                         break;
                     }
                     for tid in new {
                         match s.seize_one(tid) {
                             Ok(()) => s.tids.push(tid),
+                            // The kernel answers EPERM, not ESRCH, for a thread already past
+                            // exit_notify: for the leader, the process is ending.
+                            Err(Errno::EPERM) if proc::thread_is_exiting(pid, tid) => {
+                                if tid == pid {
+                                    return Err(EngineError::Exiting { pid });
+                                }
+                            }
                             // A thread that exited between listing and seizing.
                             Err(Errno::ESRCH) if tid != pid => {}
-                            // The kernel answers EPERM, not ESRCH, for a thread already exiting;
-                            // permission itself was settled by seizing the leader.
-                            Err(Errno::EPERM)
-                                if tid != pid
-                                    && s.tids.contains(&pid)
-                                    && proc::thread_is_exiting(pid, tid) => {}
                             Err(e) => {
                                 return Err(EngineError::sys(pid, format!("PTRACE_SEIZE of thread {tid}"), e))
                             }

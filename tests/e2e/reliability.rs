@@ -201,13 +201,12 @@ fn captures_race_with_threads_coming_and_going() {
     assert_eq!(f.ask().get("pid"), f.pid.to_string());
 }
 
-#[test]
-fn a_target_exiting_mid_dump_gives_clean_errors_and_no_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut f = Fixture::start(dir.path(), "r", &["--exit-after", "150", "--churn", "--mixed", "20"]);
+/// Dumps of `f` one after another until it is gone; every dump either writes a whole image or
+/// fails with one line and leaves no file. Returns (succeeded, failed).
+fn dump_until_gone(f: &mut Fixture, dir: &Path, tag: &str) -> (u32, u32) {
     let (mut ok, mut failed) = (0, 0);
     for i in 0..400 {
-        let img = dir.path().join(format!("e{i}.img"));
+        let img = dir.join(format!("{tag}{i}.img"));
         let o = run(&mut dump_cmd(f.pid, &img));
         if o.status.success() {
             ok += 1;
@@ -217,22 +216,54 @@ fn a_target_exiting_mid_dump_gives_clean_errors_and_no_file() {
             assert_eq!(o.status.code(), Some(1), "{:?}", o.status);
             let err = String::from_utf8_lossy(&o.stderr);
             assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.contains(&f.pid.to_string()), "the error names the process: {err}");
+            assert!(!err.contains("no permission"), "an ending process is not a permission problem: {err}");
             assert!(!img.exists(), "a failed dump left {}", img.display());
+            println!("{tag}{i}: {}", err.trim_end());
         }
-        if !Path::new(&format!("/proc/{}", f.pid)).exists()
-            || f.child.as_mut().unwrap().try_wait().unwrap().is_some()
-        {
+        if f.child.as_mut().unwrap().try_wait().unwrap().is_some() {
             break;
         }
     }
     // One more after it is gone: the plain "does not exist" case.
-    let o = run(&mut dump_cmd(f.pid, &dir.path().join("gone.img")));
+    let o = run(&mut dump_cmd(f.pid, &dir.join(format!("{tag}-gone.img"))));
     assert!(text(&o).contains("does not exist"), "{}", text(&o));
-    println!("{ok} dumps succeeded, {failed} failed cleanly while the target exited");
-    assert!(ok > 0, "no dump succeeded before the exit ({failed} failed)");
-    for name in files_in(dir.path()) {
+    for name in files_in(dir) {
         assert!(!name.ends_with(".tmp"), "{name} left behind");
     }
+    (ok, failed)
+}
+
+#[test]
+fn a_target_exiting_mid_dump_gives_clean_errors_and_no_file() {
+    // The target ends itself (exit_group can only run between our seizes: stopped threads do
+    // not exit), so most of these dumps succeed and the rest fail at seize or scan.
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = Fixture::start(dir.path(), "r", &["--exit-after", "150", "--churn", "--mixed", "20"]);
+    let (ok, failed) = dump_until_gone(&mut f, dir.path(), "e");
+    println!("exit_group: {ok} dumps succeeded, {failed} failed cleanly");
+    assert!(ok > 0, "no dump succeeded before the exit ({failed} failed)");
+}
+
+#[test]
+fn a_target_killed_mid_dump_gives_clean_errors_and_no_file() {
+    // SIGKILL ends a process even while we hold its threads stopped, so with a bitmap whose
+    // capture takes a while, the kill lands inside a dump: seizing, scanning or reading pages.
+    let dir = tempfile::tempdir().unwrap();
+    let mut killed_inside = 0;
+    for round in 0..6 {
+        let mut f = Fixture::start(dir.path(), &format!("k{round}"), &["--mixed", "3000", "--threads", "4"]);
+        let pid = f.pid;
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(40 + 25 * round));
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
+        });
+        let (ok, failed) = dump_until_gone(&mut f, dir.path(), &format!("k{round}-"));
+        killer.join().unwrap();
+        println!("SIGKILL after {} ms: {ok} dumps succeeded, {failed} failed cleanly", 40 + 25 * round);
+        killed_inside += failed;
+    }
+    assert!(killed_inside > 0, "no dump ran into the kill in 6 rounds");
 }
 
 #[test]
