@@ -370,6 +370,8 @@ fn criu_exits_cleanly_on_every_kind_of_broken_cet_image() {
         let log = s.log("restore.log");
         assert!(out.status.code().is_some_and(|c| c != 0), "{what}: criu ended by {:?}", out.status);
         assert!(log.contains(&format!("cet: cet-{}.img: ", f.pid)) && log.contains(needle), "{what}:\n{log}");
+        let twice = format!("cet-{0}.img: cet-{0}.img", f.pid);
+        assert!(!log.contains(&twice), "{what}: the file is named twice:\n{log}");
         assert!(!Path::new(&format!("/proc/{}", f.pid)).exists(), "{what}: a task was restored");
     }
 }

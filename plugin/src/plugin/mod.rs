@@ -184,7 +184,8 @@ impl Hooks {
             let r = match image::open(&path) {
                 Ok(r) => r,
                 Err(e) => {
-                    problems.push(format!("{}: {}", name, strip_dir(&e.to_string(), &dir)));
+                    // The error names the file by its path; the name alone reads better in a log.
+                    problems.push(strip_dir(&e.to_string(), &dir));
                     continue;
                 }
             };
