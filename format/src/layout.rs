@@ -6,14 +6,17 @@ use crate::error::FormatError;
 pub const MAGIC: [u8; 8] = *b"\x89CET\r\n\x1a\n";
 pub const FOOTER_MAGIC: [u8; 8] = *b"\x89CETEND\n";
 pub const MAJOR: u16 = 1;
-pub const MINOR: u16 = 0;
+pub const MINOR: u16 = 1;
 pub const HEADER_SIZE: usize = 64;
 pub const FOOTER_SIZE: usize = 32;
 pub const SECTION_ENTRY_SIZE: usize = 32;
 pub const RUN_RECORD_SIZE: usize = 32;
 pub const BLOCK_RECORD_SIZE: usize = 16;
-/// Incompatible feature flags this reader understands (none yet in 1.x).
-pub const KNOWN_INCOMPAT: u64 = 0;
+/// Incompatible flag (1.1): each data page in a block is coded (`coding`: a tag, then its bit
+/// runs or its bytes) rather than stored as its 4096 bytes. Writers of 1.1 always set it.
+pub const INCOMPAT_PAGE_CODING: u64 = 1;
+/// Incompatible feature flags this reader understands.
+pub const KNOWN_INCOMPAT: u64 = INCOMPAT_PAGE_CODING;
 /// Most sections a file may list.
 pub const MAX_SECTIONS: u32 = 64;
 /// Bounds on pages per zstd block: one block is the unit of memory a reader or writer holds.
@@ -66,6 +69,18 @@ pub struct Header {
 }
 
 impl Header {
+    /// Whether data pages are coded (`INCOMPAT_PAGE_CODING`) rather than stored verbatim.
+    pub fn page_coding(&self) -> bool {
+        self.incompat_flags & INCOMPAT_PAGE_CODING != 0
+    }
+
+    /// Most bytes a block of `pages` data pages may inflate to: its frame content.
+    pub fn max_frame_content(&self, pages: usize) -> usize {
+        let verbatim = crate::addr::PAGE_SIZE as usize;
+        let per_page = if self.page_coding() { crate::coding::MAX_CODED_PAGE } else { verbatim };
+        pages * per_page
+    }
+
     pub fn encode(&self) -> [u8; HEADER_SIZE] {
         let mut b = [0u8; HEADER_SIZE];
         b[0..8].copy_from_slice(&MAGIC);

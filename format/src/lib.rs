@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod coding;
 mod error;
 pub mod json;
 pub mod layout;

@@ -29,6 +29,10 @@ pub(crate) struct Ordered<I, O> {
 /// Items processed inline before workers start (16 blocks of 16 pages: 1 MiB of pages).
 const SPAWN_AFTER: u64 = 16;
 
+/// Blocks in one job once workers run: fewer wake-ups between threads. Inline, a job is one
+/// block, so that small images stay in small buffers (each fresh large one costs page faults).
+const BATCH: usize = 4;
+
 /// How many threads block work uses by default: the machine's cores, at most 4.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
@@ -78,6 +82,15 @@ impl<I: Send + 'static, O: Send + 'static> Ordered<I, O> {
         self.tx = Some(tx);
         self.rx = Some(rx);
         self.inline = None;
+    }
+
+    /// How many blocks the next item should hold (see `BATCH`).
+    pub fn blocks_per_item(&self) -> usize {
+        if self.next_in < SPAWN_AFTER || (self.start.is_none() && self.inline.is_some()) {
+            1
+        } else {
+            BATCH
+        }
     }
 
     /// Hands in the next item. Returns the results that are due, in input order, keeping at
@@ -150,11 +163,13 @@ mod tests {
                 }
             });
             let mut got = Vec::new();
+            assert_eq!(p.blocks_per_item(), 1, "small work is not batched");
             for x in 0..100 {
                 got.extend(p.push(x));
             }
             got.extend(p.drain());
             assert_eq!(got, (0..100).map(|x| x * 2).collect::<Vec<_>>(), "threads {threads}");
+            assert_eq!(p.blocks_per_item(), if threads == 1 { 1 } else { BATCH });
         }
     }
 }

@@ -56,6 +56,8 @@ pub struct ImageReader<R> {
     run_buf: Vec<u8>,
     run_buf_first: u64,
     compressed: Vec<u8>,
+    /// A block's frame content when pages are coded (decoded from here into `block`).
+    coded: Vec<u8>,
     block: Vec<u8>,
     block_index: Option<u64>,
     threads: usize,
@@ -232,7 +234,10 @@ impl<R: Read + Seek> ImageReader<R> {
             dctx: zstd::bulk::Decompressor::new().map_err(FormatError::io("creating a zstd context"))?,
             run_buf: Vec::new(),
             run_buf_first: 0,
-            compressed: Vec::with_capacity(layout::max_compressed_len(block_bytes)),
+            compressed: Vec::with_capacity(layout::max_compressed_len(
+                header.max_frame_content(header.block_pages as usize),
+            )),
+            coded: Vec::new(),
             block: vec![0u8; block_bytes],
             block_index: None,
             threads: default_threads(),
@@ -323,7 +328,7 @@ impl<R: Read + Seek> ImageReader<R> {
                     b.offset.to_string(),
                 ));
             }
-            let max = layout::max_compressed_len(self.block_raw_len(j));
+            let max = layout::max_compressed_len(self.header.max_frame_content(self.block_pages(j)));
             if b.compressed_len == 0 || b.compressed_len as usize > max {
                 return Err(FormatError::invalid(
                     format!("block {j} compressed_len"),
@@ -383,10 +388,13 @@ impl<R: Read + Seek> ImageReader<R> {
         Ok(Block::decode(&b))
     }
 
-    fn block_raw_len(&self, j: u64) -> usize {
+    fn block_pages(&self, j: u64) -> usize {
         let bp = u64::from(self.header.block_pages);
-        let pages = bp.min(self.summary.data_pages - j * bp);
-        (pages * PAGE_SIZE) as usize
+        bp.min(self.summary.data_pages - j * bp) as usize
+    }
+
+    fn block_raw_len(&self, j: u64) -> usize {
+        self.block_pages(j) * PAGE_SIZE as usize
     }
 
     /// Reads block `j`'s compressed bytes and what checking it needs.
@@ -396,7 +404,12 @@ impl<R: Read + Seek> ImageReader<R> {
         let mut compressed = std::mem::take(&mut self.compressed);
         compressed.resize(b.compressed_len as usize, 0);
         read_at(&mut self.src, at, &mut compressed, "reading page data")?;
-        Ok(BlockJob { j, at, block: b, compressed, raw_len: self.block_raw_len(j) })
+        let content_max = if self.header.page_coding() {
+            Some(self.header.max_frame_content(self.block_pages(j)))
+        } else {
+            None
+        };
+        Ok(BlockJob { j, at, block: b, compressed, raw_len: self.block_raw_len(j), content_max })
     }
 
     /// Decompresses block `j` into the block buffer (kept for the next call) and checks it.
@@ -405,7 +418,7 @@ impl<R: Read + Seek> ImageReader<R> {
         if self.block_index != Some(j) {
             self.block_index = None;
             let job = self.block_job(j)?;
-            let result = decode_block(&mut self.dctx, &job, &mut self.block[..raw_len]);
+            let result = decode_block(&mut self.dctx, &job, &mut self.coded, &mut self.block[..raw_len]);
             self.compressed = job.compressed;
             result?;
             self.block_index = Some(j);
@@ -417,14 +430,18 @@ impl<R: Read + Seek> ImageReader<R> {
     fn blocks_in_order(&mut self) -> BlockStream {
         let pool = Ordered::new(self.threads, || {
             let mut dctx = zstd::bulk::Decompressor::new();
-            move |job: BlockJob| -> Result<Vec<u8>, FormatError> {
-                let dctx = dctx.as_mut().map_err(|e| FormatError::Io {
-                    doing: "creating a zstd context",
-                    source: std::io::Error::other(e.to_string()),
-                })?;
-                let mut out = vec![0u8; job.raw_len];
-                decode_block(dctx, &job, &mut out)?;
-                Ok(out)
+            let mut coded = Vec::new();
+            move |jobs: Vec<BlockJob>| -> Vec<Result<Vec<u8>, FormatError>> {
+                let mut one = |job: BlockJob| {
+                    let dctx = dctx.as_mut().map_err(|e| FormatError::Io {
+                        doing: "creating a zstd context",
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
+                    let mut out = vec![0u8; job.raw_len];
+                    decode_block(dctx, &job, &mut coded, &mut out)?;
+                    Ok(out)
+                };
+                jobs.into_iter().map(&mut one).collect()
             }
         });
         BlockStream {
@@ -514,20 +531,27 @@ struct BlockJob {
     block: Block,
     compressed: Vec<u8>,
     raw_len: usize,
+    /// With page coding: the most bytes the frame may inflate to (its coded pages).
+    content_max: Option<usize>,
 }
 
-/// Decompresses one block into `out` (exactly its raw size) and checks frame, size and CRC.
+/// Decompresses one block into `out` (exactly its raw size), decoding its pages through `coded`
+/// when they are coded, and checks frame, sizes, coding and CRC.
 fn decode_block(
     dctx: &mut zstd::bulk::Decompressor<'static>,
     job: &BlockJob,
+    coded: &mut Vec<u8>,
     out: &mut [u8],
 ) -> Result<(), FormatError> {
     let (j, raw_len, b) = (job.j, job.raw_len, &job.block);
     let bad = |found: String| {
+        let inflated = job
+            .content_max
+            .map_or(format!("{raw_len} bytes"), |max| format!("at most {max} bytes of coded pages"));
         FormatError::invalid(
             format!("block {j}"),
             job.at,
-            format!("one zstd frame of {} bytes inflating to {raw_len} bytes", b.compressed_len),
+            format!("one zstd frame of {} bytes inflating to {inflated}", b.compressed_len),
             found,
         )
     };
@@ -536,11 +560,24 @@ fn decode_block(
         Ok(n) => return Err(bad(format!("a first frame of {n} bytes"))),
         Err(code) => return Err(bad(zstd::zstd_safe::get_error_name(code).to_string())),
     }
-    let n = dctx
-        .decompress_to_buffer(&job.compressed, out)
-        .map_err(|e| bad(format!("{e} (it inflates past its size or is damaged)")))?;
-    if n != raw_len {
-        return Err(bad(format!("{n} bytes")));
+    let inflate = |dctx: &mut zstd::bulk::Decompressor<'static>, dst: &mut [u8]| {
+        dctx.decompress_to_buffer(&job.compressed, dst)
+            .map_err(|e| bad(format!("{e} (it inflates past its size or is damaged)")))
+    };
+    match job.content_max {
+        None => {
+            let n = inflate(dctx, out)?;
+            if n != raw_len {
+                return Err(bad(format!("{n} bytes")));
+            }
+        }
+        Some(max) => {
+            coded.resize(max, 0);
+            let n = inflate(dctx, coded)?;
+            crate::coding::decode_pages(&coded[..n], out).map_err(|e| {
+                FormatError::invalid(format!("block {j}"), job.at, "pages coded as FORMAT.md 5.1 says", e)
+            })?;
+        }
     }
     let computed = layout::crc(out);
     if computed != b.raw_crc {
@@ -557,7 +594,7 @@ fn decode_block(
 
 /// Blocks consumed in ascending order, read ahead and decompressed by the pipeline.
 struct BlockStream {
-    pool: Ordered<BlockJob, Result<Vec<u8>, FormatError>>,
+    pool: Ordered<Vec<BlockJob>, Vec<Result<Vec<u8>, FormatError>>>,
     next_submit: u64,
     total: u64,
     ready: VecDeque<Result<Vec<u8>, FormatError>>,
@@ -571,11 +608,12 @@ impl BlockStream {
             let next = self.current.as_ref().map_or(0, |(c, _)| c + 1);
             while self.ready.is_empty() {
                 if self.next_submit < self.total {
-                    let job = r.block_job(self.next_submit)?;
-                    self.next_submit += 1;
-                    self.ready.extend(self.pool.push(job));
+                    let end = self.total.min(self.next_submit + self.pool.blocks_per_item() as u64);
+                    let jobs = (self.next_submit..end).map(|j| r.block_job(j)).collect::<Result<_, _>>()?;
+                    self.next_submit = end;
+                    self.ready.extend(self.pool.push(jobs).flatten());
                 } else {
-                    self.ready.extend(self.pool.drain());
+                    self.ready.extend(self.pool.drain().into_iter().flatten());
                     if self.ready.is_empty() {
                         return Err(FormatError::Input(format!(
                             "block {j} asked of an image with {} blocks",

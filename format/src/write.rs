@@ -1,7 +1,9 @@
 //! The streaming image writer: pages come in address order, one block of page data is held at a
-//! time, and the tables (32 bytes a run, 16 a block) are written after the data.
+//! time (per compressing thread), each page coded (`coding`) and the block compressed, and the
+//! tables (32 bytes a run, 16 a block) are written after the data.
 
 use crate::addr::PAGE_SIZE;
+use crate::coding;
 use crate::error::FormatError;
 use crate::layout::{self, Block, Footer, Header, Run, RunKind, SectionEntry};
 use crate::meta::Metadata;
@@ -27,8 +29,8 @@ impl Default for WriterOptions {
     }
 }
 
-/// A compressed block: its bytes, the CRC of its raw content, and the raw buffer for reuse.
-type Compressed = std::io::Result<(Vec<u8>, u32, Vec<u8>)>;
+/// A job's compressed blocks (each its bytes and the CRC of its pages), and the raw buffer for reuse.
+type Compressed = std::io::Result<(Vec<(Vec<u8>, u32)>, Vec<u8>)>;
 
 /// What a finished image holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,6 +67,7 @@ pub struct ImageWriter<W: Write> {
     data_offset: u64,
     data_crc: u32,
     pool: Ordered<Vec<u8>, Compressed>,
+    /// Pages waiting for the next job: one or a few blocks (`Ordered::blocks_per_item`).
     block: Vec<u8>,
     spare: Vec<Vec<u8>>,
     block_bytes: usize,
@@ -87,18 +90,27 @@ impl<W: Write> ImageWriter<W> {
         zstd::bulk::Compressor::new(opts.zstd_level)
             .map_err(|e| FormatError::Input(format!("zstd level {}: {e}", opts.zstd_level)))?;
         let level = opts.zstd_level;
+        let block_bytes = opts.block_pages as usize * PAGE_SIZE as usize;
         let pool = Ordered::new(opts.threads, move || {
             let mut c = zstd::bulk::Compressor::new(level);
+            let mut coded = Vec::new();
             move |raw: Vec<u8>| -> Compressed {
                 let c = c.as_mut().map_err(|e| std::io::Error::other(e.to_string()))?;
-                let bytes = c.compress(&raw)?;
-                Ok((bytes, layout::crc(&raw), raw))
+                let mut blocks = Vec::new();
+                for block in raw.chunks(block_bytes) {
+                    coded.clear();
+                    block
+                        .chunks_exact(PAGE_SIZE as usize)
+                        .for_each(|page| coding::encode_page(page, &mut coded));
+                    blocks.push((c.compress(&coded)?, layout::crc(block)));
+                }
+                Ok((blocks, raw))
             }
         });
         let header = Header {
             major: layout::MAJOR,
             minor: layout::MINOR,
-            incompat_flags: 0,
+            incompat_flags: layout::INCOMPAT_PAGE_CODING,
             compat_flags: 0,
             block_pages: opts.block_pages,
         };
@@ -113,7 +125,6 @@ impl<W: Write> ImageWriter<W> {
             crc: layout::crc(&meta_bytes),
         };
         out.put(&meta_bytes, "writing the metadata")?;
-        let block_bytes = opts.block_pages as usize * PAGE_SIZE as usize;
         Ok(ImageWriter {
             data_offset: out.pos,
             out,
@@ -183,8 +194,8 @@ impl<W: Write> ImageWriter<W> {
             PageKind::Data => {
                 self.extend_run(page, 1, RunKind::Data);
                 self.block.extend_from_slice(bytes);
-                if self.block.len() == self.block_bytes {
-                    self.flush_block()?;
+                if self.block.len() == self.block_bytes * self.pool.blocks_per_item() {
+                    self.flush_job()?;
                 }
             }
         }
@@ -198,25 +209,31 @@ impl<W: Write> ImageWriter<W> {
         Ok(())
     }
 
-    /// Hands the full (or, at the end, last) block to the compressing workers and writes the
-    /// blocks that come back, in order.
-    fn flush_block(&mut self) -> Result<(), FormatError> {
+    /// Hands the full (or, at the end, last) job of blocks to the compressing workers and writes
+    /// the blocks that come back, in order.
+    fn flush_job(&mut self) -> Result<(), FormatError> {
         if self.block.is_empty() {
             return Ok(());
         }
-        let next = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(self.block_bytes));
+        let size = self.block_bytes * self.pool.blocks_per_item();
+        let next = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(size));
         let raw = std::mem::replace(&mut self.block, next);
         let done: Vec<Compressed> = self.pool.push(raw).collect();
         done.into_iter().try_for_each(|c| self.emit(c))
     }
 
     fn emit(&mut self, c: Compressed) -> Result<(), FormatError> {
-        let (bytes, raw_crc, mut raw) = c.map_err(FormatError::io("compressing a block"))?;
-        let block =
-            Block { offset: self.out.pos - self.data_offset, compressed_len: bytes.len() as u32, raw_crc };
-        self.data_crc = crc32c::crc32c_append(self.data_crc, &bytes);
-        self.out.put(&bytes, "writing page data")?;
-        self.blocks.push(block);
+        let (blocks, mut raw) = c.map_err(FormatError::io("compressing a block"))?;
+        for (bytes, raw_crc) in blocks {
+            let block = Block {
+                offset: self.out.pos - self.data_offset,
+                compressed_len: bytes.len() as u32,
+                raw_crc,
+            };
+            self.data_crc = crc32c::crc32c_append(self.data_crc, &bytes);
+            self.out.put(&bytes, "writing page data")?;
+            self.blocks.push(block);
+        }
         raw.clear();
         self.spare.push(raw);
         Ok(())
@@ -224,7 +241,7 @@ impl<W: Write> ImageWriter<W> {
 
     /// Writes the tables, the section table and the footer; returns the sink and what was written.
     pub fn finish(mut self) -> Result<(W, WriteSummary), FormatError> {
-        self.flush_block()?;
+        self.flush_job()?;
         for c in self.pool.drain() {
             self.emit(c)?;
         }

@@ -47,3 +47,24 @@ fn encode_json_corpus_reads_back() {
         }
     }
 }
+
+#[test]
+fn coding_corpus_decodes_or_refuses_and_round_trips() {
+    use criu_cet_format::coding::{decode_pages, encode_page};
+    let inputs = corpus("coding");
+    assert!(inputs.len() >= 4, "the coding corpus is missing");
+    let mut decoded = 0;
+    for (path, data) in &inputs {
+        let Some((&n, coded)) = data.split_first() else { continue };
+        let mut pages = vec![0u8; usize::from(n % 4 + 1) * 4096];
+        if decode_pages(coded, &mut pages).is_ok() {
+            decoded += 1;
+            let mut again = Vec::new();
+            pages.chunks(4096).for_each(|p| encode_page(p, &mut again));
+            let mut back = vec![0u8; pages.len()];
+            decode_pages(&again, &mut back).unwrap();
+            assert!(back == pages, "{}: the writer's coding decodes to other pages", path.display());
+        }
+    }
+    assert!(decoded > 0, "no corpus input decodes: the corpus lost its valid seeds");
+}

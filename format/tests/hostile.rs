@@ -81,10 +81,10 @@ fn newer_minor_with_appended_metadata_reads_and_same_minor_refuses() {
     }
     reseal(&mut b);
     assert!(rejected(&b).contains("trailing bytes"));
-    b[10..12].copy_from_slice(&1u16.to_le_bytes());
+    b[10..12].copy_from_slice(&(layout::MINOR + 1).to_le_bytes());
     reseal(&mut b);
-    let doc = decode(&b).expect("a 1.1 file with an appended field reads");
-    assert_eq!(doc.format_version, "1.1");
+    let doc = decode(&b).expect("a newer-minor file with an appended field reads");
+    assert_eq!(doc.format_version, format!("1.{}", layout::MINOR + 1));
 }
 
 fn forge_run(field_at: usize, value: u64, width: usize) -> String {
@@ -118,18 +118,17 @@ fn block_table_must_match_the_data() {
     assert!(rejected(&b).contains("compressed_len"));
 }
 
-#[test]
-fn a_block_that_inflates_past_its_size_is_refused() {
-    // Replace the one block of a 1-data-page image with a frame of 2 pages: same CRCs resealed.
+/// A one-data-page image whose only block is replaced by `frame` (a raw CRC of `raw_crc`), with
+/// every table and checksum made consistent again, so only the block's content can be refused.
+fn with_block(frame: &[u8], raw_crc: Option<u32>) -> Vec<u8> {
     let meta = doc(host(47, false), 1, vec![thread(1)], Some(bitmap(0x7f00_0000_0000, 48)), vec![]);
     let one = ImageDoc { runs: vec![data_run(0, vec![marked_page(&[(1, 9)])])], ..meta };
-    let mut b = encode(&one);
+    let b = encode(&one);
     let (doff, dlen) = section(&b, layout::SECTION_DATA);
-    let big = zstd::bulk::compress(&vec![7u8; 8192], 3).unwrap();
     let mut forged = b[..doff].to_vec();
-    forged.extend_from_slice(&big);
+    forged.extend_from_slice(frame);
     forged.extend_from_slice(&b[doff + dlen..]);
-    let delta = big.len() as i64 - dlen as i64;
+    let delta = frame.len() as i64 - dlen as i64;
     let n = forged.len();
     let table_offset = (u64::from_le_bytes(forged[n - 24..n - 16].try_into().unwrap()) as i64 + delta) as u64;
     forged[n - 24..n - 16].copy_from_slice(&table_offset.to_le_bytes());
@@ -137,18 +136,61 @@ fn a_block_that_inflates_past_its_size_is_refused() {
         let at = table_offset as usize + 32 * i;
         let mut e = SectionEntry::decode(&forged[at..at + 32]);
         match e.kind {
-            layout::SECTION_DATA => e.length = big.len() as u64,
+            layout::SECTION_DATA => e.length = frame.len() as u64,
             layout::SECTION_META => {}
             _ => e.offset = (e.offset as i64 + delta) as u64,
         }
         forged[at..at + 32].copy_from_slice(&e.encode());
     }
     let (boff, _) = section(&forged, layout::SECTION_BLOCKS);
-    forged[boff + 8..boff + 12].copy_from_slice(&(big.len() as u32).to_le_bytes());
+    forged[boff + 8..boff + 12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+    if let Some(c) = raw_crc {
+        forged[boff + 12..boff + 16].copy_from_slice(&c.to_le_bytes());
+    }
     reseal(&mut forged);
-    b = forged;
+    forged
+}
+
+#[test]
+fn a_block_that_inflates_past_its_size_is_refused() {
+    let big = zstd::bulk::compress(&vec![7u8; 8192], 3).unwrap();
+    let e = rejected(&with_block(&big, None));
+    assert!(e.contains("block 0") && e.contains("inflating to at most 4097 bytes"), "{e}");
+}
+
+#[test]
+fn badly_coded_pages_are_refused_naming_the_block_and_page() {
+    let page = marked_page(&[(1, 9)]);
+    let crc = Some(layout::crc(&page));
+    let frame = |content: &[u8]| zstd::bulk::compress(content, 3).unwrap();
+    // The same page coded correctly, as runs and verbatim: both read.
+    for content in [vec![1u8, 1, 8, 0xf7, 0xff, 0x01], [&[0u8][..], &page].concat()] {
+        assert_eq!(decode(&with_block(&frame(&content), crc)).unwrap().runs[0].data[0], json::hex(&page));
+    }
+    let cases: [(&[u8], &str); 5] = [
+        (&[1, 1, 8, 0xf7, 0xff, 0x02], "passes the page's 32768 bits"),
+        (&[1, 1, 8, 0xf6, 0xff, 0x01], "the block ends inside a run length"),
+        (&[1, 1, 8, 0, 0xf7, 0xff, 0x01], "a run of length 0 at bit 9"),
+        (&[2, 1, 8, 0xf7, 0xff, 0x01], "tag 2"),
+        (&[1, 1, 8, 0xf7, 0xff, 0x01, 0], "1 bytes after the block's last page"),
+    ];
+    for (content, want) in cases {
+        let e = rejected(&with_block(&frame(content), crc));
+        assert!(e.contains("block 0") && e.contains("page") && e.contains(want), "{content:?}: {e}");
+    }
+    // Right coding, wrong page: the CRC of the decoded page catches it.
+    let e = rejected(&with_block(&frame(&[1, 1, 9, 0xf6, 0xff, 0x01]), crc));
+    assert!(e.contains("block 0 after decompression"), "{e}");
+}
+
+#[test]
+fn a_coded_image_with_its_page_coding_flag_cleared_is_refused() {
+    let mut b = typical();
+    assert_eq!(b[16], layout::INCOMPAT_PAGE_CODING as u8);
+    b[16] = 0;
+    reseal(&mut b);
     let e = rejected(&b);
-    assert!(e.contains("block 0") && e.contains("inflating to 4096"), "{e}");
+    assert!(e.contains("block 0"), "{e}");
 }
 
 #[test]
@@ -203,24 +245,41 @@ fn random_access_and_streaming_agree_with_what_was_written() {
         seed
     };
     let mut expected = std::collections::BTreeMap::new();
-    let mut w =
-        ImageWriter::new(Vec::new(), &meta, WriterOptions { block_pages: 5, zstd_level: 1, threads: 3 })
-            .unwrap();
     for page in 0..8192u64 {
         let content = match next() % 10 {
             0..=5 => continue,
             6 => vec![0u8; 4096],
-            7 | 8 => vec![0xffu8; 4096],
-            _ => {
+            7 => vec![0xffu8; 4096],
+            // Pages stored as runs (a byte, or runs up to 300 bits long) and verbatim (noise).
+            8 => {
                 let mut p = vec![0u8; 4096];
                 p[(next() % 4096) as usize] = (next() | 1) as u8;
                 p
             }
+            _ if page % 2 == 0 => {
+                let (mut p, mut bit, mut one) = (vec![0u8; 4096], 0u64, false);
+                while bit < 32768 {
+                    let n = (1 + next() % 300).min(32768 - bit);
+                    if one {
+                        (bit..bit + n).for_each(|b| p[(b / 8) as usize] |= 1 << (b % 8));
+                    }
+                    (bit, one) = (bit + n, !one);
+                }
+                p
+            }
+            _ => (0..4096).map(|_| next() as u8).collect(),
         };
-        w.push_page(page, &content).unwrap();
         expected.insert(page, content);
     }
-    let (bytes, summary) = w.finish().unwrap();
+    // Written inline (1 thread) and by 3 threads in batched jobs: the same bytes.
+    let write = |threads| {
+        let opts = WriterOptions { block_pages: 5, zstd_level: 1, threads };
+        let mut w = ImageWriter::new(Vec::new(), &meta, opts).unwrap();
+        expected.iter().for_each(|(&page, content)| w.push_page(page, content).unwrap());
+        w.finish().unwrap()
+    };
+    let (bytes, summary) = write(3);
+    assert!(bytes == write(1).0, "the image depends on the thread count");
     let mut r = ImageReader::open(std::io::Cursor::new(bytes)).unwrap();
     assert_eq!(r.summary().data_pages, summary.data_pages);
     r.verify_blocks().unwrap();

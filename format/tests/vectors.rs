@@ -50,3 +50,26 @@ fn every_single_byte_flip_and_truncation_of_every_vector_is_rejected() {
         }
     }
 }
+
+#[test]
+fn a_version_1_0_image_without_page_coding_still_reads() {
+    // Written by the 1.0 writer (pages stored verbatim, no incompat flag), kept unchanged.
+    let dir = vectors_dir().join("v1.0");
+    let old = std::fs::read(dir.join("typical-48.cetimg")).unwrap();
+    assert_eq!((old[10], old[16]), (0, 0), "minor 0, no incompatible flags");
+    let decoded = decode(&old).unwrap();
+    let json = serde_json::to_string_pretty(&decoded).unwrap() + "\n";
+    assert_eq!(json, std::fs::read_to_string(dir.join("typical-48.json")).unwrap());
+    // The same content as today's vector: only the version and the compressed size differ.
+    let (_, doc) = vectors().into_iter().find(|(n, _)| *n == "typical-48").unwrap();
+    let now = decode(&encode(&doc)).unwrap();
+    assert_eq!((decoded.format_version.as_str(), now.format_version.as_str()), ("1.0", "1.1"));
+    assert_eq!(serde_json::to_value(&decoded.runs).unwrap(), serde_json::to_value(&now.runs).unwrap());
+    assert_eq!(decoded.process, now.process);
+    assert_eq!(decoded.bitmap, now.bitmap);
+    for at in 0..old.len() {
+        let mut bad = old.clone();
+        bad[at] ^= 0x01;
+        assert!(decode(&bad).is_err(), "v1.0: flipping byte {at} was accepted");
+    }
+}

@@ -286,7 +286,7 @@ fn cli_reads_vectors_and_rejects_bad_files_with_one_line() {
     let s = text(&out);
     assert!(out.status.success(), "{s}");
     assert!(s.contains("process 5150 (cet-fixture), 4 threads") && s.contains("ENDBR_EN LEG_IW_EN"), "{s}");
-    assert!(s.contains("20 data pages in 2 block(s)"), "{s}");
+    assert!(s.contains("21 data pages in 2 block(s)"), "{s}");
     // decode | encode reproduces the bytes.
     let json = dir.path().join("v.json");
     std::fs::write(&json, run(criu_cet().arg("decode").arg(&v)).stdout).unwrap();

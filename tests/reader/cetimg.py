@@ -3,7 +3,7 @@
 
 Usage: cetimg.py FILE            print the image as JSON (docs/FORMAT.md section 8)
        cetimg.py --check-vectors DIR
-                                 decode every DIR/*.cetimg and compare with DIR/*.json
+                                 decode every .cetimg under DIR and compare with the .json beside it
        cetimg.py --check-rejects DIR
                                  every single-bit flip of every vector must be refused
 
@@ -152,6 +152,49 @@ def read_meta(c):
     return host, {"pid": pid, "comm": comm, "threads": threads}, bm
 
 
+PAGE_CODING = 1  # incompat flag: data pages coded (FORMAT.md 5.1)
+READER_MINOR = 1  # the format version this reader was written for: 1.1
+
+
+def decode_pages(content, pages, j):
+    """FORMAT.md 5.1: each page is a tag byte, then 4096 bytes (0) or its run lengths (1)."""
+    out, at = bytearray(), 0
+    for p in range(pages):
+        if at >= len(content):
+            raise BadImage(f"block {j} page {p}: missing")
+        tag, at = content[at], at + 1
+        if tag == 0:
+            if at + 4096 > len(content):
+                raise BadImage(f"block {j} page {p}: short")
+            out += content[at:at + 4096]
+            at += 4096
+        elif tag == 1:
+            bits, pos, ones, first = 0, 0, False, True
+            while pos < 32768:
+                n, shift, used = 0, 0, 0
+                while True:
+                    if at >= len(content) or used == 3:
+                        raise BadImage(f"block {j} page {p}: bad run length")
+                    b, at, used = content[at], at + 1, used + 1
+                    n |= (b & 0x7F) << shift
+                    shift += 7
+                    if b < 0x80:
+                        if used > 1 and b == 0:
+                            raise BadImage(f"block {j} page {p}: run length not minimal")
+                        break
+                if (n == 0 and not first) or n > 32768 - pos:
+                    raise BadImage(f"block {j} page {p}: run of {n} bits at bit {pos}")
+                if ones:
+                    bits |= ((1 << n) - 1) << pos
+                pos, ones, first = pos + n, not ones, False
+            out += bits.to_bytes(4096, "little")
+        else:
+            raise BadImage(f"block {j} page {p}: tag {tag}")
+    if at != len(content):
+        raise BadImage(f"block {j}: bytes after the last page")
+    return bytes(out)
+
+
 def decode(data):
     n = len(data)
     if n < 96:
@@ -164,7 +207,7 @@ def decode(data):
     major, minor, header_size, incompat, compat, page_size, block_pages = struct.unpack_from("<HHIQQII", h, 8)
     if major != 1:
         raise BadImage(f"unsupported major version {major}.{minor}")
-    if incompat:
+    if incompat & ~PAGE_CODING:
         raise BadImage(f"unknown incompatible flags {incompat:#x}")
     if header_size != 64 or page_size != 4096 or not 1 <= block_pages <= 256:
         raise BadImage("bad header_size, page_size or block_pages")
@@ -200,7 +243,7 @@ def decode(data):
         raise BadImage("META too long")
     c = Cursor(data[moff:moff + mlen], moff)
     host, process, bitmap = read_meta(c)
-    if c.pos != mlen and minor <= 0:
+    if c.pos != mlen and minor <= READER_MINOR:
         raise BadImage("trailing bytes in META")
 
     roff, rlen = sections["RUNS"]
@@ -241,15 +284,22 @@ def decode(data):
     def block(j):
         if j not in cache:
             off, clen, raw_crc = blocks[j]
-            raw_len = min(block_pages, dpages - j * block_pages) * 4096
+            pages = min(block_pages, dpages - j * block_pages)
+            content_len = pages * (4097 if incompat & PAGE_CODING else 4096)
             frame = data[doff + off:doff + off + clen]
             d = zstandard.ZstdDecompressor().decompressobj()
             try:
-                raw = d.decompress(frame)
+                content = d.decompress(frame)
             except zstandard.ZstdError as e:
                 raise BadImage(f"block {j}: {e}")
-            if not d.eof or d.unused_data or len(raw) != raw_len:
-                raise BadImage(f"block {j}: not one frame of {raw_len} bytes")
+            if not d.eof or d.unused_data or len(content) > content_len:
+                raise BadImage(f"block {j}: not one frame of at most {content_len} bytes")
+            if incompat & PAGE_CODING:
+                raw = decode_pages(content, pages, j)
+            elif len(content) != content_len:
+                raise BadImage(f"block {j}: {len(content)} bytes, expected {content_len}")
+            else:
+                raw = content
             if crc32c(raw) != raw_crc:
                 raise BadImage(f"block {j}: content checksum mismatch")
             cache.clear()
@@ -281,7 +331,7 @@ def decode(data):
 
 
 def check_vectors(directory):
-    images = sorted(Path(directory).glob("*.cetimg"))
+    images = sorted(Path(directory).rglob("*.cetimg"))
     if not images:
         print(f"no vectors in {directory}", file=sys.stderr)
         return 1
@@ -294,7 +344,7 @@ def check_vectors(directory):
             got = f"error: {e}"
         ok = got == expected
         failed += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {img.name}")
+        print(f"{'ok  ' if ok else 'FAIL'} {img.relative_to(directory)}")
     print(f"python-reader: {len(images) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
@@ -302,7 +352,7 @@ def check_vectors(directory):
 def check_rejects(directory):
     """Every single-bit flip (low and high bit of every byte) of every vector must be refused."""
     failed = total = 0
-    for img in sorted(Path(directory).glob("*.cetimg")):
+    for img in sorted(Path(directory).rglob("*.cetimg")):
         good = img.read_bytes()
         for at in range(len(good)):
             for mask in (0x01, 0x80):

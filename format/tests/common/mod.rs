@@ -108,7 +108,8 @@ pub fn vectors() -> Vec<(&'static str, ImageDoc)> {
             data_run(addr::bitmap_page_for(0xff_0000_0000_0000), vec![marked_page(&[(1, 2), (4000, 4100)])]),
         ],
     );
-    // Four threads with shadow stacks and IBT state; a data run spanning two zstd blocks.
+    // Four threads with shadow stacks and IBT state; a data run spanning two zstd blocks, one page
+    // of it verbatim.
     let cet = |tid, user_cet: u64, ssp: u64| ThreadCet {
         tid,
         shadow_stack: ShadowStack::Available { features: 1, locked: 1, ssp: Some(Addr(ssp)) },
@@ -116,7 +117,10 @@ pub fn vectors() -> Vec<(&'static str, ImageDoc)> {
     };
     let base = 0x7e00_0000_0000u64;
     let ucet = base | UserCet::SH_STK_EN | UserCet::ENDBR_EN | UserCet::LEG_IW_EN;
-    let many: Vec<Vec<u8>> = (0..20u32).map(|i| marked_page(&[(i * 7, i * 7 + 3 + i)])).collect();
+    let mut many: Vec<Vec<u8>> = (0..20u32).map(|i| marked_page(&[(i * 7, i * 7 + 3 + i)])).collect();
+    // Every other code page legacy: its runs would take more than 4096 bytes, so it is stored
+    // verbatim (FORMAT.md 5.1); the other pages are stored as runs.
+    many.push(vec![0x55; 4096]);
     let threads = doc(
         SourceHost { cet: CetSupport { kernel_ibt: true, ..host(47, false).cet }, ..host(47, false) },
         5150,
