@@ -97,39 +97,36 @@ fn encode_runs(page: &[u8], limit: usize, out: &mut Vec<u8>) -> bool {
     true
 }
 
-/// One run length at the start of `b`: (length, bytes used). At most 3 bytes, minimally encoded.
-fn length_at(b: &[u8]) -> Result<(u32, usize), &'static str> {
-    let mut n = 0u32;
-    for (k, &byte) in b.iter().take(MAX_LENGTH_BYTES).enumerate() {
-        n |= u32::from(byte & 0x7f) << (7 * k);
-        if byte < 0x80 {
-            if k > 0 && byte == 0 {
-                return Err("a run length that is not minimally encoded");
-            }
-            return Ok((n, k + 1));
-        }
-    }
-    if b.len() < MAX_LENGTH_BYTES {
-        Err("the block ends inside a run length")
-    } else {
-        Err("a run length longer than 3 bytes")
-    }
-}
-
-/// `length_at` of three bytes, without a branch on the length's size: (length, bytes used).
+/// One run length at the start of `b`: (length, bytes used). At most 3 bytes, minimally
+/// encoded. Computed without a branch on the length's size (dense bitmaps mix 1- and 2-byte
+/// lengths unpredictably); bytes past the end of `b` read as continuation bytes, so a length
+/// that needs them is refused as cut short.
 #[inline(always)]
-fn length_of(b0: u8, b1: u8, b2: u8) -> Result<(u32, usize), &'static str> {
+fn length_at(b: &[u8]) -> Result<(u32, usize), &'static str> {
+    let (have, [b0, b1, b2]) = match b.get(..MAX_LENGTH_BYTES) {
+        Some(&[b0, b1, b2]) => (MAX_LENGTH_BYTES, [b0, b1, b2]),
+        _ => padded(b),
+    };
     let (more0, more1) = (u32::from(b0 >> 7), u32::from(b0 >> 7 & b1 >> 7));
     let n = u32::from(b0 & 0x7f) | (more0 * u32::from(b1 & 0x7f)) << 7 | (more1 * u32::from(b2)) << 14;
-    let k = 1 + more0 + more1;
-    let last = [b0, b1, b2][k as usize - 1];
+    let k = (1 + more0 + more1) as usize;
+    let last = [b0, b1, b2][k - 1];
     if last >= 0x80 {
-        Err("a run length longer than 3 bytes")
+        // A padding byte is a continuation byte: a length that reaches one was cut short.
+        Err(if k > have { "the block ends inside a run length" } else { "a run length longer than 3 bytes" })
     } else if k > 1 && last == 0 {
         Err("a run length that is not minimally encoded")
     } else {
-        Ok((n, k as usize))
+        Ok((n, k))
     }
+}
+
+/// The last bytes of a block, fewer than 3, padded with continuation bytes.
+#[cold]
+fn padded(b: &[u8]) -> (usize, [u8; MAX_LENGTH_BYTES]) {
+    let mut w = [0x80u8; MAX_LENGTH_BYTES];
+    w[..b.len()].copy_from_slice(b);
+    (b.len(), w)
 }
 
 /// Sets bits `[from, to)` of a page held as 512 little-endian words; `from < to`.
@@ -151,10 +148,7 @@ fn decode_runs(input: &[u8], page: &mut [u8]) -> Result<usize, String> {
     let mut words = [0u64; 512];
     let (mut used, mut at, mut ones) = (0usize, 0u32, false);
     while at < PAGE_BITS {
-        let (n, k) = match input.get(used..used + MAX_LENGTH_BYTES) {
-            Some(b) => length_of(b[0], b[1], b[2]).map_err(|e| format!("{e} at bit {at}"))?,
-            None => length_at(&input[used..]).map_err(|e| format!("{e} at bit {at}"))?,
-        };
+        let (n, k) = length_at(&input[used..]).map_err(|e| format!("{e} at bit {at}"))?;
         if n == 0 && used > 0 {
             return Err(format!("a run of length 0 at bit {at} (only the first run may be empty)"));
         }
