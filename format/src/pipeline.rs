@@ -24,6 +24,8 @@ pub(crate) struct Ordered<I, O> {
     next_in: u64,
     next_out: u64,
     depth: u64,
+    /// Blocks an item holds once workers run: `BATCH`, or 1 with a single thread.
+    batch: usize,
 }
 
 /// Items processed inline before workers start (16 blocks of 16 pages: 1 MiB of pages).
@@ -55,6 +57,7 @@ impl<I: Send + 'static, O: Send + 'static> Ordered<I, O> {
             next_in: 0,
             next_out: 0,
             depth: 2 * threads as u64,
+            batch: if threads > 1 { BATCH } else { 1 },
         };
         if threads > 1 {
             me.start = Some(Box::new(move |me: &mut Self| me.spawn(threads, make)));
@@ -86,10 +89,10 @@ impl<I: Send + 'static, O: Send + 'static> Ordered<I, O> {
 
     /// How many blocks the next item should hold (see `BATCH`).
     pub fn blocks_per_item(&self) -> usize {
-        if self.next_in < SPAWN_AFTER || (self.start.is_none() && self.inline.is_some()) {
+        if self.next_in < SPAWN_AFTER {
             1
         } else {
-            BATCH
+            self.batch
         }
     }
 
