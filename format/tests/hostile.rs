@@ -21,6 +21,30 @@ fn section(b: &[u8], kind: u32) -> (usize, usize) {
         .unwrap()
 }
 
+/// `b` with the content of section `kind` replaced by `content`: later sections and the section
+/// table move with it, and every checksum is resealed.
+fn splice(b: &[u8], kind: u32, content: &[u8]) -> Vec<u8> {
+    let (off, len) = section(b, kind);
+    let mut out = [&b[..off], content, &b[off + len..]].concat();
+    let delta = content.len() as i64 - len as i64;
+    let n = out.len();
+    let table_offset = (u64::from_le_bytes(out[n - 24..n - 16].try_into().unwrap()) as i64 + delta) as u64;
+    out[n - 24..n - 16].copy_from_slice(&table_offset.to_le_bytes());
+    let count = u32::from_le_bytes(out[n - 16..n - 12].try_into().unwrap()) as usize;
+    for i in 0..count {
+        let at = table_offset as usize + 32 * i;
+        let mut e = SectionEntry::decode(&out[at..at + 32]);
+        if e.kind == kind {
+            e.length = content.len() as u64;
+        } else if e.offset as usize > off {
+            e.offset = (e.offset as i64 + delta) as u64;
+        }
+        out[at..at + 32].copy_from_slice(&e.encode());
+    }
+    reseal(&mut out);
+    out
+}
+
 fn typical() -> Vec<u8> {
     encode(&vectors().into_iter().find(|(n, _)| *n == "typical-48").unwrap().1)
 }
@@ -60,26 +84,10 @@ fn unknown_incompatible_flags_are_refused_and_compatible_ones_ignored() {
 
 #[test]
 fn newer_minor_with_appended_metadata_reads_and_same_minor_refuses() {
-    // Append 3 bytes to META (as a 1.1 writer adding a field would) and move everything after it.
+    // Append 3 bytes to META (as a newer minor's writer adding a field would).
     let good = typical();
     let (moff, mlen) = section(&good, layout::SECTION_META);
-    let mut b = good[..moff + mlen].to_vec();
-    b.extend_from_slice(&[1, 2, 3]);
-    b.extend_from_slice(&good[moff + mlen..]);
-    let n = b.len();
-    let table_offset = u64::from_le_bytes(b[n - 24..n - 16].try_into().unwrap()) + 3;
-    b[n - 24..n - 16].copy_from_slice(&table_offset.to_le_bytes());
-    for i in 0..4 {
-        let at = table_offset as usize + 32 * i;
-        let mut e = SectionEntry::decode(&b[at..at + 32]);
-        if e.kind == layout::SECTION_META {
-            e.length += 3;
-        } else {
-            e.offset += 3;
-        }
-        b[at..at + 32].copy_from_slice(&e.encode());
-    }
-    reseal(&mut b);
+    let mut b = splice(&good, layout::SECTION_META, &[&good[moff..moff + mlen], &[1, 2, 3][..]].concat());
     assert!(rejected(&b).contains("trailing bytes"));
     b[10..12].copy_from_slice(&(layout::MINOR + 1).to_le_bytes());
     reseal(&mut b);
@@ -123,25 +131,7 @@ fn block_table_must_match_the_data() {
 fn with_block(frame: &[u8], raw_crc: Option<u32>) -> Vec<u8> {
     let meta = doc(host(47, false), 1, vec![thread(1)], Some(bitmap(0x7f00_0000_0000, 48)), vec![]);
     let one = ImageDoc { runs: vec![data_run(0, vec![marked_page(&[(1, 9)])])], ..meta };
-    let b = encode(&one);
-    let (doff, dlen) = section(&b, layout::SECTION_DATA);
-    let mut forged = b[..doff].to_vec();
-    forged.extend_from_slice(frame);
-    forged.extend_from_slice(&b[doff + dlen..]);
-    let delta = frame.len() as i64 - dlen as i64;
-    let n = forged.len();
-    let table_offset = (u64::from_le_bytes(forged[n - 24..n - 16].try_into().unwrap()) as i64 + delta) as u64;
-    forged[n - 24..n - 16].copy_from_slice(&table_offset.to_le_bytes());
-    for i in 0..4 {
-        let at = table_offset as usize + 32 * i;
-        let mut e = SectionEntry::decode(&forged[at..at + 32]);
-        match e.kind {
-            layout::SECTION_DATA => e.length = frame.len() as u64,
-            layout::SECTION_META => {}
-            _ => e.offset = (e.offset as i64 + delta) as u64,
-        }
-        forged[at..at + 32].copy_from_slice(&e.encode());
-    }
+    let mut forged = splice(&encode(&one), layout::SECTION_DATA, frame);
     let (boff, _) = section(&forged, layout::SECTION_BLOCKS);
     forged[boff + 8..boff + 12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
     if let Some(c) = raw_crc {
