@@ -331,7 +331,7 @@ fn hostile_image_directories_are_refused_with_a_message_and_never_followed() {
     refused("two images for one pid", &format!("cet-0{}.img: not a name this plugin writes", f.pid));
     std::fs::remove_file(&second).unwrap();
     // An intact image of a process that is not in the tree: used by no one, said so, harmless.
-    let vector = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/typical-48.cetimg");
+    let vector = vector("typical-48.cetimg");
     std::fs::copy(vector, s.imgs.join("cet-4242.img")).unwrap();
     let out = s.restore_with(&s.lib);
     let log = s.log("restore.log");

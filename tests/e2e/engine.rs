@@ -206,7 +206,7 @@ fn remote_syscalls_leave_every_register_as_it_was() {
 fn check_against_a_target_profile_names_range_and_widths() {
     let dir = tempfile::tempdir().unwrap();
     // Forge an image whose bitmap lies above 2^47, as a 5-level host would write it.
-    let vec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/high-57.cetimg");
+    let vec = vector("high-57.cetimg");
     let out = run(criu_cet().arg("check").arg(&vec));
     let msg = text(&out);
     assert!(!out.status.success(), "{msg}");
@@ -224,7 +224,7 @@ fn check_against_a_target_profile_names_range_and_widths() {
     std::fs::write(&p, profile.to_string()).unwrap();
     let out = run(criu_cet().arg("check").arg(&vec).arg("--target").arg(&p));
     assert!(out.status.success(), "{}", text(&out));
-    let low = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/typical-48.cetimg");
+    let low = vector("typical-48.cetimg");
     let out = run(criu_cet().arg("check").arg(&low).arg("--target").arg(&p).arg("--strict-coverage"));
     assert!(!out.status.success() && text(&out).contains("covers 48 address bits"), "{}", text(&out));
 }
@@ -233,7 +233,7 @@ fn check_against_a_target_profile_names_range_and_widths() {
 fn restore_of_an_image_for_another_host_is_refused_and_the_target_unharmed() {
     let dir = tempfile::tempdir().unwrap();
     let f = Fixture::start(dir.path(), "r", &["--no-bitmap"]);
-    let vec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/high-57.cetimg");
+    let vec = vector("high-57.cetimg");
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", f.pid)).unwrap();
     let out = restore(f.pid, &vec);
     assert!(!out.status.success() && text(&out).contains("needs 53 address bits"), "{}", text(&out));
@@ -281,7 +281,7 @@ fn bad_pids_and_permissions_give_clear_errors_and_no_output_file() {
 #[test]
 fn cli_reads_vectors_and_rejects_bad_files_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let v = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/threads-cet.cetimg");
+    let v = vector("threads-cet.cetimg");
     let out = run(criu_cet().arg("show").arg(&v));
     let s = text(&out);
     assert!(out.status.success(), "{s}");

@@ -103,7 +103,7 @@ fn replace_data(good: &[u8], data: &[u8]) -> Vec<u8> {
 #[test]
 fn hostile_claims_stay_within_a_memory_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors");
+    let vectors = vector("");
     let good = std::fs::read(vectors.join("typical-48.cetimg")).unwrap();
     let one_block = {
         let meta = criu_cet_format::ImageDoc {

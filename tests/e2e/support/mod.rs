@@ -11,6 +11,11 @@ pub fn criu_cet() -> Command {
     Command::new(env!("CARGO_BIN_EXE_criu-cet"))
 }
 
+/// A golden vector (tests/vectors/NAME), or the directory with `""`.
+pub fn vector(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors").join(name)
+}
+
 pub fn fixture_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cet-fixture"))
 }
