@@ -62,6 +62,8 @@ pub enum Outcome {
 struct CheckedImage {
     name: String,
     file: File,
+    /// (device, inode, size, mtime, ctime) when checked: any write to the file changes them.
+    identity: (u64, u64, u64, i64, i64, i64, i64),
     meta: Metadata,
     summary: ImageSummary,
     used: bool,
@@ -291,15 +293,26 @@ fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<Stri
     )))
 }
 
-/// Restores from the file init checked: read again through the same open file, it must still be
-/// intact and say what it said then.
+/// What identifies a file's contents without reading them: any write changes size, mtime or
+/// ctime (and ctime cannot be set back).
+fn identity(file: &File) -> std::io::Result<(u64, u64, u64, i64, i64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata()?;
+    Ok((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
+}
+
+/// Restores from the file init checked: read again through the same open file, unchanged since
+/// (by its identity, then by what its header, tables and metadata say; each block's checksum is
+/// checked again as the restore decompresses it).
 fn restore_one(img: &CheckedImage, pid: u32) -> Result<restore::RestoreReport, EngineError> {
     let path = PathBuf::from(&img.name);
     let io = |e| EngineError::Io { path: path.clone(), source: e };
     let mut file = img.file.try_clone().map_err(io)?;
     file.rewind().map_err(io)?;
-    let mut r = image::read_verified(BufReader::with_capacity(1 << 16, file), &path)?;
-    if r.metadata() != &img.meta || r.summary() != &img.summary {
+    let unchanged = identity(&file).map_err(io)? == img.identity;
+    let mut r = criu_cet_format::ImageReader::open(BufReader::with_capacity(1 << 16, file))
+        .map_err(|source| EngineError::Image { file: path.clone(), source })?;
+    if !unchanged || r.metadata() != &img.meta || r.summary() != &img.summary {
         return Err(EngineError::Refused {
             findings: vec![format!(
                 "{}: the file changed between the check in restore init and its use; refusing it \
@@ -398,7 +411,8 @@ fn check_one(
         return Err(problems);
     }
     let summary = *r.summary();
-    Ok((CheckedImage { name: name.to_string(), file, meta, summary, used: false }, warnings))
+    let identity = identity(&file).map_err(|e| vec![format!("{name}: {e}")])?;
+    Ok((CheckedImage { name: name.to_string(), file, identity, meta, summary, used: false }, warnings))
 }
 
 /// Every checked image must name a task of pstree.img, with the same threads.
