@@ -1,4 +1,5 @@
-//! The CRIU plugin (`cet_plugin.so`): what happens at each hook, in safe Rust over the engine.
+//! The CRIU plugin (`cet_plugin.so`): what happens at each hook, in safe Rust over the criu-cet
+//! engine. `unsafe` lives in `ffi` and `criu` only.
 //! `ffi` is CRIU calling in (the C ABI), `criu` is the plugin calling out (log, image directory,
 //! inventory), `config` the settings, `pstree` CRIU's task list. docs/PLUGIN.md documents every
 //! message and setting.
@@ -21,13 +22,13 @@ pub mod criu;
 pub mod ffi;
 pub mod pstree;
 
-use crate::capture::{self, CaptureOptions};
-use crate::check;
-use crate::host::{self, HostProfile};
-use crate::trace::{Stopped, Tracing};
-use crate::{image, proc, restore, EngineError};
 use config::{Config, OnError, ENV_BITMAP_ADDR, ENV_ON_ERROR};
 use criu::{log, Level};
+use criu_cet::capture::{self, CaptureOptions};
+use criu_cet::check;
+use criu_cet::host::{self, HostProfile};
+use criu_cet::trace::{Stopped, Tracing};
+use criu_cet::{image, proc, restore, EngineError};
 use criu_cet_format::{Ibt, ImageSummary, Metadata, ShadowStack};
 use std::collections::BTreeMap;
 use std::fs::File;
