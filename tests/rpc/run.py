@@ -175,7 +175,8 @@ class PidNamespace:
 # --- CRIU's images: destroy CRIU's own copy of the bitmap -----------------------------------------
 
 def pagemap_entries(path):
-    """(pages_id, [(vaddr, nr_pages, flags)]) of a pagemap-N.img, decoded with pycriu's messages.
+    """(pages_id, [(vaddr, nr_pages, flags)], fields) of a pagemap-N.img, decoded with pycriu's
+    messages; `fields` is the set of field numbers the page counts came from.
 
     CRIU 4.1 keeps the page count in field 2 (`nr_pages`); 4.2 writes 0 there (`compat_nr_pages`)
     and the count in field 5 (`nr_pages`, 64-bit), which trixie's pycriu (4.1.1) does not know:
@@ -197,23 +198,24 @@ def pagemap_entries(path):
     check(len(msgs) == len(loaded["entries"]), f"{path}: pycriu.images.load disagrees on entries")
     head = pb.pagemap_head()
     head.ParseFromString(msgs[0])
-    entries = []
+    entries, fields = [], set()
     for raw in msgs[1:]:
         e = pb.pagemap_entry()
         e.ParseFromString(raw)
-        count = e.nr_pages
+        count, field_no = e.nr_pages, 2
         for field in UnknownFieldSet(e):
             if field.field_number == 5:
-                count = field.data
+                count, field_no = field.data, 5
+        fields.add(field_no)
         flags = e.flags if e.HasField("flags") else (PE_PARENT if e.in_parent else PE_PRESENT)
         entries.append((e.vaddr, count, flags))
-    return head.pages_id, entries
+    return head.pages_id, entries, fields
 
 
 def zero_criu_copy(imgs, task, start, stop):
     """Zeroes, in pages-*.img, every page task `task`'s pagemap stores in [start, stop).
-    Returns how many of them held anything but zeros."""
-    pages_id, entries = pagemap_entries(os.path.join(imgs, f"pagemap-{task}.img"))
+    Returns how many of them held anything but zeros, and the pagemap fields of the counts."""
+    pages_id, entries, fields = pagemap_entries(os.path.join(imgs, f"pagemap-{task}.img"))
     pages = os.path.join(imgs, f"pages-{pages_id}.img")
     size = os.path.getsize(pages)
     offset = nonzero = 0
@@ -230,7 +232,7 @@ def zero_criu_copy(imgs, task, start, stop):
                     f.write(bytes(PAGE))
             offset += count * PAGE
     check(offset == size, f"{pages}: the pagemap accounts for {offset} bytes of {size}")
-    return nonzero
+    return nonzero, "/".join(str(f) for f in sorted(fields))
 
 
 # --- one scenario -----------------------------------------------------------------------------
@@ -290,7 +292,7 @@ def scenario(args, version, criu, delivery, plugin=True):
         else:
             check("cet:" not in dump_log, "the plugin ran in a dump without it")
         base, length = (int(x, 16) for x in before["bitmap"].split(":"))
-        zeroed = zero_criu_copy(imgs, 1, base, base + length)
+        zeroed, fields = zero_criu_copy(imgs, 1, base, base + length)
         check(zeroed == int(before["pages"]),
               f"CRIU's copy held {zeroed} non-zero bitmap pages, the fixture reports {before['pages']}")
         try:
@@ -314,7 +316,7 @@ def scenario(args, version, criu, delivery, plugin=True):
                   f"bitmap differs: before {bitmap_view(before)}, after {bitmap_view(after)}")
             how = "CRIU_LIBS_DIR" if delivery == "env" else "config file libdir"
             text = (f"CRIU {version}, plugin via {how}: dumped host pid {ns.pid} (task 1), CRIU's copy of "
-                    f"{zeroed} bitmap pages destroyed, restored detached as host pid {restored} (from the RPC "
+                    f"{zeroed} bitmap pages destroyed (pagemap counts in field {fields}), restored detached as host pid {restored} (from the RPC "
                     f"response): plugin restored cet-1.img, {after['pages']} of {before['pages']} pages back, "
                     f"digest identical ({took:.1f} s)")
         else:
