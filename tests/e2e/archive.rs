@@ -1,0 +1,486 @@
+//! `criu-cet show`, `decode` and `check` on CRIU image directories and checkpoint archives as
+//! `podman container checkpoint --export` writes them (tar, gzip, zstd), fleet preflight with a
+//! directory of host profiles, and hostile archives. Archives are built here with the tar crate
+//! (forged headers where a well-behaved writer would refuse) and read by the real CLI.
+
+mod support;
+
+use serde_json::Value;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use support::*;
+
+fn vector_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(vector(name)).expect("golden vector")
+}
+
+/// A 48-bit bitmap below 2^47: any host takes it.
+fn low() -> Vec<u8> {
+    vector_bytes("typical-48.cetimg")
+}
+
+/// A 57-bit bitmap at 2^52: needs a 5-level host.
+fn high() -> Vec<u8> {
+    vector_bytes("high-57.cetimg")
+}
+
+enum M {
+    File(&'static str, Vec<u8>),
+    /// A name given as raw bytes, written without the tar crate's checks.
+    RawName(Vec<u8>, Vec<u8>),
+    Symlink(&'static str, &'static str),
+    Hardlink(&'static str, &'static str),
+    Dir(&'static str),
+    /// A pax extended header of this many bytes of comment, for the next member.
+    Pax(usize),
+}
+
+fn header(name: &[u8], size: u64, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    let gnu = h.as_gnu_mut().expect("gnu header");
+    assert!(name.len() <= gnu.name.len(), "test names fit the header");
+    gnu.name[..name.len()].copy_from_slice(name);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(1_700_000_000);
+    h.set_entry_type(kind);
+    h.set_cksum();
+    h
+}
+
+/// A tar of `members`, in order, with the end-of-archive marker.
+fn tar_of(members: &[M]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for m in members {
+        let (h, data): (tar::Header, &[u8]) = match m {
+            M::File(name, data) => {
+                (header(name.as_bytes(), data.len() as u64, tar::EntryType::Regular), data)
+            }
+            M::RawName(name, data) => (header(name, data.len() as u64, tar::EntryType::Regular), data),
+            M::Dir(name) => (header(name.as_bytes(), 0, tar::EntryType::Directory), &[]),
+            M::Symlink(name, target) | M::Hardlink(name, target) => {
+                let kind =
+                    if matches!(m, M::Symlink(..)) { tar::EntryType::Symlink } else { tar::EntryType::Link };
+                let mut h = header(name.as_bytes(), 0, kind);
+                h.set_link_name_literal(target).expect("link name fits");
+                h.set_cksum();
+                (h, &[])
+            }
+            M::Pax(len) => {
+                let body = format!("comment={}\n", "x".repeat(*len));
+                // A pax record's length counts its own digits.
+                let mut n = body.len() + 2;
+                while format!("{n} {body}").len() != n {
+                    n += 1;
+                }
+                let record = format!("{n} {body}").into_bytes();
+                let h = header(b"PaxHeaders/member", record.len() as u64, tar::EntryType::XHeader);
+                b.append(&h, record.as_slice()).expect("append");
+                continue;
+            }
+        };
+        b.append(&h, data).expect("append");
+    }
+    b.into_inner().expect("finish")
+}
+
+/// Podman's export layout: its own files beside the CRIU image directory under checkpoint/.
+fn podman_export(images: &[(&'static str, Vec<u8>)]) -> Vec<u8> {
+    let mut members = vec![
+        M::File("config.dump", br#"{"id":"0123"}"#.to_vec()),
+        M::File("spec.dump", br#"{"ociVersion":"1.0.2"}"#.to_vec()),
+        M::Dir("checkpoint/"),
+        M::File("checkpoint/inventory.img", vec![0x20; 40]),
+        M::File("checkpoint/core-1.img", vec![7; 3000]),
+        M::File("checkpoint/pages-1.img", vec![0; 8192]),
+    ];
+    members.extend(images.iter().map(|(n, d)| M::File(n, d.clone())));
+    members.push(M::File("rootfs-diff.tar", vec![0x55; 100_000]));
+    members.push(M::File("network.status", b"[]".to_vec()));
+    tar_of(&members)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Z {
+    Plain,
+    Gzip,
+    Zstd,
+}
+
+fn compress(tar: &[u8], z: Z) -> Vec<u8> {
+    use std::io::Write;
+    match z {
+        Z::Plain => tar.to_vec(),
+        Z::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(tar).unwrap();
+            e.finish().unwrap()
+        }
+        Z::Zstd => zstd::encode_all(tar, 3).unwrap(),
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Run {
+    let out = criu_cet().args(args.iter().map(|a| a.as_ref())).output().expect("run criu-cet");
+    Run {
+        code: out.status.code().expect("exited"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// A host profile as `criu-cet host --json` writes it.
+fn profile(bits: u8) -> String {
+    serde_json::json!({
+        "kernel_release": format!("test-{bits}"),
+        "user_address_bits": bits,
+        "cpu_virtual_bits": if bits > 47 { 57 } else { 48 },
+        "la57": bits > 47,
+        "cet": {"cpu_shstk": false, "cpu_ibt": false, "kernel_shstk": false, "kernel_ibt": false}
+    })
+    .to_string()
+}
+
+#[test]
+fn podman_exports_in_every_compression_list_show_decode_and_check_each_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let four = write(dir.path(), "four-level.json", profile(47).as_bytes());
+    let five = write(dir.path(), "five-level.json", profile(56).as_bytes());
+    let tar = podman_export(&[("checkpoint/cet-1.img", low()), ("checkpoint/cet-22.img", high())]);
+    for z in [Z::Plain, Z::Gzip, Z::Zstd] {
+        // A name that says nothing: the kind is told by the first bytes.
+        let archive = write(dir.path(), &format!("export-{z:?}.bin"), &compress(&tar, z));
+        let a = archive.display().to_string();
+
+        let r = run(&[&"check", &archive, &"--target", &four]);
+        assert_eq!(r.code, 1, "{z:?}: {}{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains(&format!("verdict: {a}:checkpoint/cet-1.img can be restored on target")));
+        assert!(r.stdout.contains(&format!("error: {a}:checkpoint/cet-22.img: bitmap 0x10000000000000")));
+        assert!(
+            r.stdout.contains(&format!(
+                "verdict: {a} cannot be restored on target {}: 1 of 2 cet image(s) refused: checkpoint/cet-22.img",
+                four.display()
+            )),
+            "{}",
+            r.stdout
+        );
+
+        let r = run(&[&"check", &archive, &"--target", &five]);
+        assert_eq!(r.code, 0, "{z:?}: {}{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains(&format!("verdict: {a}: all 2 cet image(s) can be restored on target")));
+
+        let r = run(&[&"show", &archive]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let kind = match z {
+            Z::Plain => "(tar)",
+            Z::Gzip => "(gzip-compressed tar)",
+            Z::Zstd => "(zstd-compressed tar)",
+        };
+        assert!(r.stdout.starts_with(&format!("{a}: checkpoint archive {kind}\n")), "{}", r.stdout);
+        assert!(r.stdout.contains(&format!("image {a}:checkpoint/cet-1.img: format 1.1")));
+        assert!(r.stdout.contains("process 7001 (cet-fixture)"));
+        assert!(r
+            .stdout
+            .ends_with(&format!("{a}: 2 cet image(s): checkpoint/cet-1.img, checkpoint/cet-22.img\n")));
+
+        let r = run(&[&"decode", &archive]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let v: Value = serde_json::from_str(&r.stdout).expect("decode prints JSON");
+        assert_eq!(v["kind"], "archive");
+        let images = v["images"].as_array().unwrap();
+        assert_eq!(images.len(), 2);
+        for (img, golden) in images.iter().zip(["typical-48.json", "high-57.json"]) {
+            let want: Value = serde_json::from_slice(&vector_bytes(golden)).unwrap();
+            assert_eq!(img["document"], want, "{golden}");
+        }
+        assert_eq!(images[1]["image"], "checkpoint/cet-22.img");
+    }
+}
+
+#[test]
+fn image_directories_are_read_like_archives() {
+    let dir = tempfile::tempdir().unwrap();
+    let four = write(dir.path(), "four.json", profile(47).as_bytes());
+    let img = dir.path().join("img");
+    std::fs::create_dir(&img).unwrap();
+    write(&img, "inventory.img", b"x");
+    write(&img, "cet-1.img", &low());
+    let r = run(&[&"check", &img, &"--target", &four]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("all 1 cet image(s) can be restored"), "{}", r.stdout);
+
+    write(&img, "cet-22.img", &high());
+    let r = run(&[&"check", &img, &"--target", &four]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.ends_with("1 of 2 cet image(s) refused: cet-22.img\n"), "{}", r.stdout);
+    let r = run(&[&"show", &img]);
+    assert!(r.stdout.ends_with("2 cet image(s): cet-1.img, cet-22.img\n"), "{}", r.stdout);
+
+    std::os::unix::fs::symlink(img.join("cet-1.img"), img.join("cet-3.img")).unwrap();
+    let r = run(&[&"check", &img, &"--target", &four]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("cet-3.img: is a symbolic link; images are never read through links"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_checkpoint_without_cet_images_says_what_that_means() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = write(dir.path(), "ck.tar.zst", &compress(&podman_export(&[]), Z::Zstd));
+    for cmd in ["check", "show"] {
+        let r = run(&[&cmd, &ck]);
+        assert_eq!(r.code, 0, "{cmd}: {}", r.stderr);
+        assert!(
+            r.stdout.contains("no cet image (cet-<N>.img) in this checkpoint archive (zstd-compressed tar): the checkpoint was made without the cet plugin, or no process in it had an IBT legacy bitmap or CET state in use"),
+            "{cmd}: {}",
+            r.stdout
+        );
+    }
+    let r = run(&[&"decode", &ck]);
+    assert_eq!(r.code, 0);
+    assert_eq!(serde_json::from_str::<Value>(&r.stdout).unwrap()["images"], serde_json::json!([]));
+    assert!(r.stderr.contains("made without the cet plugin"));
+
+    // Not a checkpoint at all: no inventory.img either.
+    let other = write(dir.path(), "other.tar", &tar_of(&[M::File("notes.txt", b"hello".to_vec())]));
+    let r = run(&[&"check", &other]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no cet image and no CRIU inventory.img: this is not a CRIU image directory or checkpoint archive"), "{}", r.stderr);
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert_eq!(run(&[&"check", &empty]).code, 1);
+}
+
+#[test]
+fn fleet_preflight_gives_one_verdict_per_host_as_a_table_and_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet");
+    std::fs::create_dir(&fleet).unwrap();
+    write(&fleet, "small-a.json", profile(47).as_bytes());
+    write(&fleet, "big-b.json", profile(56).as_bytes());
+    write(&fleet, "README", b"not a profile, and not *.json: ignored");
+    let both = write(
+        dir.path(),
+        "both.tar.gz",
+        &compress(
+            &podman_export(&[("checkpoint/cet-1.img", low()), ("checkpoint/cet-22.img", high())]),
+            Z::Gzip,
+        ),
+    );
+
+    let r = run(&[&"check", &both, &"--target", &fleet]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let table: Vec<Vec<&str>> = r
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("HOST "))
+        .take_while(|l| !l.starts_with("verdict:"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(table[0], ["HOST", "VERDICT", "IMAGES", "REFUSED", "WARNINGS", "PROFILE"]);
+    assert_eq!(table[1][..4], ["big-b", "ok", "2", "0"]);
+    assert_eq!(table[2][..4], ["small-a", "refused", "2", "1"]);
+    assert_eq!(table.len(), 3);
+    assert!(r.stdout.contains("small-a: error: "), "{}", r.stdout);
+    assert!(
+        r.stdout.ends_with(&format!(
+            "verdict: 1 of 2 hosts can take every cet image of {} (2): big-b\n",
+            both.display()
+        )),
+        "{}",
+        r.stdout
+    );
+
+    assert_eq!(run(&[&"check", &both, &"--target", &fleet, &"--any"]).code, 0);
+
+    let r = run(&[&"check", &both, &"--target", &fleet, &"--json"]);
+    assert_eq!(r.code, 1);
+    let v: Value = serde_json::from_str(&r.stdout).expect("--json prints JSON");
+    assert_eq!((v["kind"].as_str(), v["compression"].as_str()), (Some("archive"), Some("gzip")));
+    assert_eq!(v["pass"], false);
+    assert_eq!(v["able"], serde_json::json!(["big-b"]));
+    let hosts = v["hosts"].as_array().unwrap();
+    assert_eq!(hosts[1]["host"], "small-a");
+    assert_eq!((hosts[1]["can_take_all"].as_bool(), hosts[1]["refused"].as_u64()), (Some(false), Some(1)));
+    let images = v["images"].as_array().unwrap();
+    assert_eq!(images[1]["image"], "checkpoint/cet-22.img");
+    let verdicts = images[1]["verdicts"].as_array().unwrap();
+    assert_eq!(
+        (verdicts[0]["host"].as_str(), verdicts[0]["can_restore"].as_bool()),
+        (Some("big-b"), Some(true))
+    );
+    assert_eq!(verdicts[1]["can_restore"], false);
+    assert_eq!(verdicts[1]["findings"][0]["severity"], "error");
+    let r = run(&[&"check", &both, &"--target", &fleet, &"--json", &"--any"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(serde_json::from_str::<Value>(&r.stdout).unwrap()["pass"], true);
+
+    // Every host can take the low image; no host of a 4-level fleet can take the high one.
+    let low_only = write(dir.path(), "low.tar", &podman_export(&[("checkpoint/cet-1.img", low())]));
+    let r = run(&[&"check", &low_only, &"--target", &fleet]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.contains("verdict: all 2 hosts can take every cet image"), "{}", r.stdout);
+    let four_only = dir.path().join("four-only");
+    std::fs::create_dir(&four_only).unwrap();
+    write(&four_only, "a.json", profile(47).as_bytes());
+    write(&four_only, "b.json", profile(47).as_bytes());
+    let r = run(&[&"check", &both, &"--target", &four_only, &"--any"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("verdict: no host can take every cet image"), "{}", r.stdout);
+
+    // A single image against the fleet, and the JSON of a single image.
+    let r = run(&[&"check", &vector("high-57.cetimg"), &"--target", &fleet, &"--json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!((v["kind"].as_str(), v["images"].as_array().unwrap().len()), (Some("image"), 1));
+
+    // A bad profile is an error naming the file, before the checkpoint is read.
+    let bad = write(&fleet, "broken.json", b"{\"user_address_bits\": \"many\"}");
+    let r = run(&[&"check", &both, &"--target", &fleet]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains(&format!("{}: not a host profile (criu-cet host --json)", bad.display())),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    let none = dir.path().join("no-profiles");
+    std::fs::create_dir(&none).unwrap();
+    let r = run(&[&"check", &both, &"--target", &none]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("holds no host profile (*.json)"), "{}", r.stderr);
+}
+
+/// Every hostile archive is refused by show, decode and check alike, with exit 1 and a message.
+#[test]
+fn hostile_archives_are_refused_with_a_message_naming_the_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = || M::File("checkpoint/inventory.img", b"x".to_vec());
+    let good = || M::File("checkpoint/cet-1.img", low());
+    let mut corrupt = low();
+    corrupt[100] ^= 0x40;
+    let full = podman_export(&[("checkpoint/cet-1.img", low()), ("checkpoint/cet-22.img", high())]);
+    // Cut inside checkpoint/cet-22.img's data.
+    let high_at = full.windows(high().len()).position(|w| w == high()).expect("image in archive");
+    let cut_in_member = high_at + 100;
+    let no_end = tar_of(&[inv(), good()]);
+    let no_end = no_end[..no_end.len() - 1024].to_vec();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("dotdot", tar_of(&[inv(), M::File("checkpoint/../../cet-1.img", low())]), "member \"checkpoint/../../cet-1.img\": a name with a `..` component"),
+        ("absolute", tar_of(&[M::File("/checkpoint/cet-1.img", low())]), "member \"/checkpoint/cet-1.img\": an absolute path"),
+        ("symlink-image", tar_of(&[inv(), M::Symlink("checkpoint/cet-1.img", "/etc/shadow")]), "member checkpoint/cet-1.img is a symbolic link to \"/etc/shadow\" where a cet image belongs"),
+        ("hardlink-image", tar_of(&[M::File("x", low()), M::Hardlink("checkpoint/cet-1.img", "x")]), "member checkpoint/cet-1.img is a hard link to \"x\" where a cet image belongs"),
+        ("symlink-dir-first", tar_of(&[M::Symlink("checkpoint", "/etc"), inv(), good()]), "member checkpoint is a symbolic link where the directory holding checkpoint/cet-1.img belongs"),
+        ("symlink-dir-after", tar_of(&[inv(), good(), M::Symlink("checkpoint", "/etc")]), "member checkpoint is a symbolic link where the directory holding checkpoint/cet-1.img belongs"),
+        ("dir-image", tar_of(&[inv(), M::Dir("checkpoint/cet-1.img/")]), "member checkpoint/cet-1.img is a directory, not a regular file"),
+        ("twice", tar_of(&[inv(), good(), M::File("./checkpoint//cet-1.img", high())]), "checkpoint/cet-1.img is in the archive twice"),
+        ("not-utf8", tar_of(&[inv(), M::RawName(b"checkpoint/cet-\xff.img".to_vec(), low())]), "its name is not UTF-8"),
+        ("cut-in-member", full[..cut_in_member].to_vec(), "the archive ends inside member checkpoint/cet-22.img (100 of 461 bytes): it is truncated"),
+        ("no-end-marker", no_end, "the archive has no end-of-archive marker after member checkpoint/cet-1.img: it is truncated"),
+        ("cut-gzip", { let g = compress(&full, Z::Gzip); g[..g.len() - 100].to_vec() }, "truncated"),
+        ("cut-zstd", { let g = compress(&full, Z::Zstd); g[..g.len() - 100].to_vec() }, "truncated"),
+        ("huge-pax", tar_of(&[inv(), M::Pax(2 << 20), good()]), "the tar headers after member checkpoint/inventory.img take more than 1048576 bytes"),
+        ("corrupt-image", tar_of(&[inv(), M::File("checkpoint/cet-1.img", corrupt)]), ":checkpoint/cet-1.img: "),
+        ("not-an-archive", vec![0x42; 4096], "not a cet image, a CRIU image directory or a checkpoint archive (tar, gzip or zstd): its first bytes are 42 42 42"),
+    ];
+    for (name, bytes, want) in cases {
+        let path = write(dir.path(), name, &bytes);
+        for cmd in ["check", "show", "decode"] {
+            let r = run(&[&cmd, &path]);
+            assert_eq!(r.code, 1, "{name} {cmd}: {}{}", r.stdout, r.stderr);
+            assert!(r.stderr.contains(want), "{name} {cmd}: wanted {want:?} in {}", r.stderr);
+            assert!(r.stderr.contains(&path.display().to_string()), "{name} {cmd}: {}", r.stderr);
+            assert!(!r.stderr.contains("panicked"), "{name} {cmd}: {}", r.stderr);
+        }
+    }
+}
+
+#[test]
+fn an_image_member_larger_than_the_cap_is_refused_by_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = 64u64 << 20;
+    let path = dir.path().join("huge.tar");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
+        let h = header(b"checkpoint/inventory.img", 1, tar::EntryType::Regular);
+        b.append(&h, &b"x"[..]).unwrap();
+        let h = header(b"checkpoint/cet-1.img", cap + 1, tar::EntryType::Regular);
+        b.append(&h, std::io::repeat(0).take(cap + 1)).unwrap();
+        b.into_inner().unwrap();
+    }
+    let r = run(&[&"check", &path]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains(&format!(
+            "member checkpoint/cet-1.img is {} bytes, more than the {cap} bytes (64 MiB) a cet image read from an archive may have",
+            cap + 1
+        )),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Incompressible bytes (xorshift), generated as they are read so that this test process stays
+/// small: a child's peak RSS as getrusage reports it includes the parent's at spawn time.
+struct Noise(u64);
+
+impl std::io::Read for Noise {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        for chunk in buf.chunks_mut(8) {
+            let x = &mut self.0;
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        Ok(buf.len())
+    }
+}
+
+/// Reading a large archive keeps memory bounded: a 160 MB member that is not an image streams
+/// through. The bound is checked on the largest child this test binary ran, which includes this
+/// process's own size when it spawned them: an upper bound (the other tests' children read
+/// small archives or refuse before reading).
+#[test]
+fn a_large_archive_is_streamed_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("large.tar.zst");
+    {
+        let out = std::fs::File::create(&path).unwrap();
+        let mut z = zstd::Encoder::new(out, 1).unwrap();
+        {
+            let mut b = tar::Builder::new(&mut z);
+            let h = header(b"checkpoint/inventory.img", 1, tar::EntryType::Regular);
+            b.append(&h, &b"x"[..]).unwrap();
+            let size = 160u64 << 20;
+            let h = header(b"rootfs-diff.tar", size, tar::EntryType::Regular);
+            b.append(&h, Noise(0x9e37_79b9_7f4a_7c15).take(size)).unwrap();
+            let img = low();
+            let h = header(b"checkpoint/cet-1.img", img.len() as u64, tar::EntryType::Regular);
+            b.append(&h, img.as_slice()).unwrap();
+            b.finish().unwrap();
+        }
+        z.finish().unwrap();
+    }
+    let r = run(&[&"check", &path]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("all 1 cet image(s) can be restored"), "{}", r.stdout);
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
+    let peak_kib = usage.max_rss();
+    eprintln!("peak RSS of the criu-cet children of this test: {peak_kib} KiB");
+    assert!(peak_kib < 48 << 10, "a child of this test used {peak_kib} KiB at its peak");
+}
