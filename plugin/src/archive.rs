@@ -132,8 +132,8 @@ pub enum InputError {
         path.display()
     )]
     NotCheckpoint { path: PathBuf, hint: &'static str },
-    #[error("{}: {what}: {source}; the archive is damaged or truncated: copy it again", path.display())]
-    Read { path: PathBuf, what: String, source: io::Error },
+    #[error("{}: {what}: {source}; {next}", path.display())]
+    Read { path: PathBuf, what: String, source: io::Error, next: &'static str },
     #[error(
         "{}: the archive ends inside {what} ({got} of {expected} bytes): it is truncated; copy it \
          again",
@@ -183,6 +183,19 @@ pub enum InputError {
     TooManyLinks { path: PathBuf, cap: usize },
     #[error("{display}: {source}")]
     Image { display: String, source: FormatError },
+}
+
+impl InputError {
+    /// A read error of the archive stream, with what to do about it.
+    fn read(path: &Path, what: String, source: io::Error) -> InputError {
+        let next = if source.to_string().contains("too much memory") {
+            "the zstd frame needs a window over 32 MiB (zstd --long or --ultra levels): recompress \
+             the archive with an ordinary level"
+        } else {
+            "the archive is damaged or truncated: copy it again"
+        };
+        InputError::Read { path: path.to_path_buf(), what, source, next }
+    }
 }
 
 fn hex_prefix(bytes: &[u8]) -> String {
@@ -360,11 +373,8 @@ fn entry_kind(t: tar::EntryType) -> &'static str {
 
 /// Reads `entry` to its end without keeping it; fails if the stream ends early.
 fn drain(entry: &mut impl Read, size: u64, path: &Path, member: &str) -> Result<(), InputError> {
-    let got = io::copy(entry, &mut io::sink()).map_err(|source| InputError::Read {
-        path: path.into(),
-        what: format!("reading member {member}"),
-        source,
-    })?;
+    let got = io::copy(entry, &mut io::sink())
+        .map_err(|source| InputError::read(path, format!("reading member {member}"), source))?;
     if got != size {
         return Err(InputError::Truncated {
             path: path.into(),
@@ -383,7 +393,7 @@ fn archive<V: ImageVisitor>(path: &Path, c: Compression, visitor: &mut V) -> Res
     let limit = Rc::new(Cell::new(None));
     let read = Rc::new(Cell::new(0u64));
     let mut tar = tar::Archive::new(Budgeted { inner: stream, limit: limit.clone(), read: read.clone() });
-    let read_err = |what: String, source| InputError::Read { path: path.to_path_buf(), what, source };
+    let read_err = |what: String, source| InputError::read(path, what, source);
     let mut entries = tar.entries().map_err(|e| read_err("reading the archive".into(), e))?;
 
     let mut listing = Listing { kind: InputKind::Archive(c), images: Vec::new(), inventory: false };
