@@ -108,6 +108,13 @@ enum Command {
         /// Runs per figure (the median is reported).
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// The criu binary for the CRIU figures (default: criu in PATH).
+        #[arg(long)]
+        criu: Option<PathBuf>,
+        /// One run of each figure, skipping the slow naive 4 TiB pagemap baseline (the test
+        /// command's smoke run).
+        #[arg(long)]
+        smoke: bool,
     },
 }
 
@@ -169,7 +176,7 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
             say!("{}", show::restore_line(pid, &file, &report));
         }
         Command::Demo => return demo::run(),
-        Command::Bench { runs } => return bench::run(runs),
+        Command::Bench { runs, criu, smoke } => return bench::run(runs, criu, smoke),
     }
     Ok(ExitCode::SUCCESS)
 }
