@@ -93,6 +93,16 @@ pub struct FoundImage {
     pub display: String,
     /// Its size in bytes.
     pub bytes: u64,
+    /// Found in a directory or archive (named as CRIU's plugin names it), not given by path.
+    pub in_checkpoint: bool,
+}
+
+impl FoundImage {
+    /// The file name of an image found in a directory or archive (`cet-<N>.img`); none for an
+    /// image given by its path, whose name is the user's.
+    pub fn file_name(&self) -> Option<&str> {
+        self.in_checkpoint.then(|| self.name.rsplit('/').next().unwrap_or(&self.name))
+    }
 }
 
 /// What reading an input found.
@@ -248,7 +258,12 @@ pub fn for_each_image<V: ImageVisitor>(path: &Path, visitor: &mut V) -> Result<L
         InputKind::Image => {
             let mut r = image::open(path)?;
             let display = path.display().to_string();
-            let found = FoundImage { name: display.clone(), display, bytes: r.summary().file_bytes };
+            let found = FoundImage {
+                name: display.clone(),
+                display,
+                bytes: r.summary().file_bytes,
+                in_checkpoint: false,
+            };
             visitor.image(&found, &mut r)?;
             Ok(Listing { kind: InputKind::Image, images: vec![found.name], inventory: false })
         }
@@ -279,6 +294,7 @@ fn directory<V: ImageVisitor>(dir: &Path, visitor: &mut V) -> Result<Listing, En
             name: name.clone(),
             display: path.display().to_string(),
             bytes: r.summary().file_bytes,
+            in_checkpoint: true,
         };
         visitor.image(&found, &mut r)?;
     }
@@ -530,7 +546,8 @@ fn archive<V: ImageVisitor>(path: &Path, c: Compression, visitor: &mut V) -> Res
         let image_err = |source| InputError::Image { display: display.clone(), source };
         let mut r = ImageReader::open(Cursor::new(bytes)).map_err(image_err)?;
         r.verify_blocks().map_err(image_err)?;
-        let found = FoundImage { name: name.clone(), display: display.clone(), bytes: size };
+        let found =
+            FoundImage { name: name.clone(), display: display.clone(), bytes: size, in_checkpoint: true };
         visitor.image(&found, &mut r)?;
         listing.images.push(name);
     }

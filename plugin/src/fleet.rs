@@ -91,18 +91,43 @@ pub struct HostVerdict {
     pub findings: Vec<Finding>,
 }
 
-/// Judges one image (named `image` in messages) against every host.
+/// Why the plugin would refuse an image found as `file_name` in an image directory (or a
+/// checkpoint archive's) whatever the host: its name must be `cet-<id>.img` with the task id the
+/// image records (the pid in the dumped tree's namespace, or the host pid before format 1.2).
+pub fn name_findings(image: &str, file_name: &str, meta: &Metadata) -> Vec<Finding> {
+    let recorded = meta.namespace.as_ref().map_or(meta.process.pid, |ns| ns.pid);
+    let named = file_name.strip_prefix("cet-").and_then(|s| s.strip_suffix(".img"));
+    let message = match named.and_then(|n| n.parse::<u32>().ok()) {
+        Some(id) if format!("cet-{id}.img") != file_name => format!(
+            "{image}: not a name the plugin writes (it would be cet-{id}.img); the plugin refuses it \
+             at restore: is it a second image for task {id}?"
+        ),
+        Some(id) if id != recorded => format!(
+            "{image}: the image records task {recorded}, not {id}; the plugin refuses an image under \
+             another task's name at restore"
+        ),
+        Some(_) => return Vec::new(),
+        None => format!("{image}: not a name the plugin writes (cet-<task id>.img)"),
+    };
+    vec![Finding { severity: Severity::Error, message }]
+}
+
+/// Judges one image (named `image` in messages) against every host; `file_name`, for an image
+/// found in a directory or archive, adds the checks of its name (`name_findings`).
 pub fn judge(
     image: &str,
+    file_name: Option<&str>,
     meta: &Metadata,
     summary: &ImageSummary,
     targets: &[Target],
     coverage: Coverage,
 ) -> Vec<HostVerdict> {
+    let named = file_name.map(|f| name_findings(image, f, meta)).unwrap_or_default();
     targets
         .iter()
         .map(|t| {
-            let findings = check::check(image, meta, summary, &t.profile, &t.label, coverage);
+            let mut findings = named.clone();
+            findings.extend(check::check(image, meta, summary, &t.profile, &t.label, coverage));
             HostVerdict { host: t.host.clone(), can_restore: !check::has_errors(&findings), findings }
         })
         .collect()

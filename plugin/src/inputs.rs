@@ -193,8 +193,15 @@ impl ImageVisitor for Check<'_> {
         found: &FoundImage,
         r: &mut ImageReader<R>,
     ) -> Result<(), EngineError> {
-        let verdicts =
-            fleet::judge(&found.display, r.metadata(), r.summary(), &self.targets.hosts, self.coverage);
+        let file_name = found.file_name();
+        let verdicts = fleet::judge(
+            &found.display,
+            file_name,
+            r.metadata(),
+            r.summary(),
+            &self.targets.hosts,
+            self.coverage,
+        );
         self.tallies.add(&verdicts);
         if verdicts.iter().any(|v| !v.can_restore) {
             self.refused.push(found.name.clone());

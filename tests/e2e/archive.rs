@@ -169,7 +169,7 @@ fn podman_exports_in_every_compression_list_show_decode_and_check_each_image() {
     let dir = tempfile::tempdir().unwrap();
     let four = write(dir.path(), "four-level.json", profile(47).as_bytes());
     let five = write(dir.path(), "five-level.json", profile(56).as_bytes());
-    let tar = podman_export(&[("checkpoint/cet-1.img", low()), ("checkpoint/cet-22.img", high())]);
+    let tar = podman_export(&[("checkpoint/cet-4242.img", low()), ("checkpoint/cet-7001.img", high())]);
     for z in [Z::Plain, Z::Gzip, Z::Zstd] {
         // A name that says nothing: the kind is told by the first bytes.
         let archive = write(dir.path(), &format!("export-{z:?}.bin"), &compress(&tar, z));
@@ -177,11 +177,13 @@ fn podman_exports_in_every_compression_list_show_decode_and_check_each_image() {
 
         let r = run(&[&"check", &archive, &"--target", &four]);
         assert_eq!(r.code, 1, "{z:?}: {}{}", r.stdout, r.stderr);
-        assert!(r.stdout.contains(&format!("verdict: {a}:checkpoint/cet-1.img can be restored on target")));
-        assert!(r.stdout.contains(&format!("error: {a}:checkpoint/cet-22.img: bitmap 0x10000000000000")));
+        assert!(r
+            .stdout
+            .contains(&format!("verdict: {a}:checkpoint/cet-4242.img can be restored on target")));
+        assert!(r.stdout.contains(&format!("error: {a}:checkpoint/cet-7001.img: bitmap 0x10000000000000")));
         assert!(
             r.stdout.contains(&format!(
-                "verdict: {a} cannot be restored on target {}: 1 of 2 cet image(s) refused: checkpoint/cet-22.img",
+                "verdict: {a} cannot be restored on target {}: 1 of 2 cet image(s) refused: checkpoint/cet-7001.img",
                 four.display()
             )),
             "{}",
@@ -200,11 +202,11 @@ fn podman_exports_in_every_compression_list_show_decode_and_check_each_image() {
             Z::Zstd => "(zstd-compressed tar)",
         };
         assert!(r.stdout.starts_with(&format!("{a}: checkpoint archive {kind}\n")), "{}", r.stdout);
-        assert!(r.stdout.contains(&format!("image {a}:checkpoint/cet-1.img: format 1.")));
+        assert!(r.stdout.contains(&format!("image {a}:checkpoint/cet-4242.img: format 1.")));
         assert!(r.stdout.contains("process 7001 (cet-fixture)"));
         assert!(r
             .stdout
-            .ends_with(&format!("{a}: 2 cet image(s): checkpoint/cet-1.img, checkpoint/cet-22.img\n")));
+            .ends_with(&format!("{a}: 2 cet image(s): checkpoint/cet-4242.img, checkpoint/cet-7001.img\n")));
 
         let r = run(&[&"decode", &archive]);
         assert_eq!(r.code, 0, "{}", r.stderr);
@@ -216,7 +218,7 @@ fn podman_exports_in_every_compression_list_show_decode_and_check_each_image() {
             let want: Value = serde_json::from_slice(&vector_bytes(golden)).unwrap();
             assert_eq!(img["document"], want, "{golden}");
         }
-        assert_eq!(images[1]["image"], "checkpoint/cet-22.img");
+        assert_eq!(images[1]["image"], "checkpoint/cet-7001.img");
     }
 }
 
@@ -227,19 +229,19 @@ fn image_directories_are_read_like_archives() {
     let img = dir.path().join("img");
     std::fs::create_dir(&img).unwrap();
     write(&img, "inventory.img", b"x");
-    write(&img, "cet-1.img", &low());
+    write(&img, "cet-4242.img", &low());
     let r = run(&[&"check", &img, &"--target", &four]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("all 1 cet image(s) can be restored"), "{}", r.stdout);
 
-    write(&img, "cet-22.img", &high());
+    write(&img, "cet-7001.img", &high());
     let r = run(&[&"check", &img, &"--target", &four]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.ends_with("1 of 2 cet image(s) refused: cet-22.img\n"), "{}", r.stdout);
+    assert!(r.stdout.ends_with("1 of 2 cet image(s) refused: cet-7001.img\n"), "{}", r.stdout);
     let r = run(&[&"show", &img]);
-    assert!(r.stdout.ends_with("2 cet image(s): cet-1.img, cet-22.img\n"), "{}", r.stdout);
+    assert!(r.stdout.ends_with("2 cet image(s): cet-4242.img, cet-7001.img\n"), "{}", r.stdout);
 
-    std::os::unix::fs::symlink(img.join("cet-1.img"), img.join("cet-3.img")).unwrap();
+    std::os::unix::fs::symlink(img.join("cet-4242.img"), img.join("cet-3.img")).unwrap();
     let r = run(&[&"check", &img, &"--target", &four]);
     assert_eq!(r.code, 1);
     assert!(
@@ -247,6 +249,33 @@ fn image_directories_are_read_like_archives() {
         "{}",
         r.stderr
     );
+}
+
+/// The plugin refuses, at restore, an image whose name does not carry the task id it records;
+/// the preflight says so for every host instead of passing it.
+#[test]
+fn an_image_under_another_tasks_name_is_refused_on_every_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet");
+    std::fs::create_dir(&fleet).unwrap();
+    write(&fleet, "a.json", profile(47).as_bytes());
+    write(&fleet, "b.json", profile(56).as_bytes());
+    for (name, want) in [
+        ("checkpoint/cet-1.img", "checkpoint/cet-1.img: the image records task 4242, not 1"),
+        (
+            "checkpoint/cet-04242.img",
+            "checkpoint/cet-04242.img: not a name the plugin writes (it would be cet-4242.img)",
+        ),
+    ] {
+        let ck = write(dir.path(), "ck.tar", &podman_export(&[(name, low())]));
+        let r = run(&[&"check", &ck, &"--target", &fleet]);
+        assert_eq!(r.code, 1, "{name}: {}{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains(&format!("a: error: {}:{want}", ck.display())), "{name}: {}", r.stdout);
+        assert!(r.stdout.contains("verdict: no host can take every cet image"), "{name}: {}", r.stdout);
+    }
+    // A single image given by path keeps the user's name.
+    let renamed = write(dir.path(), "app.cet", &low());
+    assert_eq!(run(&[&"check", &renamed, &"--target", &fleet.join("a.json")]).code, 0);
 }
 
 #[test]
@@ -289,7 +318,7 @@ fn fleet_preflight_gives_one_verdict_per_host_as_a_table_and_as_json() {
         dir.path(),
         "both.tar.gz",
         &compress(
-            &podman_export(&[("checkpoint/cet-1.img", low()), ("checkpoint/cet-22.img", high())]),
+            &podman_export(&[("checkpoint/cet-4242.img", low()), ("checkpoint/cet-7001.img", high())]),
             Z::Gzip,
         ),
     );
@@ -329,7 +358,7 @@ fn fleet_preflight_gives_one_verdict_per_host_as_a_table_and_as_json() {
     assert_eq!(hosts[1]["host"], "small-a");
     assert_eq!((hosts[1]["can_take_all"].as_bool(), hosts[1]["refused"].as_u64()), (Some(false), Some(1)));
     let images = v["images"].as_array().unwrap();
-    assert_eq!(images[1]["image"], "checkpoint/cet-22.img");
+    assert_eq!(images[1]["image"], "checkpoint/cet-7001.img");
     let verdicts = images[1]["verdicts"].as_array().unwrap();
     assert_eq!(
         (verdicts[0]["host"].as_str(), verdicts[0]["can_restore"].as_bool()),
@@ -342,7 +371,7 @@ fn fleet_preflight_gives_one_verdict_per_host_as_a_table_and_as_json() {
     assert_eq!(serde_json::from_str::<Value>(&r.stdout).unwrap()["pass"], true);
 
     // Every host can take the low image; no host of a 4-level fleet can take the high one.
-    let low_only = write(dir.path(), "low.tar", &podman_export(&[("checkpoint/cet-1.img", low())]));
+    let low_only = write(dir.path(), "low.tar", &podman_export(&[("checkpoint/cet-4242.img", low())]));
     let r = run(&[&"check", &low_only, &"--target", &fleet]);
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert!(r.stdout.contains("verdict: all 2 hosts can take every cet image"), "{}", r.stdout);
@@ -381,32 +410,32 @@ fn fleet_preflight_gives_one_verdict_per_host_as_a_table_and_as_json() {
 fn hostile_archives_are_refused_with_a_message_naming_the_member() {
     let dir = tempfile::tempdir().unwrap();
     let inv = || M::File("checkpoint/inventory.img", b"x".to_vec());
-    let good = || M::File("checkpoint/cet-1.img", low());
+    let good = || M::File("checkpoint/cet-4242.img", low());
     let mut corrupt = low();
     corrupt[100] ^= 0x40;
-    let full = podman_export(&[("checkpoint/cet-1.img", low()), ("checkpoint/cet-22.img", high())]);
-    // Cut inside checkpoint/cet-22.img's data.
+    let full = podman_export(&[("checkpoint/cet-4242.img", low()), ("checkpoint/cet-7001.img", high())]);
+    // Cut inside checkpoint/cet-7001.img's data.
     let high_at = full.windows(high().len()).position(|w| w == high()).expect("image in archive");
     let cut_in_member = high_at + 100;
     let cut_message = format!(
-        "the archive ends inside member checkpoint/cet-22.img (100 of {} bytes): it is truncated",
+        "the archive ends inside member checkpoint/cet-7001.img (100 of {} bytes): it is truncated",
         high().len()
     );
     let no_end = tar_of(&[inv(), good()]);
     let no_end = no_end[..no_end.len() - 1024].to_vec();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("dotdot", tar_of(&[inv(), M::File("checkpoint/../../cet-1.img", low())]), "member \"checkpoint/../../cet-1.img\": a name with a `..` component"),
-        ("absolute", tar_of(&[M::File("/checkpoint/cet-1.img", low())]), "member \"/checkpoint/cet-1.img\": an absolute path"),
-        ("symlink-image", tar_of(&[inv(), M::Symlink("checkpoint/cet-1.img", "/etc/shadow")]), "member checkpoint/cet-1.img is a symbolic link to \"/etc/shadow\" where a cet image belongs"),
-        ("hardlink-image", tar_of(&[M::File("x", low()), M::Hardlink("checkpoint/cet-1.img", "x")]), "member checkpoint/cet-1.img is a hard link to \"x\" where a cet image belongs"),
-        ("symlink-dir-first", tar_of(&[M::Symlink("checkpoint", "/etc"), inv(), good()]), "member checkpoint is a symbolic link where the directory holding checkpoint/cet-1.img belongs"),
-        ("symlink-dir-after", tar_of(&[inv(), good(), M::Symlink("checkpoint", "/etc")]), "member checkpoint is a symbolic link where the directory holding checkpoint/cet-1.img belongs"),
-        ("dir-image", tar_of(&[inv(), M::Dir("checkpoint/cet-1.img/")]), "member checkpoint/cet-1.img is a directory, not a regular file"),
+        ("dotdot", tar_of(&[inv(), M::File("checkpoint/../../cet-4242.img", low())]), "member \"checkpoint/../../cet-4242.img\": a name with a `..` component"),
+        ("absolute", tar_of(&[M::File("/checkpoint/cet-4242.img", low())]), "member \"/checkpoint/cet-4242.img\": an absolute path"),
+        ("symlink-image", tar_of(&[inv(), M::Symlink("checkpoint/cet-4242.img", "/etc/shadow")]), "member checkpoint/cet-4242.img is a symbolic link to \"/etc/shadow\" where a cet image belongs"),
+        ("hardlink-image", tar_of(&[M::File("x", low()), M::Hardlink("checkpoint/cet-4242.img", "x")]), "member checkpoint/cet-4242.img is a hard link to \"x\" where a cet image belongs"),
+        ("symlink-dir-first", tar_of(&[M::Symlink("checkpoint", "/etc"), inv(), good()]), "member checkpoint is a symbolic link where the directory holding checkpoint/cet-4242.img belongs"),
+        ("symlink-dir-after", tar_of(&[inv(), good(), M::Symlink("checkpoint", "/etc")]), "member checkpoint is a symbolic link where the directory holding checkpoint/cet-4242.img belongs"),
+        ("dir-image", tar_of(&[inv(), M::Dir("checkpoint/cet-4242.img/")]), "member checkpoint/cet-4242.img is a directory, not a regular file"),
         ("sparse", tar_of(&[inv(), M::Sparse("rootfs-diff.tar", vec![1; 512]), good()]), "member rootfs-diff.tar is a GNU sparse file, not a regular file"),
-        ("twice", tar_of(&[inv(), good(), M::File("./checkpoint//cet-1.img", high())]), "checkpoint/cet-1.img is in the archive twice"),
+        ("twice", tar_of(&[inv(), good(), M::File("./checkpoint//cet-4242.img", high())]), "checkpoint/cet-4242.img is in the archive twice"),
         ("not-utf8", tar_of(&[inv(), M::RawName(b"checkpoint/cet-\xff.img".to_vec(), low())]), "its name is not UTF-8"),
         ("cut-in-member", full[..cut_in_member].to_vec(), &cut_message),
-        ("no-end-marker", no_end, "the archive has no end-of-archive marker after member checkpoint/cet-1.img: it is truncated"),
+        ("no-end-marker", no_end, "the archive has no end-of-archive marker after member checkpoint/cet-4242.img: it is truncated"),
         ("cut-gzip", { let g = compress(&full, Z::Gzip); g[..g.len() - 100].to_vec() }, "truncated"),
         ("cut-zstd", { let g = compress(&full, Z::Zstd); g[..g.len() - 100].to_vec() }, "truncated"),
         ("zstd-window", {
@@ -417,7 +446,7 @@ fn hostile_archives_are_refused_with_a_message_naming_the_member() {
             e.finish().unwrap()
         }, "the zstd frame needs a window over 32 MiB"),
         ("huge-pax", tar_of(&[inv(), M::Pax(2 << 20), good()]), "the tar headers after member checkpoint/inventory.img take more than 1048576 bytes"),
-        ("corrupt-image", tar_of(&[inv(), M::File("checkpoint/cet-1.img", corrupt)]), ":checkpoint/cet-1.img: "),
+        ("corrupt-image", tar_of(&[inv(), M::File("checkpoint/cet-4242.img", corrupt)]), ":checkpoint/cet-4242.img: "),
         ("not-an-archive", vec![0x42; 4096], "not a cet image, a CRIU image directory or a checkpoint archive (tar, gzip or zstd): its first bytes are 42 42 42"),
     ];
     for (name, bytes, want) in cases {
@@ -441,7 +470,7 @@ fn an_image_member_larger_than_the_cap_is_refused_by_its_size() {
         let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
         let h = header(b"checkpoint/inventory.img", 1, tar::EntryType::Regular);
         b.append(&h, &b"x"[..]).unwrap();
-        let h = header(b"checkpoint/cet-1.img", cap + 1, tar::EntryType::Regular);
+        let h = header(b"checkpoint/cet-4242.img", cap + 1, tar::EntryType::Regular);
         b.append(&h, std::io::repeat(0).take(cap + 1)).unwrap();
         b.into_inner().unwrap();
     }
@@ -449,7 +478,7 @@ fn an_image_member_larger_than_the_cap_is_refused_by_its_size() {
     assert_eq!(r.code, 1);
     assert!(
         r.stderr.contains(&format!(
-            "member checkpoint/cet-1.img is {} bytes, more than the {cap} bytes (64 MiB) a cet image read from an archive may have",
+            "member checkpoint/cet-4242.img is {} bytes, more than the {cap} bytes (64 MiB) a cet image read from an archive may have",
             cap + 1
         )),
         "{}",
