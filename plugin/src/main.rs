@@ -82,7 +82,9 @@ enum Command {
     /// Check an image, image directory or checkpoint archive against this host, a host profile
     /// (from `criu-cet host --json`), or a directory of profiles (one verdict per host).
     Check {
+        /// An image, a CRIU image directory, or a checkpoint archive (tar, tar.gz, tar.zst).
         file: PathBuf,
+        /// A host profile (`criu-cet host --json`), or a directory of them (a fleet).
         #[arg(long)]
         target: Option<PathBuf>,
         /// Treat coverage narrower than the target's address space as an error.
