@@ -316,7 +316,7 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
         for l in [&nolib, &withlib] {
             std::fs::create_dir_all(l).map_err(|source| EngineError::Io { path: l.clone(), source })?;
         }
-        let so = exe.with_file_name("libcriu_cet.so");
+        let so = exe.with_file_name("libcet_plugin.so");
         if so.exists() {
             let _ = std::fs::copy(&so, withlib.join("cet_plugin.so"));
         }

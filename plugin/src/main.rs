@@ -163,7 +163,7 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
                 path: json.clone(),
                 source: std::io::Error::other(format!("not an image document (criu-cet decode): {e}")),
             })?;
-            let summary = image::write_atomically(&output, |out| {
+            let summary = image::write_atomically(&output, image::Durability::Synced, |out| {
                 doc.write_image(out, WriterOptions::default())
                     .map(|(_, s)| s)
                     .map_err(|source| EngineError::Image { file: json.clone(), source })
@@ -187,7 +187,7 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
 pub fn dump(pid: u32, output: &Path, opts: &CaptureOptions) -> Result<capture::CaptureReport, EngineError> {
     let stopped = Stopped::new(pid, Tracing::Seize)?;
     let cap = capture::prepare(&stopped, &host::probe(), opts)?;
-    image::write_atomically(output, |out| cap.write(out, opts).map(|(_, r)| r))
+    image::write_atomically(output, image::Durability::Synced, |out| cap.write(out, opts).map(|(_, r)| r))
 }
 
 /// Checks the image against this host, then seizes the process and restores into it.

@@ -497,3 +497,50 @@ fn a_multi_threaded_process_in_its_own_pid_namespace() {
     assert_eq!(after.num("threads"), 4);
     assert_eq!(after.bitmap_view(), before[0].bitmap_view());
 }
+
+#[test]
+fn an_image_renamed_over_the_checked_one_during_restore_is_never_used() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut f = Fixture::start(&s.root, "r", &["--ones", "2", "--mixed", "3"]);
+    let before = f.ask();
+    s.dump(f.pid);
+    f.reap_after_dump();
+    let img = s.image(f.pid);
+    let good = std::fs::read(&img).unwrap();
+    // The forged image: valid, but with no populated pages; used, it would empty the bitmap.
+    let json = run(criu_cet().arg("decode").arg(&img));
+    let mut doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    doc["runs"] = serde_json::json!([]);
+    let forged_json = s.root.join("forged.json");
+    std::fs::write(&forged_json, doc.to_string()).unwrap();
+    let forged = s.root.join("forged.img");
+    assert!(run(criu_cet().arg("encode").arg(&forged_json).arg("--output").arg(&forged)).status.success());
+    // As soon as restore init reads the image, rename the forged one over it (an attacker
+    // watching with inotify would): init goes on checking what it opened, and the hook must use
+    // that, not whatever the name holds later.
+    let ino = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+    ino.add_watch(&s.imgs, AddWatchFlags::IN_ACCESS).unwrap();
+    let name = format!("cet-{}.img", f.pid);
+    let target = img.clone();
+    let racer = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            let events = ino.read_events().unwrap_or_default();
+            if events.iter().any(|e| e.name.as_deref().is_some_and(|n| n.to_string_lossy() == name)) {
+                std::fs::rename(&forged, &target).unwrap();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    });
+    let out = s.restore_with(&s.lib);
+    racer.join().unwrap();
+    let log = s.log("restore.log");
+    assert!(out.status.success(), "{log}");
+    assert_ne!(std::fs::read(&img).unwrap(), good, "the racer did not replace the image");
+    let restored = Fixture::adopt(f.pid, f.report.clone());
+    assert_eq!(restored.ask().bitmap_view(), before.bitmap_view(), "the replaced file was used:\n{log}");
+    assert!(log.contains(&format!("restored cet-{}.img", f.pid)), "{log}");
+}

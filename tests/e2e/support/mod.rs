@@ -24,7 +24,7 @@ pub fn fixture_bin() -> PathBuf {
 
 /// The plugin library built beside the binaries.
 pub fn plugin_so() -> PathBuf {
-    let so = Path::new(env!("CARGO_BIN_EXE_criu-cet")).with_file_name("libcriu_cet.so");
+    let so = Path::new(env!("CARGO_BIN_EXE_criu-cet")).with_file_name("libcet_plugin.so");
     assert!(
         so.exists(),
         "{} is missing: the test command builds it (cargo build) before cargo test",
