@@ -31,6 +31,13 @@ pub struct Targets {
 
 /// Loads a host profile written by `criu-cet host --json`.
 pub fn load_profile(path: &Path) -> Result<HostProfile, EngineError> {
+    let io_err = |source| EngineError::Io { path: path.into(), source };
+    // A FIFO or device would block or never end.
+    if !std::fs::metadata(path).map_err(io_err)?.is_file() {
+        return Err(io_err(std::io::Error::other(
+            "is not a regular file: give a host profile (criu-cet host --json)",
+        )));
+    }
     let text =
         std::fs::read_to_string(path).map_err(|source| EngineError::Io { path: path.into(), source })?;
     serde_json::from_str(&text).map_err(|e| EngineError::Io {

@@ -403,6 +403,12 @@ fn fleet_preflight_gives_one_verdict_per_host_as_a_table_and_as_json() {
     let r = run(&[&"check", &both, &"--target", &none]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("holds no host profile (*.json)"), "{}", r.stderr);
+    // A FIFO among the profiles would block the reader: refused by its type.
+    let pipe = none.join("pipe.json");
+    nix::unistd::mkfifo(&pipe, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let r = run(&[&"check", &both, &"--target", &none]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains(&format!("{}: is not a regular file", pipe.display())), "{}", r.stderr);
 }
 
 /// Every hostile archive is refused by show, decode and check alike, with exit 1 and a message.
@@ -449,6 +455,14 @@ fn hostile_archives_are_refused_with_a_message_naming_the_member() {
         ("corrupt-image", tar_of(&[inv(), M::File("checkpoint/cet-4242.img", corrupt)]), ":checkpoint/cet-4242.img: "),
         ("not-an-archive", vec![0x42; 4096], "not a cet image, a CRIU image directory or a checkpoint archive (tar, gzip or zstd): its first bytes are 42 42 42"),
     ];
+    // A FIFO would block a reader that opened it: refused by its type, without opening it.
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for cmd in ["check", "show", "decode"] {
+        let r = run(&[&cmd, &fifo]);
+        assert_eq!(r.code, 1);
+        assert!(r.stderr.contains("fifo: is not a regular file or directory"), "{cmd}: {}", r.stderr);
+    }
     for (name, bytes, want) in cases {
         let path = write(dir.path(), name, &bytes);
         for cmd in ["check", "show", "decode"] {
