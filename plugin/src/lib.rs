@@ -5,11 +5,13 @@
 //!
 //! `unsafe` lives in `sys` (kernel interfaces) only.
 
+pub mod archive;
 pub mod capture;
 pub mod cet;
 pub mod check;
 pub mod error;
 pub mod find;
+pub mod fleet;
 pub mod host;
 pub mod image;
 pub mod proc;
