@@ -68,9 +68,10 @@ fn code(o: Outcome) -> c_int {
     }
 }
 
-/// Runs `f`, turning a panic into a failure that CRIU can handle.
+/// Runs `f`, turning a panic into a failure that CRIU can handle; logs its time (debug level).
 fn guarded(what: &str, f: impl FnOnce() -> Outcome) -> Outcome {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+    let start = std::time::Instant::now();
+    let outcome = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
         let msg = p
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -78,7 +79,9 @@ fn guarded(what: &str, f: impl FnOnce() -> Outcome) -> Outcome {
             .unwrap_or_default();
         log(Level::Error, &format!("internal error in {what}: {msg}; please report it"));
         Outcome::Failed
-    })
+    });
+    log(Level::Debug, &format!("{what}: {:.3} ms", start.elapsed().as_secs_f64() * 1e3));
+    outcome
 }
 
 /// A pid from CRIU: a host pid, always positive.
