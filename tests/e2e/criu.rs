@@ -408,7 +408,11 @@ impl Session {
 /// Dumps a tree started in its own pid namespace, destroys CRIU's copy of every bitmap, restores
 /// it (CRIU creates a new pid namespace, so every task gets a new host pid) and returns the
 /// restored init's host pid. `reports` are the tasks' report files by their namespace pid.
-fn dump_zero_restore(s: &Session, ns: &mut PidNamespace, reports: &[(u32, PathBuf)]) -> (Vec<Report>, u32) {
+fn dump_zero_restore(
+    s: &Session,
+    ns: &mut PidNamespace,
+    reports: &[(u32, PathBuf)],
+) -> (Vec<Report>, Fixture) {
     let before: Vec<Report> = reports.iter().map(|(_, r)| ask(r)).collect();
     s.dump(ns.init.pid);
     ns.reap_after_dump();
@@ -430,8 +434,8 @@ fn dump_zero_restore(s: &Session, ns: &mut PidNamespace, reports: &[(u32, PathBu
         );
     }
     assert!(!s.image(ns.init.pid).exists(), "an image named by the host pid");
-    let root = s.restore_tree();
-    assert_ne!(root, 0);
+    // Adopted at once, so that a failed assertion below still ends the restored tree.
+    let restored = Fixture::adopt(s.restore_tree(), reports[0].1.clone());
     let log = s.log("restore.log");
     for (id, _) in reports {
         assert!(
@@ -443,7 +447,7 @@ fn dump_zero_restore(s: &Session, ns: &mut PidNamespace, reports: &[(u32, PathBu
         !log.contains("NOT restored") && !log.contains("failed:"),
         "plugin errors in the restore log:\n{log}"
     );
-    (before, root)
+    (before, restored)
 }
 
 #[test]
@@ -452,8 +456,7 @@ fn a_process_in_its_own_pid_namespace_gets_its_bitmap_back_from_the_plugin() {
     let s = session();
     let mut ns = PidNamespace::start(&s.root, "r", &["--bits", "48", "--ones", "3", "--mixed", "5"]);
     let report = ns.init.report.clone();
-    let (before, root) = dump_zero_restore(&s, &mut ns, &[(1, report.clone())]);
-    let restored = Fixture::adopt(root, report);
+    let (before, restored) = dump_zero_restore(&s, &mut ns, &[(1, report)]);
     let after = restored.ask();
     assert_eq!(after.get("pid"), "1");
     assert_eq!(after.bitmap_view(), before[0].bitmap_view());
@@ -474,9 +477,8 @@ fn a_namespace_init_and_two_children_all_with_bitmaps() {
         .collect();
     let mut tasks = vec![(1, r.clone())];
     tasks.extend(kids.iter().cloned());
-    let (before, root) = dump_zero_restore(&s, &mut ns, &tasks);
-    let restored = Fixture::adopt(root, r);
-    let host_kids = children(root);
+    let (before, restored) = dump_zero_restore(&s, &mut ns, &tasks);
+    let host_kids = children(restored.pid);
     assert_eq!(host_kids.len(), 2, "the restored init should have two children");
     // Ending the restored init ends its whole pid namespace, the children with it.
     let digests: std::collections::BTreeSet<String> =
@@ -494,13 +496,12 @@ fn a_multi_threaded_process_in_its_own_pid_namespace() {
     let s = session();
     let mut ns = PidNamespace::start(&s.root, "r", &["--threads", "4", "--ones", "1", "--mixed", "6"]);
     let report = ns.init.report.clone();
-    let (before, root) = dump_zero_restore(&s, &mut ns, &[(1, report.clone())]);
+    let (before, restored) = dump_zero_restore(&s, &mut ns, &[(1, report)]);
     let img = run(criu_cet().arg("decode").arg(s.image(1)));
     let doc: serde_json::Value = serde_json::from_slice(&img.stdout).unwrap();
     assert_eq!(doc["namespace"]["pid"], 1);
     assert_eq!(doc["namespace"]["depth"], 1);
     assert_eq!(doc["namespace"]["tids"].as_array().unwrap().len(), 4);
-    let restored = Fixture::adopt(root, report);
     let after = restored.ask();
     assert_eq!(after.num("threads"), 4);
     assert_eq!(after.bitmap_view(), before[0].bitmap_view());
