@@ -42,10 +42,17 @@ pub enum EngineError {
     #[error("{}", findings.join("\n"))]
     Refused { findings: Vec<String> },
     #[error(
-        "process {pid}: the bitmap range {start:#x}-{end:#x} is occupied by {by}; nothing was \
-         changed: restore into a process where the range is free or holds the bitmap mapping"
+        "process {pid}: the bitmap range {start:#x}-{end:#x} is occupied by {by}; that is not a \
+         bitmap (a bitmap is {shape}); nothing was changed: restore into a process where the range \
+         is free or holds the bitmap mapping",
+        shape = crate::check::BITMAP_SHAPE
     )]
     RangeOccupied { pid: u32, start: u64, end: u64, by: String },
+    #[error(
+        "process {pid}: restoring needs {need} bytes but the process can get only {have}: {detail}; \
+         nothing was changed: free memory or raise the limit, or check the image (criu-cet check)"
+    )]
+    NoMemory { pid: u32, need: u64, have: u64, detail: String },
     #[error(
         "process {pid}: bitmap page at {addr:#x} reads back {actual} after restore, expected \
          {expected}"

@@ -184,6 +184,9 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
             for f in &findings {
                 say!("{f}");
             }
+            if r.metadata().bitmap.is_some() {
+                say!("memory: {}", check::Commit::of(r.summary()));
+            }
             if check::has_errors(&findings) {
                 say!("verdict: {} cannot be restored on {name}", file.display());
                 return Ok(ExitCode::FAILURE);
@@ -219,7 +222,12 @@ pub fn restore_file(pid: u32, file: &Path) -> Result<restore::RestoreReport, Eng
         Coverage::Warn,
     );
     if check::has_errors(&findings) {
-        return Err(EngineError::Refused { findings: findings.iter().map(|f| f.to_string()).collect() });
+        let mut lines: Vec<String> = findings.iter().map(|f| f.to_string()).collect();
+        if let Some(b) = &r.metadata().bitmap {
+            lines.push(restore::occupants(pid, b.base.0, b.end()));
+        }
+        lines.push(format!("restore refused: nothing was changed in process {pid}"));
+        return Err(EngineError::Refused { findings: lines });
     }
     let stopped = Stopped::new(pid, Tracing::Seize)?;
     restore::restore(&stopped, &mut r).map_err(|e| e.in_file(file))

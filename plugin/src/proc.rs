@@ -138,6 +138,87 @@ pub fn thread_is_exiting(pid: u32, tid: u32) -> bool {
     }
 }
 
+/// How much more memory a process can commit: the machine's MemAvailable and, when the process
+/// is in a memory cgroup with a limit, that cgroup's (or an ancestor's) limit minus its usage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Headroom {
+    pub mem_available: u64,
+    /// The tightest limit on the way to the root: (cgroup directory, limit, usage).
+    pub cgroup: Option<(PathBuf, u64, u64)>,
+}
+
+impl Headroom {
+    pub fn bytes(&self) -> u64 {
+        let cg = self.cgroup.as_ref().map_or(u64::MAX, |(_, limit, usage)| limit.saturating_sub(*usage));
+        self.mem_available.min(cg)
+    }
+}
+
+/// MemAvailable from /proc/meminfo text, in bytes.
+pub fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok()?.checked_mul(1024)
+}
+
+/// The memory cgroup path of a process from /proc/PID/cgroup text: the v1 `memory` controller's
+/// line, else the v2 (`0::`) line; `(v2, path)`.
+pub fn parse_memory_cgroup(text: &str) -> Option<(bool, String)> {
+    let mut v2 = None;
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+        if ctrl.split(',').any(|c| c == "memory") {
+            return Some((false, path.to_string()));
+        }
+        if ctrl.is_empty() {
+            v2 = Some((true, path.to_string()));
+        }
+    }
+    v2
+}
+
+fn read_u64(path: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The headroom of process `pid` (see [`Headroom`]). Limits that cannot be read are not counted.
+pub fn headroom(pid: u32) -> Headroom {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_available = parse_mem_available(&meminfo).unwrap_or(u64::MAX);
+    let mut best: Option<(PathBuf, u64, u64)> = None;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    if let Some((v2, path)) = parse_memory_cgroup(&text) {
+        let roots: &[&str] =
+            if v2 { &["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] } else { &["/sys/fs/cgroup/memory"] };
+        let (limit_file, usage_file) = if v2 {
+            ("memory.max", "memory.current")
+        } else {
+            ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        };
+        for root in roots {
+            let mut dir = PathBuf::from(root).join(path.trim_start_matches('/'));
+            loop {
+                if let (Some(limit), Some(usage)) =
+                    (read_u64(&dir.join(limit_file)), read_u64(&dir.join(usage_file)))
+                {
+                    // v1's "no limit" is a huge number, v2's is "max" (which does not parse).
+                    if limit < 1 << 60
+                        && best
+                            .as_ref()
+                            .is_none_or(|(_, l, u)| limit.saturating_sub(usage) < l.saturating_sub(*u))
+                    {
+                        best = Some((dir.clone(), limit, usage));
+                    }
+                }
+                if dir.as_os_str().len() <= root.len() || !dir.pop() {
+                    break;
+                }
+            }
+        }
+    }
+    Headroom { mem_available, cgroup: best }
+}
+
 /// Shadow-stack feature words of a `x86_Thread_features:` line: bit 0 `shstk`, bit 1 `wrss`.
 fn feature_bits(words: &str) -> u64 {
     words.split_whitespace().fold(0, |acc, w| match w {
@@ -235,6 +316,16 @@ mod tests {
         );
         let plain = "flags\t\t: fpu sse2\naddress sizes\t: 46 bits physical, 48 bits virtual\n";
         assert_eq!(parse_cpuinfo(plain), CpuFacts { virtual_bits: 48, ..Default::default() });
+    }
+
+    #[test]
+    fn meminfo_and_cgroup_lines() {
+        assert_eq!(parse_mem_available("MemTotal: 10 kB\nMemAvailable:   2048 kB\n"), Some(2 << 20));
+        let v1 = "9:name=systemd:/\n4:memory:/a/b\n0::/\n";
+        assert_eq!(parse_memory_cgroup(v1), Some((false, "/a/b".into())));
+        assert_eq!(parse_memory_cgroup("0::/user.slice/x\n"), Some((true, "/user.slice/x".into())));
+        let h = Headroom { mem_available: 100, cgroup: Some(("/c".into(), 50, 20)) };
+        assert_eq!(h.bytes(), 30);
     }
 
     #[test]

@@ -330,3 +330,88 @@ fn the_check_fuzz_corpus_replays_without_a_panic() {
     }
     assert!(n >= 4, "the check corpus lost its valid seeds");
 }
+
+/// An image forged as an attacker would (decode, edit, encode): the typical vector's process
+/// with its bitmap moved to `base`/`length` and one all-ones page at its start.
+fn forge(dir: &Path, name: &str, base: u64, length: u64) -> PathBuf {
+    let json = std::fs::read_to_string(vector("typical-48.json")).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    doc["bitmap"]["base"] = format!("{base:#x}").into();
+    doc["bitmap"]["length"] = length.into();
+    doc["runs"] = serde_json::json!([{ "offset": "0x0", "pages": 1, "kind": "ones" }]);
+    let json = dir.join(format!("{name}.json"));
+    std::fs::write(&json, doc.to_string()).unwrap();
+    let img = dir.join(format!("{name}.img"));
+    let o = run(criu_cet().arg("encode").arg(&json).arg("--output").arg(&img));
+    assert!(o.status.success(), "encode: {}", text(&o));
+    img
+}
+
+/// `(start, end, perms, name)` of every mapping in /proc/PID/maps.
+fn maps_of(pid: u32) -> Vec<(u64, u64, String, String)> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (s, e) = f[0].split_once('-').unwrap();
+            let hex = |x| u64::from_str_radix(x, 16).unwrap();
+            (hex(s), hex(e), f[1].to_string(), f.get(5).unwrap_or(&"").to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn forged_images_aimed_at_a_stack_heap_thread_stack_or_guard_page_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = Fixture::start(dir.path(), "v", &["--no-bitmap", "--threads", "2"]);
+    let before = victim.ask();
+    let maps = maps_of(victim.pid);
+    let named = |n: &str| maps.iter().find(|m| m.3 == n).map(|m| (m.0, m.1)).unwrap();
+    // A thread stack: an anonymous rw-p mapping right after its ---p guard page.
+    let (guard, tstack) = maps
+        .windows(2)
+        .find(|w| {
+            w[0].2 == "---p" && w[0].3.is_empty() && w[1].2 == "rw-p" && w[1].3.is_empty() && w[0].1 == w[1].0
+        })
+        .map(|w| ((w[0].0, w[0].1), (w[1].0, w[1].1)))
+        .expect("a thread stack and its guard page");
+    let targets = [
+        ("stack", named("[stack]"), "[stack]"),
+        ("heap", named("[heap]"), "[heap]"),
+        ("thread-stack", tstack, "no DONTDUMP"),
+        ("guard", guard, "---p"),
+    ];
+    for (name, (start, end), what) in targets {
+        let img = forge(dir.path(), name, start, end - start);
+        let range = format!("{start:#x}-{end:#x}");
+        let pow2 = (end - start).is_power_of_two();
+        let c = run(criu_cet().arg("check").arg(&img));
+        if pow2 {
+            // A bitmap's length: only the target's mapping tells it is not one.
+            assert!(c.status.success(), "{name}: {}", text(&c));
+        } else {
+            assert!(
+                !c.status.success() && text(&c).contains("not a bitmap length") && text(&c).contains(&range),
+                "{name}: {}",
+                text(&c)
+            );
+        }
+        let o = run(criu_cet().args(["restore", "--pid", &victim.pid.to_string()]).arg(&img));
+        let msg = text(&o);
+        assert!(!o.status.success(), "{name}: restored into the victim: {msg}");
+        assert!(msg.contains(&range) && msg.contains("nothing was changed"), "{name}: {msg}");
+        if pow2 {
+            assert!(
+                msg.contains("occupied by") && msg.contains(what) && msg.contains("a bitmap is"),
+                "{name}: {msg}"
+            );
+        }
+    }
+    // A 63 TiB "bitmap": not a power of two, refused by check.
+    let img = forge(dir.path(), "huge", 0x1000_0000_0000, 63 << 40);
+    let c = run(criu_cet().arg("check").arg(&img));
+    assert!(!c.status.success() && text(&c).contains("not a bitmap length"), "{}", text(&c));
+    assert_eq!(victim.ask(), before, "the victim's memory changed");
+    assert_eq!(maps_of(victim.pid), maps, "the victim's mappings changed");
+}
