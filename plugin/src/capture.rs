@@ -134,6 +134,7 @@ impl Capture {
             let mut buf = vec![0u8; READ_CHUNK.min(total) as usize];
             let mut mask = vec![0u8; PAGE_SIZE as usize];
             for batch in batches(&regions, READ_CHUNK, MAX_IOVECS) {
+                crate::error::check_interrupt(pid, "while reading the bitmap; no image was written")?;
                 let len = batch.iter().map(|(_, n)| n).sum::<u64>() as usize;
                 read_remote(pid, &batch, &mut buf[..len]).map_err(|e| match e {
                     EngineError::Sys { errno, .. } if errno == nix::errno::Errno::EFAULT => {

@@ -53,11 +53,22 @@ pub enum EngineError {
          nothing was changed: free memory or raise the limit, or check the image (criu-cet check)"
     )]
     NoMemory { pid: u32, need: u64, have: u64, detail: String },
+    #[error("process {pid}: stopped by {signal} {step}")]
+    Interrupted { pid: u32, signal: String, step: &'static str },
     #[error(
         "process {pid}: bitmap page at {addr:#x} reads back {actual} after restore, expected \
          {expected}"
     )]
     Verify { pid: u32, addr: u64, expected: String, actual: String },
+}
+
+/// Fails with `Interrupted` once SIGINT or SIGTERM has reached the CLI: called between steps,
+/// never inside one, so that a target is always left whole (registers back, detached).
+pub fn check_interrupt(pid: u32, step: &'static str) -> Result<(), EngineError> {
+    match crate::sys::interrupted() {
+        Some(sig) => Err(EngineError::Interrupted { pid, signal: sig.as_str().to_string(), step }),
+        None => Ok(()),
+    }
 }
 
 impl EngineError {

@@ -9,6 +9,7 @@ pub mod cet;
 pub mod check;
 pub mod error;
 pub mod find;
+pub mod hooks;
 pub mod host;
 pub mod image;
 pub mod plugin;

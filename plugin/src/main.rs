@@ -107,12 +107,29 @@ fn parse_addr(s: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Dump { .. } | Command::Restore { .. } | Command::Encode { .. }) {
+        // SIGINT and SIGTERM end these at the next step boundary, never inside a remote system
+        // call or with a target still stopped, and never leave a temporary file behind.
+        if let Err(e) = criu_cet::sys::catch_interrupts() {
+            eprintln!("criu-cet: cannot catch SIGINT and SIGTERM: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     match run(cli.command) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("criu-cet: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match criu_cet::sys::interrupted() {
+            Some(sig) => {
+                eprintln!(
+                    "criu-cet: interrupted by {sig}: {e}; every traced thread was detached and left \
+                     running with its registers as they were; no temporary file is left"
+                );
+                ExitCode::from(128 + sig as u8)
+            }
+            None => {
+                eprintln!("criu-cet: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

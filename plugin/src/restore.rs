@@ -5,7 +5,7 @@
 
 use crate::cet;
 use crate::check;
-use crate::error::EngineError;
+use crate::error::{check_interrupt, EngineError};
 use crate::proc::{self, Backing, Vma};
 use crate::scan::{self, ScanMethod};
 use crate::sys;
@@ -30,6 +30,10 @@ pub struct RestoreReport {
     /// Threads with IBT state in the image that this kernel (or target) cannot take.
     pub ibt_not_restored: u64,
 }
+
+/// Where an interrupted restore leaves the target's bitmap.
+const PARTIAL: &str = "with the bitmap mapping in place but its content only partly restored: run the \
+                       restore again";
 
 static ONES: [u8; 1 << 16] = [0xff; 1 << 16];
 const ZERO: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
@@ -98,7 +102,10 @@ pub fn restore<R: Read + Seek>(
     let mut report = RestoreReport::default();
     if let Some(b) = &meta.bitmap {
         check_memory(pid, reader.summary())?;
+        check_interrupt(pid, "before anything was changed")?;
         report.created_mapping = ensure_mapping(stopped, b)?;
+        crate::hooks::pause("restore-mapped");
+        check_interrupt(pid, PARTIAL)?;
         let path = format!("/proc/{pid}/mem");
         let mem = OpenOptions::new()
             .read(true)
@@ -109,6 +116,7 @@ pub fn restore<R: Read + Seek>(
         let base = b.base.0;
         let mut back = Vec::new();
         reader.for_each_chunk(|c| -> Result<(), EngineError> {
+            check_interrupt(pid, PARTIAL)?;
             match c {
                 Chunk::Ones { page, count } => {
                     let (mut at, end) = (base + page * PAGE_SIZE, base + (page + count) * PAGE_SIZE);
@@ -150,6 +158,7 @@ fn clear_strays<R: Read + Seek>(win: &BitmapWindow, reader: &mut ImageReader<R>)
     let mut i = 0;
     let mut run = if runs > 0 { Some(reader.run_at(0)?) } else { None };
     for (start, end) in scan::populated(win.pid, win.start, win.end, ScanMethod::Auto)? {
+        check_interrupt(win.pid, PARTIAL)?;
         let (mut p, last) = ((start - win.start) / PAGE_SIZE, (end - win.start) / PAGE_SIZE);
         while p < last {
             while run.is_some_and(|r| r.end() <= p) {

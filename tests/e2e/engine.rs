@@ -350,3 +350,72 @@ fn seize_and_remote_syscalls_survive_a_thread_stealing_wait_notifications() {
     println!("{stolen} notifications consumed by the other thread");
     assert_eq!(f.ask().get("bitmap"), "none", "the target is alive and untraced");
 }
+
+fn encode_to(out: &std::path::Path) -> std::process::Output {
+    run(criu_cet().arg("encode").arg(vector("typical-48.json")).arg("--output").arg(out))
+}
+
+#[test]
+fn outputs_are_never_written_over_anything_but_a_regular_file() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A character device (a private /dev/null: 1,3), a FIFO, a symlink, a directory.
+    let dev = d.join("null");
+    nix::sys::stat::mknod(
+        &dev,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    let fifo = d.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let victim = d.join("victim");
+    std::fs::write(&victim, b"keep me").unwrap();
+    let link = d.join("link");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let sub = d.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let f = Fixture::start(d, "r", &["--ones", "1"]);
+    for (path, kind) in
+        [(&dev, "character device"), (&fifo, "FIFO"), (&link, "symbolic link"), (&sub, "directory")]
+    {
+        for out in [encode_to(path), dump(f.pid, path, &[])] {
+            let msg = text(&out);
+            assert!(!out.status.success(), "{}: {msg}", path.display());
+            assert!(
+                msg.contains(&format!("exists and is a {kind}")) && msg.contains(&path.display().to_string()),
+                "{msg}"
+            );
+        }
+    }
+    assert!(std::fs::symlink_metadata(&dev).unwrap().file_type().is_char_device());
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    assert!(sub.is_dir() && std::fs::read_dir(&sub).unwrap().next().is_none());
+    // An existing image of another owner, mode 0644: replaced, owner and mode kept.
+    let img = d.join("theirs.img");
+    std::fs::write(&img, b"old").unwrap();
+    std::os::unix::fs::chown(&img, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for out in [encode_to(&img), dump(f.pid, &img, &[])] {
+        assert!(out.status.success(), "{}", text(&out));
+        let md = std::fs::metadata(&img).unwrap();
+        assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (65534, 65534, 0o644));
+        assert!(std::fs::read(&img).unwrap().len() > 100);
+    }
+    // The longest valid file name: the temporary name is short, whatever the target's.
+    let long = d.join("a".repeat(251) + ".img");
+    assert_eq!(long.file_name().unwrap().len(), 255);
+    for out in [encode_to(&long), dump(f.pid, &long, &[])] {
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let left: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -4,6 +4,7 @@
 mod support;
 
 use criu_cet_format::layout::{self, SectionEntry};
+#[cfg(feature = "test-hooks")]
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use support::*;
@@ -23,6 +24,9 @@ fn files_in(dir: &Path) -> Vec<String> {
     v
 }
 
+/// The fault injector exists only in builds with the `test-hooks` feature (the test command
+/// enables it; release builds do not).
+#[cfg(feature = "test-hooks")]
 #[test]
 fn a_dump_failing_or_killed_at_any_byte_leaves_no_image_or_the_previous_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -414,4 +418,139 @@ fn forged_images_aimed_at_a_stack_heap_thread_stack_or_guard_page_are_refused() 
     assert!(!c.status.success() && text(&c).contains("not a bitmap length"), "{}", text(&c));
     assert_eq!(victim.ask(), before, "the victim's memory changed");
     assert_eq!(maps_of(victim.pid), maps, "the victim's mappings changed");
+}
+
+/// Starts the CLI with `args`, paused at the test hook `point` (feature `test-hooks`), and
+/// returns it once it says it is there, with what it printed so far.
+#[cfg(feature = "test-hooks")]
+fn cli_paused_at(args: &[&str], point: &str) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = criu_cet()
+        .args(args)
+        .env("CRIU_CET_TEST_PAUSE", point)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "the CLI ended before {point}: {seen}");
+        seen.push_str(&line);
+        if line.contains(&format!("paused at {point}")) {
+            break;
+        }
+    }
+    // The rest of stderr, read to the end once it exits.
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let _ = rest.is_finished();
+    child.stderr = None;
+    STDERR_TAILS.lock().unwrap().insert(child.id(), rest);
+    (child, seen)
+}
+
+#[cfg(feature = "test-hooks")]
+type Tail = std::thread::JoinHandle<String>;
+#[cfg(feature = "test-hooks")]
+static STDERR_TAILS: std::sync::Mutex<std::collections::BTreeMap<u32, Tail>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Sends `sig` to the paused CLI and returns its exit status and everything it printed.
+#[cfg(feature = "test-hooks")]
+fn signal_and_wait(
+    mut child: std::process::Child,
+    seen: String,
+    sig: nix::sys::signal::Signal,
+) -> (std::process::ExitStatus, String) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+    let status = child.wait().unwrap();
+    let tail = STDERR_TAILS.lock().unwrap().remove(&child.id()).unwrap().join().unwrap();
+    (status, seen + &tail)
+}
+
+/// An image of a fixture's bitmap at BASE with some content, for the restore tests.
+#[cfg(feature = "test-hooks")]
+fn image_to_restore(dir: &Path) -> PathBuf {
+    let src = Fixture::start(dir, "src", &["--base", "0x600000000000", "--ones", "3", "--mixed", "20"]);
+    let img = dir.join("cet.img");
+    assert!(run(&mut dump_cmd(src.pid, &img)).status.success());
+    img
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn sigint_or_sigterm_during_restore_leaves_the_target_running_untraced() {
+    use nix::sys::signal::Signal;
+    let dir = tempfile::tempdir().unwrap();
+    let img = image_to_restore(dir.path());
+    let mut cases = 0;
+    // Inside the remote mmap (the target's registers borrowed) and after it (pages being written).
+    for point in ["remote-syscall", "restore-mapped"] {
+        for sig in [Signal::SIGINT, Signal::SIGTERM] {
+            let dst = Fixture::start(dir.path(), &format!("d{cases}"), &["--no-bitmap", "--threads", "2"]);
+            let pid = dst.pid.to_string();
+            let (child, seen) = cli_paused_at(&["restore", "--pid", &pid, img.to_str().unwrap()], point);
+            let (status, msg) = signal_and_wait(child, seen, sig);
+            assert_eq!(status.code(), Some(128 + sig as i32), "{point} {sig}: {msg}");
+            assert!(msg.contains(&format!("interrupted by {sig}")) && msg.contains("detached"), "{msg}");
+            // Alive, answering, untraced; the mmap that was under way completed.
+            let r = dst.ask();
+            assert_eq!(r.get("pid"), pid, "{point} {sig}: the target was harmed");
+            assert!(r.get("bitmap").starts_with("0x600000000000:"), "{point} {sig}: {r:?}");
+            assert!(tracer_of_every_thread(dst.pid).iter().all(|t| t == "0"), "{point} {sig}");
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 4);
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn sigkill_of_the_cli_after_remote_syscalls_does_not_kill_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image_to_restore(dir.path());
+    for round in 0..10 {
+        let dst = Fixture::start(dir.path(), &format!("k{round}"), &["--no-bitmap", "--threads", "2"]);
+        let pid = dst.pid.to_string();
+        let (child, seen) =
+            cli_paused_at(&["restore", "--pid", &pid, img.to_str().unwrap()], "restore-mapped");
+        let (status, _) = signal_and_wait(child, seen, nix::sys::signal::Signal::SIGKILL);
+        assert_eq!(status.signal(), Some(9));
+        // With a single-stepped remote syscall the trap flag stayed set and the target died of
+        // SIGTRAP as soon as its dead tracer let it go. It must live on, untraced.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let r = dst.ask();
+        assert_eq!(r.get("pid"), pid, "round {round}: the target died");
+        assert!(tracer_of_every_thread(dst.pid).iter().all(|t| t == "0"));
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn sigint_or_sigterm_during_dump_removes_the_temporary_file() {
+    use nix::sys::signal::Signal;
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::start(dir.path(), "r", &["--ones", "2", "--mixed", "40", "--threads", "2"]);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let img = out.join("cet.img");
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGINT, Signal::SIGTERM] {
+        let pid = f.pid.to_string();
+        let args = ["dump", "--pid", &pid, "--output", img.to_str().unwrap()];
+        let (child, seen) = cli_paused_at(&args, "dump-writing");
+        // The temporary file exists while it is paused...
+        assert!(files_in(&out).iter().any(|n| n.ends_with(".tmp")), "{:?}", files_in(&out));
+        let (status, msg) = signal_and_wait(child, seen, sig);
+        assert_eq!(status.code(), Some(128 + sig as i32), "{msg}");
+        assert!(msg.contains(&format!("interrupted by {sig}")), "{msg}");
+        // ...and is gone after the signal; no image either.
+        assert_eq!(files_in(&out), Vec::<String>::new(), "{msg}");
+        assert!(tracer_of_every_thread(f.pid).iter().all(|t| t == "0"));
+        assert_eq!(f.ask().get("pid"), pid);
+    }
 }
