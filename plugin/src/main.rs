@@ -164,10 +164,18 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
         }
         Command::Show { file } => say_raw!("{}", show::image(&file, &mut image::open(&file)?)),
         Command::Decode { file } => {
+            // Streamed: memory stays bounded whatever the image holds (8 KiB of hex a page).
             let mut r = image::open(&file)?;
-            let doc = ImageDoc::from_image(&mut r)
+            let stdout = std::io::stdout().lock();
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout);
+            ImageDoc::stream_json(&mut r, &mut out)
+                .and_then(|()| {
+                    use std::io::Write as _;
+                    writeln!(out)
+                        .and_then(|()| out.flush())
+                        .map_err(|source| criu_cet_format::FormatError::Io { doing: "writing JSON", source })
+                })
                 .map_err(|source| EngineError::Image { file: file.clone(), source })?;
-            say!("{}", serde_json::to_string_pretty(&doc).expect("document serializes"));
         }
         Command::Encode { json, output } => {
             let text = std::fs::read_to_string(&json)

@@ -554,3 +554,142 @@ fn sigint_or_sigterm_during_dump_removes_the_temporary_file() {
         assert_eq!(f.ask().get("pid"), pid);
     }
 }
+
+/// An image of the empty-48 vector's process with `bitmap` and what `fill` pushes.
+fn image_with(
+    path: &Path,
+    bitmap: Option<(u64, u64)>,
+    fill: impl FnOnce(&mut criu_cet_format::ImageWriter<std::fs::File>),
+) {
+    let doc: criu_cet_format::ImageDoc =
+        serde_json::from_slice(&std::fs::read(vector("empty-48.json")).unwrap()).unwrap();
+    let mut meta = criu_cet_format::Metadata { host: doc.host, process: doc.process, bitmap: doc.bitmap };
+    if let (Some(b), Some((base, length))) = (meta.bitmap.as_mut(), bitmap) {
+        b.base = criu_cet_format::Addr(base);
+        b.length = length;
+    }
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = criu_cet_format::ImageWriter::new(file, &meta, Default::default()).unwrap();
+    fill(&mut w);
+    w.finish().unwrap();
+}
+
+#[test]
+fn decode_streams_a_large_image_within_a_small_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("many.img");
+    // 20,000 data pages that compress to almost nothing: 164 MB of JSON hex.
+    let pages = 20_000u64;
+    image_with(&img, None, |w| {
+        let mut page = [0u8; 4096];
+        for p in 0..pages {
+            page[(p % 4096) as usize] = 0x5a;
+            w.push_page(p, &page).unwrap();
+            page[(p % 4096) as usize] = 0;
+        }
+    });
+    let size = std::fs::metadata(&img).unwrap().len();
+    assert!(size < 1 << 20, "{size} bytes");
+    let mut child = std::process::Command::new("prlimit")
+        .arg("--as=268435456")
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_criu-cet"))
+        .arg("decode")
+        .arg(&img)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (mut total, mut lines, mut buf) = (0u64, 0u64, vec![0u8; 1 << 16]);
+    loop {
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Every page as 8192 hex digits on a line of its own.
+    assert!(total > pages * 8192 && lines > pages, "{total} bytes, {lines} lines");
+}
+
+#[test]
+fn a_restore_that_would_commit_more_than_the_machine_has_is_refused_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("ones.img");
+    // A 4 TiB (57-bit) bitmap at 2^44 with one 64 GiB all-ones run: a few hundred bytes of image.
+    let base = 0x1000_0000_0000u64;
+    image_with(&img, Some((base, 1 << 42)), |w| w.push_ones(0x100, 16 << 20).unwrap());
+    assert!(std::fs::metadata(&img).unwrap().len() < 4096);
+    let c = run(criu_cet().arg("check").arg(&img));
+    assert!(c.status.success(), "{}", text(&c));
+    assert!(text(&c).contains("a restore commits up to 68853968896 bytes"), "{}", text(&c));
+    let f = Fixture::start(dir.path(), "t", &["--no-bitmap"]);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", f.pid)).unwrap();
+    let o = run(criu_cet().args(["restore", "--pid", &f.pid.to_string()]).arg(&img));
+    let msg = text(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(
+        msg.contains("restoring needs 68853968896 bytes")
+            && msg.contains("MemAvailable is")
+            && msg.contains("nothing was changed"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read_to_string(format!("/proc/{}/maps", f.pid)).unwrap(), maps);
+    assert_eq!(f.ask().get("bitmap"), "none");
+}
+
+/// A memory cgroup (v1 here; v2 hosts put it in the unified tree) below ours, removed on drop.
+struct MemCgroup(PathBuf);
+
+impl MemCgroup {
+    fn new(limit: u64) -> MemCgroup {
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let (v2, path) = criu_cet::proc::parse_memory_cgroup(&text).expect("a memory cgroup");
+        let root = if v2 { "/sys/fs/cgroup" } else { "/sys/fs/cgroup/memory" };
+        let dir = Path::new(root)
+            .join(path.trim_start_matches('/'))
+            .join(format!("criu-cet-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        let file = if v2 { "memory.max" } else { "memory.limit_in_bytes" };
+        std::fs::write(dir.join(file), limit.to_string()).unwrap();
+        MemCgroup(dir)
+    }
+
+    fn add(&self, pid: u32) {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_restore_beyond_the_targets_memory_cgroup_limit_is_refused_naming_both_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("gig.img");
+    // A 48-bit bitmap at BASE with one 1 GiB all-ones run: the target is limited to 512 MiB.
+    image_with(&img, Some((0x6000_0000_0000, 1 << 33)), |w| w.push_ones(0x100, 1 << 18).unwrap());
+    let cg = MemCgroup::new(512 << 20);
+    {
+        let f = Fixture::start(dir.path(), "t", &["--no-bitmap"]);
+        cg.add(f.pid);
+        let o = run(criu_cet().args(["restore", "--pid", &f.pid.to_string()]).arg(&img));
+        let msg = text(&o);
+        assert!(!o.status.success(), "{msg}");
+        assert!(
+            msg.contains("memory cgroup")
+                && msg.contains("limit 536870912")
+                && msg.contains("nothing was changed"),
+            "{msg}"
+        );
+        // Not OOM-killed, nothing mapped.
+        assert_eq!(f.ask().get("bitmap"), "none");
+    }
+}
