@@ -297,3 +297,25 @@ fn random_access_and_streaming_agree_with_what_was_written() {
         assert_eq!(got.as_ref(), expected.get(&page), "page {page}");
     }
 }
+
+#[test]
+fn a_run_table_rewritten_after_open_is_refused_not_used() {
+    // 300 one-page runs: more than one chunk of the reader's run buffer, so run 0 is read again.
+    let runs = (0..300).map(|i| ones_run(2 * i, 1)).collect();
+    let d = doc(host(47, false), 1, vec![thread(1)], Some(bitmap(0x6000_0000_0000, 48)), runs);
+    let bytes = encode(&d);
+    let dir = std::env::temp_dir().join(format!("cet-rewrite-{}", std::process::id()));
+    std::fs::write(&dir, &bytes).unwrap();
+    let mut r = ImageReader::open(std::fs::File::open(&dir).unwrap()).unwrap();
+    assert_eq!(r.run_at(0).unwrap().count, 1);
+    assert_eq!(r.run_at(299).unwrap().page, 598);
+    // Rewritten in place, as by someone with write access while a restore runs: run 0 now
+    // claims 2 pages (still inside the bitmap, still sorted).
+    let (runs_at, _) = section(&bytes, layout::SECTION_RUNS);
+    let mut forged = bytes.clone();
+    forged[runs_at + 8..runs_at + 16].copy_from_slice(&2u64.to_le_bytes());
+    std::fs::write(&dir, &forged).unwrap();
+    let e = r.run_at(0).unwrap_err().to_string();
+    std::fs::remove_file(&dir).unwrap();
+    assert!(e.contains("run table records 0..128") && e.contains("changed after it was checked"), "{e}");
+}

@@ -33,6 +33,26 @@ pub enum EngineError {
     )]
     BitmapNotMapped { pid: u32, addr: u64, source_name: &'static str },
     #[error(
+        "process {pid}: the mapping {mapping} given by {source_name} is not an IBT legacy bitmap \
+         ({length:#x} bytes; a bitmap is {shape}); nothing was written: give the bitmap's start \
+         address",
+        shape = crate::check::BITMAP_SHAPE
+    )]
+    NotABitmap { pid: u32, source_name: &'static str, mapping: String, length: u64 },
+    #[error("process {pid} is criu-cet itself: a process cannot trace itself; name another pid")]
+    OwnProcess { pid: u32 },
+    #[error(
+        "process {pid} ({comm}) is a kernel thread: it has no user memory, bitmap or CET state to \
+         checkpoint or restore"
+    )]
+    KernelThread { pid: u32, comm: String },
+    #[error(
+        "process {pid}: thread {tid} is already traced by process {tracer} ({tracer_comm}); a \
+         thread has one tracer at a time: wait until it lets go (strace, gdb, CRIU or another \
+         criu-cet), or stop that one"
+    )]
+    AlreadyTraced { pid: u32, tid: u32, tracer: u32, tracer_comm: String },
+    #[error(
         "the bitmap {start:#x}-{end:#x} of process {pid} changed during capture ({what}); \
          nothing was written: take the checkpoint again"
     )]

@@ -11,7 +11,18 @@ use std::path::{Path, PathBuf};
 
 /// Opens and fully validates an image (every checksum, every table, every block).
 pub fn open(path: &Path) -> Result<ImageReader<BufReader<File>>, EngineError> {
-    let io = |source| EngineError::Io { path: path.to_path_buf(), source };
+    let io = |source| EngineError::Io { path: display_path(path), source };
+    // Looked at before it is opened: opening a socket or a FIFO says nothing useful (ENXIO) or
+    // blocks.
+    let md = std::fs::symlink_metadata(path).map_err(io)?;
+    if let Some(kind) = not_regular(&md) {
+        let why = if kind == "symbolic link" {
+            "is a symbolic link; images are never read through links".to_string()
+        } else {
+            format!("is a {kind}, not an image file")
+        };
+        return Err(io(std::io::Error::other(why)));
+    }
     let file =
         OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(
             |e| {
@@ -74,6 +85,36 @@ pub fn display_path(path: &Path) -> PathBuf {
         }
     }
     path.to_path_buf()
+}
+
+/// A warning when an image (or its directory, without the sticky bit) can be written by users
+/// other than its owner: whoever can write it can make a restore write what they like into
+/// the bitmap range.
+pub fn writable_by_others(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::symlink_metadata(path).ok()?.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Some(format!(
+            "warning: {} is writable by users other than its owner (mode {:o}): anyone who can \
+             write it decides what a restore writes; chmod go-w it",
+            display_path(path).display(),
+            mode & 0o7777
+        ));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dmode = std::fs::metadata(dir).ok()?.permissions().mode();
+    (dmode & 0o002 != 0 && dmode & 0o1000 == 0).then(|| {
+        format!(
+            "warning: the directory {} of {} is writable by every user and not sticky (mode {:o}): \
+             anyone can replace the image",
+            display_path(dir).display(),
+            path.display(),
+            dmode & 0o7777
+        )
+    })
 }
 
 /// What kind of file is at `path` when it is not a regular file, for a refusal.

@@ -144,6 +144,15 @@ fn load_profile(path: &Path) -> Result<HostProfile, EngineError> {
 }
 
 fn run(command: Command) -> Result<ExitCode, EngineError> {
+    if let Command::Show { file }
+    | Command::Decode { file }
+    | Command::Check { file, .. }
+    | Command::Restore { file, .. } = &command
+    {
+        if let Some(w) = image::writable_by_others(file) {
+            eprintln!("criu-cet: {w}");
+        }
+    }
     match command {
         Command::Host { json } => {
             let p = host::probe();

@@ -219,6 +219,28 @@ pub fn headroom(pid: u32) -> Headroom {
     Headroom { mem_available, cgroup: best }
 }
 
+/// TracerPid of thread `tid` of `pid` (0: not traced); `None` when it cannot be read.
+pub fn tracer_of(pid: u32, tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("TracerPid:"))?.trim().parse().ok()
+}
+
+/// The process (thread group) of thread `tid`.
+pub fn tgid_of(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Tgid:"))?.trim().parse().ok()
+}
+
+/// Whether `pid` is a kernel thread (PF_KTHREAD in the flags field of /proc/PID/stat).
+pub fn is_kernel_thread(pid: u32) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
+        let flags =
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(6)?.parse::<u64>().ok());
+        flags.is_some_and(|f| f & PF_KTHREAD != 0)
+    })
+}
+
 /// Shadow-stack feature words of a `x86_Thread_features:` line: bit 0 `shstk`, bit 1 `wrss`.
 fn feature_bits(words: &str) -> u64 {
     words.split_whitespace().fold(0, |acc, w| match w {

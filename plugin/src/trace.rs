@@ -35,6 +35,13 @@ impl Stopped {
         match tracing {
             Tracing::AlreadyTracer => Ok(Stopped { pid, tids: list(pid)?, attached: Vec::new() }),
             Tracing::Seize => {
+                if pid == std::process::id() {
+                    return Err(EngineError::OwnProcess { pid });
+                }
+                if proc::is_kernel_thread(pid) {
+                    let comm = proc::comm(pid).unwrap_or_default();
+                    return Err(EngineError::KernelThread { pid, comm });
+                }
                 let mut s = Stopped { pid, tids: Vec::new(), attached: Vec::new() };
                 // Threads may be created while we seize: repeat until a pass finds none new.
                 loop {
@@ -52,6 +59,13 @@ impl Stopped {
                                 if tid == pid {
                                     return Err(EngineError::Exiting { pid });
                                 }
+                            }
+                            Err(Errno::EPERM) if proc::tracer_of(pid, tid).is_some_and(|t| t != 0) => {
+                                // TracerPid names the tracing thread: name its process.
+                                let tracer = proc::tracer_of(pid, tid).unwrap_or(0);
+                                let tracer = proc::tgid_of(tracer).unwrap_or(tracer);
+                                let tracer_comm = proc::comm(tracer).unwrap_or_else(|_| "gone".into());
+                                return Err(EngineError::AlreadyTraced { pid, tid, tracer, tracer_comm });
                             }
                             // A thread that exited between listing and seizing.
                             Err(Errno::ESRCH) if tid != pid => {}

@@ -419,3 +419,108 @@ fn outputs_are_never_written_over_anything_but_a_regular_file() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn clearer_errors_for_targets_and_files_that_are_not_what_they_seem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let img = d.join("cet.img");
+    let dump_text = |pid: &str, extra: &[&str]| {
+        let o = run(criu_cet().args(["dump", "--pid", pid, "--output"]).arg(&img).args(extra));
+        assert!(!o.status.success(), "{}", text(&o));
+        text(&o)
+    };
+    // A kernel thread (kthreadd is pid 2 in every pid namespace that has kernel threads).
+    if std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
+        let m = dump_text("2", &[]);
+        assert!(m.contains("is a kernel thread") && !m.contains("no permission"), "{m}");
+    }
+    // Its own pid: bash execs the CLI, which keeps bash's pid.
+    let o = run(std::process::Command::new("bash").arg("-c").arg(format!(
+        "exec {} dump --pid $$ --output {}",
+        env!("CARGO_BIN_EXE_criu-cet"),
+        img.display()
+    )));
+    assert!(!o.status.success() && text(&o).contains("is criu-cet itself"), "{}", text(&o));
+    // Held by another tracer (this test process): named, with its pid.
+    let f = Fixture::start(d, "r", &["--ones", "1"]);
+    {
+        let _held = Stopped::new(f.pid, Tracing::Seize).unwrap();
+        let m = dump_text(&f.pid.to_string(), &[]);
+        let me = std::process::id().to_string();
+        assert!(
+            m.contains("already traced by process") && m.contains(&me) && !m.contains("run as root"),
+            "{m}"
+        );
+    }
+    // --bitmap naming the [vvar] page: not a bitmap, said so (it used to be "Input/output error").
+    let vvar = std::fs::read_to_string(format!("/proc/{}/maps", f.pid))
+        .unwrap()
+        .lines()
+        .find(|l| l.ends_with("[vvar]"))
+        .map(|l| l.split('-').next().unwrap().to_string())
+        .unwrap();
+    let m = dump_text(&f.pid.to_string(), &["--bitmap", &format!("0x{vvar}")]);
+    assert!(m.contains("[vvar]") && m.contains("is not an IBT legacy bitmap"), "{m}");
+    assert!(!img.exists());
+    // A socket where an image should be.
+    let sock = d.join(format!("cet-{}.img", f.pid));
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    for cmd in ["show", "check"] {
+        let o = run(criu_cet().arg(cmd).arg(&sock));
+        assert!(!o.status.success() && text(&o).contains("is a socket, not an image file"), "{}", text(&o));
+    }
+    // An image others can write: accepted, with a warning.
+    use std::os::unix::fs::PermissionsExt;
+    let open = d.join("open.img");
+    std::fs::copy(vector("typical-48.cetimg"), &open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = run(criu_cet().arg("check").arg(&open));
+    assert!(
+        o.status.success() && text(&o).contains("writable by users other than its owner"),
+        "{}",
+        text(&o)
+    );
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run(criu_cet().arg("check").arg(&open));
+    assert!(!text(&o).contains("warning: ") || !text(&o).contains("writable"), "{}", text(&o));
+}
+
+#[test]
+fn a_full_disk_names_the_image_directory_not_a_descriptor_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("tiny");
+    std::fs::create_dir(&mnt).unwrap();
+    let m =
+        run(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"]).arg(&mnt));
+    assert!(m.status.success(), "mount: {}", text(&m));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(mnt.clone());
+    // Fill it.
+    let mut fill = std::fs::File::create(mnt.join("fill")).unwrap();
+    while std::io::Write::write_all(&mut fill, &[1u8; 4096]).is_ok() {}
+    drop(fill);
+    let f = Fixture::start(dir.path(), "r", &["--ones", "2", "--mixed", "30"]);
+    // As CRIU hands the plugin its image directory: /proc/self/fd/N.
+    let o = run(std::process::Command::new("bash").arg("-c").arg(format!(
+        "exec 3<{} && exec {} dump --pid {} --output /proc/self/fd/3/cet-{}.img",
+        mnt.display(),
+        env!("CARGO_BIN_EXE_criu-cet"),
+        f.pid,
+        f.pid
+    )));
+    let msg = text(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(msg.contains(&mnt.display().to_string()) && !msg.contains("/proc/self/fd"), "{msg}");
+    assert!(msg.contains("No space left on device"), "{msg}");
+    let names: Vec<String> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["fill".to_string()]);
+}
