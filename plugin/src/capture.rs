@@ -105,7 +105,8 @@ fn read_remote(pid: u32, batch: &[(u64, u64)], buf: &mut [u8]) -> Result<(), Eng
         batch.iter().map(|&(a, n)| RemoteIoVec { base: a as usize, len: n as usize }).collect();
     let want = buf.len();
     let mut local = [std::io::IoSliceMut::new(buf)];
-    let got = process_vm_readv(nix::unistd::Pid::from_raw(pid as i32), &mut local, &remote)
+    let tid = proc::mm_tid(pid);
+    let got = process_vm_readv(nix::unistd::Pid::from_raw(tid as i32), &mut local, &remote)
         .map_err(|e| EngineError::sys(pid, "process_vm_readv", e))?;
     if got != want {
         return Err(EngineError::sys(

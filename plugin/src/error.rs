@@ -9,8 +9,8 @@ pub enum EngineError {
     #[error("process {pid} does not exist (it may have exited)")]
     NoProcess { pid: u32 },
     #[error(
-        "process {pid} is exiting (its main thread has ended); nothing was written: checkpoint a \
-         process whose main thread is running"
+        "process {pid} is exiting (every thread has ended or is ending); nothing was written: \
+         checkpoint a process that is running"
     )]
     Exiting { pid: u32 },
     #[error(

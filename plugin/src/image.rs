@@ -19,7 +19,7 @@ pub fn open(path: &Path) -> Result<ImageReader<BufReader<File>>, EngineError> {
         let why = if kind == "symbolic link" {
             "is a symbolic link; images are never read through links".to_string()
         } else {
-            format!("is a {kind}, not an image file")
+            format!("is not a regular file but a {kind}: not an image")
         };
         return Err(io(std::io::Error::other(why)));
     }

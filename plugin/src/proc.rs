@@ -101,15 +101,38 @@ pub fn parse_smaps(text: &[u8]) -> Result<Vec<Vma>, String> {
         .collect())
 }
 
+/// The thread whose /proc files show the process's memory: the main thread, or, when it has
+/// exited while other threads run (a zombie leader, whose /proc/PID/maps, mem and pagemap are
+/// empty), the first live thread.
+pub fn mm_tid(pid: u32) -> u32 {
+    if !thread_is_exiting(pid, pid) {
+        return pid;
+    }
+    tasks(pid)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|&t| t != pid && !thread_is_exiting(pid, t))
+        .unwrap_or(pid)
+}
+
+/// `/proc/PID/FILE` for a memory file (maps, smaps, mem, pagemap), through a live thread when
+/// the main thread has exited.
+pub fn mm_path(pid: u32, file: &str) -> String {
+    match mm_tid(pid) {
+        t if t == pid => format!("/proc/{pid}/{file}"),
+        t => format!("/proc/{pid}/task/{t}/{file}"),
+    }
+}
+
 pub fn read_smaps(pid: u32) -> std::io::Result<Vec<Vma>> {
-    let text = std::fs::read(format!("/proc/{pid}/smaps"))?;
+    let text = std::fs::read(mm_path(pid, "smaps"))?;
     parse_smaps(&text).map_err(std::io::Error::other)
 }
 
 /// Whether the process has a mapping of exactly `[start, end)`, from /proc/PID/maps (which,
 /// unlike smaps, costs no page-table walk).
 pub fn has_mapping(pid: u32, start: u64, end: u64) -> std::io::Result<bool> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let maps = std::fs::read_to_string(mm_path(pid, "maps"))?;
     let prefix = format!("{start:x}-{end:x} ");
     Ok(maps.lines().any(|l| l.starts_with(&prefix)))
 }

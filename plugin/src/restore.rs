@@ -106,7 +106,7 @@ pub fn restore<R: Read + Seek>(
         report.created_mapping = ensure_mapping(stopped, b)?;
         crate::hooks::pause("restore-mapped");
         check_interrupt(pid, PARTIAL)?;
-        let path = format!("/proc/{pid}/mem");
+        let path = proc::mm_path(pid, "mem");
         let mem = OpenOptions::new()
             .read(true)
             .write(true)
@@ -357,7 +357,7 @@ fn check_memory(pid: u32, summary: &criu_cet_format::ImageSummary) -> Result<(),
 /// Address of a `syscall` instruction (0f 05) in the target's vDSO or, failing that, in one of
 /// its executable mappings.
 pub fn find_syscall_insn(pid: u32, vmas: &[Vma]) -> Result<u64, EngineError> {
-    let path = format!("/proc/{pid}/mem");
+    let path = proc::mm_path(pid, "mem");
     let mem = File::open(&path).map_err(|e| EngineError::proc_io(pid, &path, e))?;
     let mut order: Vec<&Vma> = vmas.iter().filter(|v| v.exec).collect();
     order.sort_by_key(|v| v.backing != Backing::Named("[vdso]".into()));

@@ -468,7 +468,11 @@ fn clearer_errors_for_targets_and_files_that_are_not_what_they_seem() {
     let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     for cmd in ["show", "check"] {
         let o = run(criu_cet().arg(cmd).arg(&sock));
-        assert!(!o.status.success() && text(&o).contains("is a socket, not an image file"), "{}", text(&o));
+        assert!(
+            !o.status.success() && text(&o).contains("is not a regular file but a socket"),
+            "{}",
+            text(&o)
+        );
     }
     // An image others can write: accepted, with a warning.
     use std::os::unix::fs::PermissionsExt;
@@ -523,4 +527,26 @@ fn a_full_disk_names_the_image_directory_not_a_descriptor_path() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, vec!["fill".to_string()]);
+}
+
+#[test]
+fn a_process_whose_main_thread_exited_is_captured_and_restored_through_its_other_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let src =
+        Fixture::start(dir.path(), "src", &["--base", BASE, "--ones", "2", "--mixed", "5", "--leader-exits"]);
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", src.pid)).unwrap();
+    assert_eq!(criu_cet::proc::parse_stat_state(&stat), Some('Z'), "the leader has not exited: {stat}");
+    let before = src.ask();
+    assert_eq!(before.num("threads"), 2, "{before:?}");
+    let img = dir.path().join("cet.img");
+    let out = dump(src.pid, &img, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let doc = decode(&img);
+    assert!(doc.bitmap.is_some() && !doc.runs.is_empty());
+    assert_eq!(doc.process.threads.len(), 1, "the live thread, not the zombie leader");
+    drop(src);
+    let dst = Fixture::start(dir.path(), "dst", &["--no-bitmap", "--leader-exits"]);
+    let out = restore(dst.pid, &img);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(dst.ask().bitmap_view(), before.bitmap_view());
 }
