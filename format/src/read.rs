@@ -604,6 +604,13 @@ fn decode_block(
             found,
         )
     };
+    // Skippable frames (magic 0x184D2A50..=0x184D2A5F) carry no pages: FORMAT.md section 5
+    // refuses them, alone or in front of the block's frame.
+    if job.compressed.len() >= 4
+        && u32::from_le_bytes(job.compressed[..4].try_into().expect("4 bytes")) & 0xffff_fff0 == 0x184d_2a50
+    {
+        return Err(bad("a skippable frame".into()));
+    }
     match zstd::zstd_safe::find_frame_compressed_size(&job.compressed) {
         Ok(n) if n == job.compressed.len() => {}
         Ok(n) => return Err(bad(format!("a first frame of {n} bytes"))),
