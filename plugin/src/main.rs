@@ -98,6 +98,13 @@ enum Command {
         /// Runs per figure (the median is reported).
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// The criu binary for the CRIU figures (default: criu in PATH).
+        #[arg(long)]
+        criu: Option<PathBuf>,
+        /// One run of each figure, skipping the slow naive 4 TiB pagemap baseline (the test
+        /// command's smoke run).
+        #[arg(long)]
+        smoke: bool,
     },
 }
 
@@ -193,7 +200,7 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
                 path: json.clone(),
                 source: std::io::Error::other(format!("not an image document (criu-cet decode): {e}")),
             })?;
-            let summary = image::write_atomically(&output, |out| {
+            let summary = image::write_atomically(&output, image::Durability::Synced, |out| {
                 doc.write_image(out, WriterOptions::default())
                     .map(|(_, s)| s)
                     .map_err(|source| EngineError::Image { file: json.clone(), source })
@@ -232,7 +239,7 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
             say!("{}", show::restore_line(pid, &file, &report));
         }
         Command::Demo => return demo::run(),
-        Command::Bench { runs } => return bench::run(runs),
+        Command::Bench { runs, criu, smoke } => return bench::run(runs, criu, smoke),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -241,7 +248,7 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
 pub fn dump(pid: u32, output: &Path, opts: &CaptureOptions) -> Result<capture::CaptureReport, EngineError> {
     let stopped = Stopped::new(pid, Tracing::Seize)?;
     let cap = capture::prepare(&stopped, &host::probe(), opts)?;
-    image::write_atomically(output, |out| cap.write(out, opts).map(|(_, r)| r))
+    image::write_atomically(output, image::Durability::Synced, |out| cap.write(out, opts).map(|(_, r)| r))
 }
 
 /// Checks the image against this host, then seizes the process and restores into it.

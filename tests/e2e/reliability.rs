@@ -563,7 +563,12 @@ fn image_with(
 ) {
     let doc: criu_cet_format::ImageDoc =
         serde_json::from_slice(&std::fs::read(vector("empty-48.json")).unwrap()).unwrap();
-    let mut meta = criu_cet_format::Metadata { host: doc.host, process: doc.process, bitmap: doc.bitmap };
+    let mut meta = criu_cet_format::Metadata {
+        host: doc.host,
+        process: doc.process,
+        bitmap: doc.bitmap,
+        namespace: doc.namespace,
+    };
     if let (Some(b), Some((base, length))) = (meta.bitmap.as_mut(), bitmap) {
         b.base = criu_cet_format::Addr(base);
         b.length = length;
