@@ -113,6 +113,47 @@ impl ImageDoc {
         })
     }
 
+    /// Writes the JSON form of the image read by `r` to `out`, as
+    /// `serde_json::to_writer_pretty(out, &ImageDoc::from_image(r)?)` would, but page by page:
+    /// memory stays bounded (one block and one page of hex) whatever the image holds.
+    pub fn stream_json<R: Read + Seek, W: Write>(r: &mut ImageReader<R>, out: W) -> Result<(), FormatError> {
+        let meta = r.metadata().clone();
+        let summary = Self::summary_of(r);
+        let h = r.header();
+        let format_version = format!("{}.{}", h.major, h.minor);
+        let runs = r.summary().runs;
+        let reader = std::cell::RefCell::new(r);
+        let failed = std::cell::RefCell::new(None);
+        let doc = StreamDoc {
+            format_version,
+            host: &meta.host,
+            process: &meta.process,
+            bitmap: &meta.bitmap,
+            namespace: &meta.namespace,
+            summary: Some(summary),
+            runs: StreamRuns { reader: &reader, runs, failed: &failed },
+        };
+        let result = serde_json::to_writer_pretty(out, &doc);
+        if let Some(e) = failed.into_inner() {
+            return Err(e);
+        }
+        result.map_err(|e| FormatError::Io { doing: "writing JSON", source: e.into() })
+    }
+
+    fn summary_of<R: Read + Seek>(r: &ImageReader<R>) -> DocSummary {
+        let (meta, s) = (r.metadata(), r.summary());
+        DocSummary {
+            coverage_bits: meta.bitmap.as_ref().map_or(0, |b| b.coverage_bits()),
+            address_bits_needed: meta.bitmap.as_ref().map_or(0, |b| addr::address_bits_needed(b.end())),
+            populated_code_end: Addr(addr::code_range_of_bitmap_page(s.populated_end_page).0),
+            runs: s.runs,
+            ones_pages: s.ones_pages,
+            data_pages: s.data_pages,
+            blocks: s.blocks,
+            data_bytes: s.data_bytes,
+        }
+    }
+
     /// Writes the image this document describes, in the current format version.
     pub fn write_image<W: Write>(
         &self,
@@ -156,6 +197,102 @@ impl ImageDoc {
             }
         }
         w.finish()
+    }
+}
+
+/// `ImageDoc` with its runs read from the image while they are serialized.
+#[derive(Serialize)]
+#[serde(bound = "R: Read + Seek")]
+struct StreamDoc<'a, 'r, R> {
+    format_version: String,
+    host: &'a SourceHost,
+    process: &'a ProcessInfo,
+    bitmap: &'a Option<BitmapMapping>,
+    namespace: &'a Option<NamespaceIds>,
+    summary: Option<DocSummary>,
+    runs: StreamRuns<'a, 'r, R>,
+}
+
+type Shared<'a, 'r, R> = &'a std::cell::RefCell<&'r mut ImageReader<R>>;
+
+struct StreamRuns<'a, 'r, R> {
+    reader: Shared<'a, 'r, R>,
+    runs: u64,
+    /// The reader's error, kept whole (serde would flatten it to text).
+    failed: &'a std::cell::RefCell<Option<FormatError>>,
+}
+
+#[derive(Serialize)]
+#[serde(bound = "R: Read + Seek")]
+struct StreamRun<'a, 'r, R> {
+    offset: Addr,
+    pages: u64,
+    kind: RunKind,
+    covers: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<StreamPages<'a, 'r, R>>,
+}
+
+struct StreamPages<'a, 'r, R> {
+    reader: Shared<'a, 'r, R>,
+    index: u64,
+    first: u64,
+    count: u64,
+    failed: &'a std::cell::RefCell<Option<FormatError>>,
+}
+
+fn keep<E: serde::ser::Error>(failed: &std::cell::RefCell<Option<FormatError>>, e: FormatError) -> E {
+    let text = e.to_string();
+    *failed.borrow_mut() = Some(e);
+    E::custom(text)
+}
+
+impl<R: Read + Seek> Serialize for StreamRuns<'_, '_, R> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = ser.serialize_seq(Some(self.runs as usize))?;
+        for i in 0..self.runs {
+            let run = self.reader.borrow_mut().run_at(i).map_err(|e| keep(self.failed, e))?;
+            let (code_start, _) = addr::code_range_of_bitmap_page(run.page);
+            let (_, code_end) = addr::code_range_of_bitmap_page(run.end() - 1);
+            seq.serialize_element(&StreamRun {
+                offset: Addr(run.page * PAGE_SIZE),
+                pages: run.count,
+                kind: run.kind,
+                covers: format!("{code_start:#x}-{code_end:#x}"),
+                data: (run.kind == RunKind::Data).then_some(StreamPages {
+                    reader: self.reader,
+                    index: i,
+                    first: run.page,
+                    count: run.count,
+                    failed: self.failed,
+                }),
+            })?;
+        }
+        seq.end()
+    }
+}
+
+impl<R: Read + Seek> Serialize for StreamPages<'_, '_, R> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = ser.serialize_seq(Some(self.count as usize))?;
+        for p in self.first..self.first + self.count {
+            let page = self.reader.borrow_mut().read_page(p).map_err(|e| keep(self.failed, e))?;
+            match page {
+                PageContent::Data(bytes) => seq.serialize_element(&hex(&bytes))?,
+                other => {
+                    let e = FormatError::invalid(
+                        format!("run {}", self.index),
+                        0,
+                        "data pages in a data run",
+                        format!("page {p:#x} read as {other:?}"),
+                    );
+                    return Err(keep(self.failed, e));
+                }
+            }
+        }
+        seq.end()
     }
 }
 

@@ -297,6 +297,21 @@ pub struct NamespaceIds {
 }
 
 impl Metadata {
+    /// Where `field` (a name `validate` reports) sits in the encoded META section, from its
+    /// start, for the fields at a fixed place after the kernel release string; `None` for the
+    /// others (their error names the section's start).
+    pub fn field_offset(&self, field: &str) -> Option<u64> {
+        let kr = self.host.kernel_release.len() as u64;
+        match field {
+            "host.kernel_release" => Some(0),
+            "host.user_address_bits" => Some(8 + kr),
+            "host.cpu_virtual_bits" => Some(9 + kr),
+            "process.comm" => Some(20 + kr),
+            "process.threads" => Some(28 + kr + self.process.comm.len() as u64),
+            _ => None,
+        }
+    }
+
     /// Checks the invariants a reader relies on; the writer checks them too, so a bad image is
     /// never written. Returns the field and the problem.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
@@ -309,9 +324,12 @@ impl Metadata {
                 format!("{} bytes, at most {MAX_KERNEL_RELEASE}", self.host.kernel_release.len()),
             ));
         }
-        for bits in [self.host.user_address_bits, self.host.cpu_virtual_bits] {
+        for (field, bits) in [
+            ("host.user_address_bits", self.host.user_address_bits),
+            ("host.cpu_virtual_bits", self.host.cpu_virtual_bits),
+        ] {
             if bits > addr::MAX_ADDRESS_BITS {
-                return Err(("host address bits", format!("{bits}, at most {}", addr::MAX_ADDRESS_BITS)));
+                return Err((field, format!("{bits}, at most {}", addr::MAX_ADDRESS_BITS)));
             }
         }
         if !self.process.threads.windows(2).all(|w| w[0].tid < w[1].tid) {

@@ -56,7 +56,8 @@ pub fn decode(bytes: &[u8], offset: u64, minor: u16) -> Result<Metadata, FormatE
         ));
     }
     meta.validate().map_err(|(field, problem)| {
-        FormatError::invalid(format!("metadata {field}"), offset, "a valid value", problem)
+        let at = offset + meta.field_offset(field).unwrap_or(0);
+        FormatError::invalid(format!("metadata {field}"), at, "a valid value", problem)
     })?;
     Ok(meta)
 }

@@ -42,7 +42,6 @@ pub enum PageContent {
 }
 
 const IO_CHUNK: usize = 64 << 10;
-const RUNS_PER_READ: u64 = 128;
 
 pub struct ImageReader<R> {
     src: R,
@@ -53,8 +52,8 @@ pub struct ImageReader<R> {
     blocks: SectionEntry,
     summary: ImageSummary,
     dctx: zstd::bulk::Decompressor<'static>,
-    run_buf: Vec<u8>,
-    run_buf_first: u64,
+    run_table: Table,
+    block_table: Table,
     compressed: Vec<u8>,
     /// A block's frame content when pages are coded (decoded from here into `block`).
     coded: Vec<u8>,
@@ -232,8 +231,8 @@ impl<R: Read + Seek> ImageReader<R> {
             blocks,
             summary: ImageSummary { data_bytes: data.length, file_bytes: file_len, ..Default::default() },
             dctx: zstd::bulk::Decompressor::new().map_err(FormatError::io("creating a zstd context"))?,
-            run_buf: Vec::new(),
-            run_buf_first: 0,
+            run_table: Table::default(),
+            block_table: Table::default(),
             compressed: Vec::with_capacity(layout::max_compressed_len(
                 header.max_frame_content(header.block_pages as usize),
             )),
@@ -365,27 +364,14 @@ impl<R: Read + Seek> ImageReader<R> {
 
     /// Run `i` (0-based), read through a small buffer of records.
     pub fn run_at(&mut self, i: u64) -> Result<Run, FormatError> {
-        let size = layout::RUN_RECORD_SIZE as u64;
-        let total = self.runs.length / size;
-        let buffered = self.run_buf.len() as u64 / size;
-        if i < self.run_buf_first || i >= self.run_buf_first + buffered {
-            let n = RUNS_PER_READ.min(total.saturating_sub(i));
-            if n == 0 {
-                return Err(FormatError::Input(format!("run {i} asked of an image with {total} runs")));
-            }
-            self.run_buf.resize((n * size) as usize, 0);
-            read_at(&mut self.src, self.runs.offset + i * size, &mut self.run_buf, "reading the run table")?;
-            self.run_buf_first = i;
-        }
-        let at = ((i - self.run_buf_first) * size) as usize;
-        Run::decode(&self.run_buf[at..at + size as usize], self.runs.offset + i * size)
+        let size = layout::RUN_RECORD_SIZE;
+        let rec = self.run_table.record(&mut self.src, &self.runs, size, i, "run table")?;
+        Run::decode(rec, self.runs.offset + i * size as u64)
     }
 
     fn block_at(&mut self, j: u64) -> Result<Block, FormatError> {
-        let mut b = [0u8; layout::BLOCK_RECORD_SIZE];
-        let at = self.blocks.offset + j * layout::BLOCK_RECORD_SIZE as u64;
-        read_at(&mut self.src, at, &mut b, "reading the block table")?;
-        Ok(Block::decode(&b))
+        let size = layout::BLOCK_RECORD_SIZE;
+        Ok(Block::decode(self.block_table.record(&mut self.src, &self.blocks, size, j, "block table")?))
     }
 
     fn block_pages(&self, j: u64) -> usize {
@@ -524,6 +510,69 @@ impl<R: Read + Seek> ImageReader<R> {
     }
 }
 
+/// A table section (runs, blocks) read lazily in chunks of `RECORDS_PER_READ` records. `open`
+/// reads every chunk once and keeps its CRC; a chunk read again later must match it, so a file
+/// rewritten while it is in use (a restore in progress) is refused, never trusted unchecked.
+#[derive(Default)]
+struct Table {
+    buf: Vec<u8>,
+    first: u64,
+    crcs: Vec<u32>,
+}
+
+const RECORDS_PER_READ: u64 = 128;
+
+impl Table {
+    fn record<R: Read + Seek>(
+        &mut self,
+        src: &mut R,
+        s: &SectionEntry,
+        size: usize,
+        i: u64,
+        name: &'static str,
+    ) -> Result<&[u8], FormatError> {
+        let total = s.length / size as u64;
+        if i >= total {
+            return Err(FormatError::Input(format!("record {i} asked of a {name} of {total} records")));
+        }
+        let buffered = self.buf.len() as u64 / size as u64;
+        if buffered == 0 || i < self.first || i >= self.first + buffered {
+            let first = i - i % RECORDS_PER_READ;
+            let n = RECORDS_PER_READ.min(total - first);
+            self.buf.resize(n as usize * size, 0);
+            let at = s.offset + first * size as u64;
+            read_at(src, at, &mut self.buf, "reading a table")?;
+            let chunk = (first / RECORDS_PER_READ) as usize;
+            let crc = layout::crc(&self.buf);
+            match self.crcs.get(chunk) {
+                Some(&known) if known != crc => {
+                    self.buf.clear();
+                    return Err(FormatError::Checksum {
+                        what: format!(
+                            "{name} records {first}..{} (the file changed after it was checked)",
+                            first + n
+                        ),
+                        offset: at,
+                        length: n * size as u64,
+                        stored: known,
+                        computed: crc,
+                    });
+                }
+                Some(_) => {}
+                None if chunk == self.crcs.len() => self.crcs.push(crc),
+                None => {
+                    return Err(FormatError::Input(format!(
+                        "{name} chunk {chunk} read before it was checked"
+                    )))
+                }
+            }
+            self.first = first;
+        }
+        let at = (i - self.first) as usize * size;
+        Ok(&self.buf[at..at + size])
+    }
+}
+
 /// One block to decompress: where it is and what it must inflate to.
 struct BlockJob {
     j: u64,
@@ -555,6 +604,13 @@ fn decode_block(
             found,
         )
     };
+    // Skippable frames (magic 0x184D2A50..=0x184D2A5F) carry no pages: FORMAT.md section 5
+    // refuses them, alone or in front of the block's frame.
+    if job.compressed.len() >= 4
+        && u32::from_le_bytes(job.compressed[..4].try_into().expect("4 bytes")) & 0xffff_fff0 == 0x184d_2a50
+    {
+        return Err(bad("a skippable frame".into()));
+    }
     match zstd::zstd_safe::find_frame_compressed_size(&job.compressed) {
         Ok(n) if n == job.compressed.len() => {}
         Ok(n) => return Err(bad(format!("a first frame of {n} bytes"))),

@@ -299,3 +299,67 @@ fn random_access_and_streaming_agree_with_what_was_written() {
         assert_eq!(got.as_ref(), expected.get(&page), "page {page}");
     }
 }
+
+#[test]
+fn a_run_table_rewritten_after_open_is_refused_not_used() {
+    // 300 one-page runs: more than one chunk of the reader's run buffer, so run 0 is read again.
+    let runs = (0..300).map(|i| ones_run(2 * i, 1)).collect();
+    let d = doc(host(47, false), 1, vec![thread(1)], Some(bitmap(0x6000_0000_0000, 48)), runs);
+    let bytes = encode(&d);
+    let dir = std::env::temp_dir().join(format!("cet-rewrite-{}", std::process::id()));
+    std::fs::write(&dir, &bytes).unwrap();
+    let mut r = ImageReader::open(std::fs::File::open(&dir).unwrap()).unwrap();
+    assert_eq!(r.run_at(0).unwrap().count, 1);
+    assert_eq!(r.run_at(299).unwrap().page, 598);
+    // Rewritten in place, as by someone with write access while a restore runs: run 0 now
+    // claims 2 pages (still inside the bitmap, still sorted).
+    let (runs_at, _) = section(&bytes, layout::SECTION_RUNS);
+    let mut forged = bytes.clone();
+    forged[runs_at + 8..runs_at + 16].copy_from_slice(&2u64.to_le_bytes());
+    std::fs::write(&dir, &forged).unwrap();
+    let e = r.run_at(0).unwrap_err().to_string();
+    std::fs::remove_file(&dir).unwrap();
+    assert!(e.contains("run table records 0..128") && e.contains("changed after it was checked"), "{e}");
+}
+
+#[test]
+fn an_address_bit_field_past_57_is_refused_at_its_own_offset() {
+    let good = std::fs::read(vectors_dir().join("typical-48.cetimg")).unwrap();
+    // kernel_release "6.18.44-vector" (14 bytes) after its u64 length: user_address_bits at
+    // 64 + 8 + 14 = 86, cpu_virtual_bits at 87.
+    for (at, field) in [(86usize, "user_address_bits"), (87, "cpu_virtual_bits")] {
+        let mut b = good.clone();
+        b[at] = 58;
+        reseal(&mut b);
+        let e = decode(&b).unwrap_err().to_string();
+        assert!(e.contains(field) && e.contains(&format!("offset {at}")) && e.contains("at most 57"), "{e}");
+    }
+}
+
+#[test]
+fn skippable_zstd_frames_are_refused_alone_and_before_a_block() {
+    let good = std::fs::read(vectors_dir().join("typical-48.cetimg")).unwrap();
+    let (off, len) = section(&good, layout::SECTION_DATA);
+    let (blocks_at, _) = section(&good, layout::SECTION_BLOCKS);
+    let first_len = u32::from_le_bytes(good[blocks_at + 8..blocks_at + 12].try_into().unwrap()) as usize;
+    // A skippable frame (magic 0x184D2A50, length 4) of 12 bytes.
+    let skippable = [0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4];
+    let frame = &good[off..off + first_len];
+    for content in [[&skippable[..], frame].concat(), skippable.to_vec()] {
+        let mut data = content.clone();
+        data.extend_from_slice(&good[off + first_len..off + len]);
+        let mut b = splice(&good, layout::SECTION_DATA, &data);
+        // Block 0 takes the new length; later blocks move by the difference.
+        let (bt, bl) = section(&b, layout::SECTION_BLOCKS);
+        let delta = content.len() as i64 - first_len as i64;
+        b[bt + 8..bt + 12].copy_from_slice(&(content.len() as u32).to_le_bytes());
+        for j in 1..bl / 16 {
+            let at = bt + 16 * j;
+            let o = u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as i64 + delta;
+            b[at..at + 8].copy_from_slice(&(o as u64).to_le_bytes());
+        }
+        reseal(&mut b);
+        let e = decode(&b).unwrap_err().to_string();
+        assert!(e.contains("block 0") && e.contains("one zstd frame"), "{e}");
+    }
+}

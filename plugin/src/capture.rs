@@ -124,7 +124,8 @@ fn read_remote(pid: u32, batch: &[(u64, u64)], buf: &mut [u8]) -> Result<(), Eng
         batch.iter().map(|&(a, n)| RemoteIoVec { base: a as usize, len: n as usize }).collect();
     let want = buf.len();
     let mut local = [std::io::IoSliceMut::new(buf)];
-    let got = process_vm_readv(nix::unistd::Pid::from_raw(pid as i32), &mut local, &remote)
+    let tid = proc::mm_tid(pid);
+    let got = process_vm_readv(nix::unistd::Pid::from_raw(tid as i32), &mut local, &remote)
         .map_err(|e| EngineError::sys(pid, "process_vm_readv", e))?;
     if got != want {
         return Err(EngineError::sys(
@@ -153,6 +154,7 @@ impl Capture {
             let mut buf = vec![0u8; READ_CHUNK.min(total) as usize];
             let mut mask = vec![0u8; PAGE_SIZE as usize];
             for batch in batches(&regions, READ_CHUNK, MAX_IOVECS) {
+                crate::error::check_interrupt(pid, "while reading the bitmap; no image was written")?;
                 let len = batch.iter().map(|(_, n)| n).sum::<u64>() as usize;
                 read_remote(pid, &batch, &mut buf[..len]).map_err(|e| match e {
                     EngineError::Sys { errno, .. } if errno == nix::errno::Errno::EFAULT => {

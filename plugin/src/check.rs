@@ -1,7 +1,7 @@
 //! Checking an image against a host profile before anything is restored.
 
 use crate::host::{user_limit, HostProfile};
-use criu_cet_format::{addr, Ibt, ImageSummary, Metadata, ShadowStack, UserCet};
+use criu_cet_format::{addr, BitmapMapping, Ibt, ImageSummary, Metadata, ShadowStack, UserCet};
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -51,6 +51,9 @@ pub fn check(
     let bits = target.user_address_bits;
     let source = &meta.host;
     if let Some(b) = &meta.bitmap {
+        if let Some(why) = geometry_problem(b) {
+            push(Severity::Error, format!("{image}: {why}"));
+        }
         let limit = user_limit(bits);
         let need = addr::address_bits_needed(b.end());
         if b.end() > limit {
@@ -126,6 +129,87 @@ pub fn check(
         }
     }
     out
+}
+
+/// Widest coverage a bitmap can have: 57 address bits (5-level paging), 4 TiB.
+pub const MAX_COVERAGE_BITS: u8 = 57;
+
+/// What a bitmap looks like, for messages that refuse something that is not one.
+pub const BITMAP_SHAPE: &str = "a private anonymous mapping of exactly 2^(N-15) bytes for N covered \
+     address bits (4 GiB for 47, 8 GiB for 48, 4 TiB for 57), mapped MAP_NORESERVE and excluded from \
+     core dumps (smaps VmFlags `nr` and `dd`), not executable; or a kernel `[ibt_bitmap]` mapping";
+
+/// Why `b` cannot be an IBT legacy bitmap, if it cannot: its length must be 2^(N-15) bytes for
+/// the N address bits it covers, N at most 57, and it must not be executable.
+pub fn geometry_problem(b: &BitmapMapping) -> Option<String> {
+    let n = b.coverage_bits();
+    let range = format!("bitmap {:#x}-{:#x}", b.base.0, b.end());
+    if !b.length.is_power_of_two() {
+        let (lo, hi) =
+            (1u64 << (63 - b.length.leading_zeros()), (1u64 << (63 - b.length.leading_zeros())) << 1);
+        return Some(format!(
+            "{range} is {:#x} bytes long, not a bitmap length: a bitmap covering N address bits is \
+             exactly 2^(N-15) bytes ({lo:#x} for {n} bits, {hi:#x} for {} bits); the image is damaged \
+             or forged, and restoring it would write into whatever occupies that range",
+            b.length,
+            n + 1
+        ));
+    }
+    if n > MAX_COVERAGE_BITS {
+        return Some(format!(
+            "{range} claims {n} covered address bits; x86-64 has at most {MAX_COVERAGE_BITS} \
+             (a 4 TiB bitmap): the image is damaged or forged"
+        ));
+    }
+    if b.prot & 4 != 0 {
+        return Some(format!("{range} is recorded executable (prot {:#x}); a bitmap never is", b.prot));
+    }
+    None
+}
+
+/// The memory a restore of an image commits in the target, counted from its run table: every
+/// all-ones and data page becomes a private anonymous page, plus the page tables that map them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Commit {
+    pub ones_pages: u64,
+    pub data_pages: u64,
+    /// Upper bound on page-table pages: one per 2 MiB the runs touch (pages/512, plus two for
+    /// each run's ends), plus one upper-level page per 1 GiB of those.
+    pub page_table_pages: u64,
+}
+
+impl Commit {
+    pub fn of(summary: &ImageSummary) -> Commit {
+        let pages = summary.ones_pages.saturating_add(summary.data_pages);
+        let pte = (pages / 512).saturating_add(summary.runs.saturating_mul(2));
+        Commit {
+            ones_pages: summary.ones_pages,
+            data_pages: summary.data_pages,
+            page_table_pages: pte.saturating_add(pte.div_ceil(512)),
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.ones_pages
+            .saturating_add(self.data_pages)
+            .saturating_add(self.page_table_pages)
+            .saturating_mul(addr::PAGE_SIZE)
+    }
+}
+
+impl std::fmt::Display for Commit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a restore commits up to {} bytes ({:.1} MiB) in the target: {} all-ones pages + {} data \
+             pages + at most {} page-table pages, 4 KiB each (untouched bitmap pages cost nothing)",
+            self.bytes(),
+            self.bytes() as f64 / f64::from(1 << 20),
+            self.ones_pages,
+            self.data_pages,
+            self.page_table_pages
+        )
+    }
 }
 
 pub fn has_errors(findings: &[Finding]) -> bool {

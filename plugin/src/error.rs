@@ -9,8 +9,8 @@ pub enum EngineError {
     #[error("process {pid} does not exist (it may have exited)")]
     NoProcess { pid: u32 },
     #[error(
-        "process {pid} is exiting (its main thread has ended); nothing was written: checkpoint a \
-         process whose main thread is running"
+        "process {pid} is exiting (every thread has ended or is ending); nothing was written: \
+         checkpoint a process that is running"
     )]
     Exiting { pid: u32 },
     #[error(
@@ -33,6 +33,26 @@ pub enum EngineError {
     )]
     BitmapNotMapped { pid: u32, addr: u64, source_name: &'static str },
     #[error(
+        "process {pid}: the mapping {mapping} given by {source_name} is not an IBT legacy bitmap \
+         ({length:#x} bytes; a bitmap is {shape}); nothing was written: give the bitmap's start \
+         address",
+        shape = crate::check::BITMAP_SHAPE
+    )]
+    NotABitmap { pid: u32, source_name: &'static str, mapping: String, length: u64 },
+    #[error("process {pid} is criu-cet itself: a process cannot trace itself; name another pid")]
+    OwnProcess { pid: u32 },
+    #[error(
+        "process {pid} ({comm}) is a kernel thread: it has no user memory, bitmap or CET state to \
+         checkpoint or restore"
+    )]
+    KernelThread { pid: u32, comm: String },
+    #[error(
+        "process {pid}: thread {tid} is already traced by process {tracer} ({tracer_comm}); a \
+         thread has one tracer at a time: wait until it lets go (strace, gdb, CRIU or another \
+         criu-cet), or stop that one"
+    )]
+    AlreadyTraced { pid: u32, tid: u32, tracer: u32, tracer_comm: String },
+    #[error(
         "the bitmap {start:#x}-{end:#x} of process {pid} changed during capture ({what}); \
          nothing was written: take the checkpoint again"
     )]
@@ -42,10 +62,19 @@ pub enum EngineError {
     #[error("{}", findings.join("\n"))]
     Refused { findings: Vec<String> },
     #[error(
-        "process {pid}: the bitmap range {start:#x}-{end:#x} is occupied by {by}; nothing was \
-         changed: restore into a process where the range is free or holds the bitmap mapping"
+        "process {pid}: the bitmap range {start:#x}-{end:#x} is occupied by {by}; that is not a \
+         bitmap (a bitmap is {shape}); nothing was changed: restore into a process where the range \
+         is free or holds the bitmap mapping",
+        shape = crate::check::BITMAP_SHAPE
     )]
     RangeOccupied { pid: u32, start: u64, end: u64, by: String },
+    #[error(
+        "process {pid}: restoring needs {need} bytes but the process can get only {have}: {detail}; \
+         nothing was changed: free memory or raise the limit, or check the image (criu-cet check)"
+    )]
+    NoMemory { pid: u32, need: u64, have: u64, detail: String },
+    #[error("process {pid}: stopped by {signal} {step}")]
+    Interrupted { pid: u32, signal: String, step: &'static str },
     #[error(
         "process {pid}: bitmap page at {addr:#x} reads back {actual} after restore, expected \
          {expected}"
@@ -54,6 +83,15 @@ pub enum EngineError {
     /// A directory or checkpoint archive that cannot be read (see `archive`).
     #[error(transparent)]
     Input(#[from] crate::archive::InputError),
+}
+
+/// Fails with `Interrupted` once SIGINT or SIGTERM has reached the CLI: called between steps,
+/// never inside one, so that a target is always left whole (registers back, detached).
+pub fn check_interrupt(pid: u32, step: &'static str) -> Result<(), EngineError> {
+    match crate::sys::interrupted() {
+        Some(sig) => Err(EngineError::Interrupted { pid, signal: sig.as_str().to_string(), step }),
+        None => Ok(()),
+    }
 }
 
 impl EngineError {

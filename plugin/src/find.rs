@@ -36,6 +36,9 @@ pub fn find_bitmap(
     // (3) The caller's address.
     if let Some((a, source_name)) = caller_addr {
         return match starting_at(a) {
+            Some(v) if !could_be_bitmap(&v) => {
+                Err(EngineError::NotABitmap { pid, source_name, mapping: v.describe(), length: v.len() })
+            }
             Some(v) => Ok(Some((v, FoundBy::CallerAddress))),
             None => Err(EngineError::BitmapNotMapped { pid, addr: a, source_name }),
         };
@@ -53,6 +56,18 @@ pub fn find_bitmap(
                 .collect(),
         }),
     }
+}
+
+/// Whether a mapping someone named as the bitmap can be one: private, not executable,
+/// anonymous (or named for a bitmap), 2^(N-15) bytes. `[vvar]`, `[vdso]`, stacks, heaps and
+/// files are not, and reading some of them fails with EIO.
+pub fn could_be_bitmap(v: &Vma) -> bool {
+    let anonymous = match &v.backing {
+        Backing::Anonymous => true,
+        Backing::Named(n) => NAMES.contains(&n.as_str()) || n.starts_with("[anon:"),
+        Backing::File(_) => false,
+    };
+    anonymous && v.private && !v.exec && v.len().is_power_of_two() && v.len() <= 1 << 42
 }
 
 pub fn is_fingerprint(v: &Vma) -> bool {

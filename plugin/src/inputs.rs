@@ -11,7 +11,7 @@ use criu_cet::EngineError;
 use criu_cet_format::{ImageDoc, ImageReader};
 use serde::Serialize;
 use serde_json::json;
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -94,20 +94,29 @@ impl ImageVisitor for Decode {
         found: &FoundImage,
         r: &mut ImageReader<R>,
     ) -> Result<(), EngineError> {
-        let doc = ImageDoc::from_image(r)
-            .map_err(|source| EngineError::Image { file: PathBuf::from(&found.display), source })?;
-        let text = serde_json::to_string_pretty(&doc).expect("document serializes");
-        match &self.head {
-            None => say!("{text}"),
+        // Streamed page by page: memory stays bounded whatever the image holds.
+        let stdout = std::io::stdout().lock();
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout);
+        let prefix = match &self.head {
+            None => String::new(),
             Some(head) => {
-                if self.count == 0 {
-                    say_raw!("{head}\n");
-                } else {
-                    say_raw!(",\n");
-                }
-                say_raw!("{{\"image\": {}, \"document\": {text}}}", json_str(&found.name));
+                let sep = if self.count == 0 { format!("{head}\n") } else { ",\n".to_string() };
+                format!("{sep}{{\"image\": {}, \"document\": ", json_str(&found.name))
             }
-        }
+        };
+        let suffix = if self.head.is_some() { "}" } else { "\n" };
+        let write = |out: &mut std::io::BufWriter<_>, text: &str| {
+            out.write_all(text.as_bytes())
+                .map_err(|source| criu_cet_format::FormatError::Io { doing: "writing JSON", source })
+        };
+        write(&mut out, &prefix)
+            .and_then(|()| ImageDoc::stream_json(r, &mut out))
+            .and_then(|()| write(&mut out, suffix))
+            .and_then(|()| {
+                out.flush()
+                    .map_err(|source| criu_cet_format::FormatError::Io { doing: "writing JSON", source })
+            })
+            .map_err(|source| EngineError::Image { file: PathBuf::from(&found.display), source })?;
         self.count += 1;
         Ok(())
     }
@@ -213,6 +222,9 @@ impl ImageVisitor for Check<'_> {
             let entry = serde_json::to_string(&entry).expect("verdicts serialize");
             say_raw!("{head}{sep}  {entry}");
         } else {
+            if r.metadata().bitmap.is_some() {
+                say!("{}: memory: {}", found.display, criu_cet::check::Commit::of(r.summary()));
+            }
             self.print_text(found, &verdicts);
         }
         self.count += 1;

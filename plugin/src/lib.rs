@@ -12,6 +12,7 @@ pub mod check;
 pub mod error;
 pub mod find;
 pub mod fleet;
+pub mod hooks;
 pub mod host;
 pub mod image;
 pub mod proc;

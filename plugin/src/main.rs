@@ -126,16 +126,42 @@ fn parse_addr(s: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Dump { .. } | Command::Restore { .. } | Command::Encode { .. }) {
+        // SIGINT and SIGTERM end these at the next step boundary, never inside a remote system
+        // call or with a target still stopped, and never leave a temporary file behind.
+        if let Err(e) = criu_cet::sys::catch_interrupts() {
+            eprintln!("criu-cet: cannot catch SIGINT and SIGTERM: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     match run(cli.command) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("criu-cet: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match criu_cet::sys::interrupted() {
+            Some(sig) => {
+                eprintln!(
+                    "criu-cet: interrupted by {sig}: {e}; every traced thread was detached and left \
+                     running with its registers as they were; no temporary file is left"
+                );
+                ExitCode::from(128 + sig as u8)
+            }
+            None => {
+                eprintln!("criu-cet: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
 fn run(command: Command) -> Result<ExitCode, EngineError> {
+    if let Command::Show { file }
+    | Command::Decode { file }
+    | Command::Check { file, .. }
+    | Command::Restore { file, .. } = &command
+    {
+        if let Some(w) = image::writable_by_others(file) {
+            eprintln!("criu-cet: {w}");
+        }
+    }
     match command {
         Command::Host { json } => {
             let p = host::probe();
@@ -202,7 +228,12 @@ pub fn restore_file(pid: u32, file: &Path) -> Result<restore::RestoreReport, Eng
         Coverage::Warn,
     );
     if check::has_errors(&findings) {
-        return Err(EngineError::Refused { findings: findings.iter().map(|f| f.to_string()).collect() });
+        let mut lines: Vec<String> = findings.iter().map(|f| f.to_string()).collect();
+        if let Some(b) = &r.metadata().bitmap {
+            lines.push(restore::occupants(pid, b.base.0, b.end()));
+        }
+        lines.push(format!("restore refused: nothing was changed in process {pid}"));
+        return Err(EngineError::Refused { findings: lines });
     }
     let stopped = Stopped::new(pid, Tracing::Seize)?;
     restore::restore(&stopped, &mut r).map_err(|e| e.in_file(file))

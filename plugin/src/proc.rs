@@ -101,15 +101,38 @@ pub fn parse_smaps(text: &[u8]) -> Result<Vec<Vma>, String> {
         .collect())
 }
 
+/// The thread whose /proc files show the process's memory: the main thread, or, when it has
+/// exited while other threads run (a zombie leader, whose /proc/PID/maps, mem and pagemap are
+/// empty), the first live thread.
+pub fn mm_tid(pid: u32) -> u32 {
+    if !thread_is_exiting(pid, pid) {
+        return pid;
+    }
+    tasks(pid)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|&t| t != pid && !thread_is_exiting(pid, t))
+        .unwrap_or(pid)
+}
+
+/// `/proc/PID/FILE` for a memory file (maps, smaps, mem, pagemap), through a live thread when
+/// the main thread has exited.
+pub fn mm_path(pid: u32, file: &str) -> String {
+    match mm_tid(pid) {
+        t if t == pid => format!("/proc/{pid}/{file}"),
+        t => format!("/proc/{pid}/task/{t}/{file}"),
+    }
+}
+
 pub fn read_smaps(pid: u32) -> std::io::Result<Vec<Vma>> {
-    let text = std::fs::read(format!("/proc/{pid}/smaps"))?;
+    let text = std::fs::read(mm_path(pid, "smaps"))?;
     parse_smaps(&text).map_err(std::io::Error::other)
 }
 
 /// Whether the process has a mapping of exactly `[start, end)`, from /proc/PID/maps (which,
 /// unlike smaps, costs no page-table walk).
 pub fn has_mapping(pid: u32, start: u64, end: u64) -> std::io::Result<bool> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let maps = std::fs::read_to_string(mm_path(pid, "maps"))?;
     let prefix = format!("{start:x}-{end:x} ");
     Ok(maps.lines().any(|l| l.starts_with(&prefix)))
 }
@@ -136,6 +159,109 @@ pub fn thread_is_exiting(pid: u32, tid: u32) -> bool {
         Ok(stat) => matches!(parse_stat_state(&stat), Some('Z' | 'X' | 'x') | None),
         Err(_) => true,
     }
+}
+
+/// How much more memory a process can commit: the machine's MemAvailable and, when the process
+/// is in a memory cgroup with a limit, that cgroup's (or an ancestor's) limit minus its usage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Headroom {
+    pub mem_available: u64,
+    /// The tightest limit on the way to the root: (cgroup directory, limit, usage).
+    pub cgroup: Option<(PathBuf, u64, u64)>,
+}
+
+impl Headroom {
+    pub fn bytes(&self) -> u64 {
+        let cg = self.cgroup.as_ref().map_or(u64::MAX, |(_, limit, usage)| limit.saturating_sub(*usage));
+        self.mem_available.min(cg)
+    }
+}
+
+/// MemAvailable from /proc/meminfo text, in bytes.
+pub fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok()?.checked_mul(1024)
+}
+
+/// The memory cgroup path of a process from /proc/PID/cgroup text: the v1 `memory` controller's
+/// line, else the v2 (`0::`) line; `(v2, path)`.
+pub fn parse_memory_cgroup(text: &str) -> Option<(bool, String)> {
+    let mut v2 = None;
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+        if ctrl.split(',').any(|c| c == "memory") {
+            return Some((false, path.to_string()));
+        }
+        if ctrl.is_empty() {
+            v2 = Some((true, path.to_string()));
+        }
+    }
+    v2
+}
+
+fn read_u64(path: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The headroom of process `pid` (see [`Headroom`]). Limits that cannot be read are not counted.
+pub fn headroom(pid: u32) -> Headroom {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_available = parse_mem_available(&meminfo).unwrap_or(u64::MAX);
+    let mut best: Option<(PathBuf, u64, u64)> = None;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    if let Some((v2, path)) = parse_memory_cgroup(&text) {
+        let roots: &[&str] =
+            if v2 { &["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] } else { &["/sys/fs/cgroup/memory"] };
+        let (limit_file, usage_file) = if v2 {
+            ("memory.max", "memory.current")
+        } else {
+            ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        };
+        for root in roots {
+            let mut dir = PathBuf::from(root).join(path.trim_start_matches('/'));
+            loop {
+                if let (Some(limit), Some(usage)) =
+                    (read_u64(&dir.join(limit_file)), read_u64(&dir.join(usage_file)))
+                {
+                    // v1's "no limit" is a huge number, v2's is "max" (which does not parse).
+                    if limit < 1 << 60
+                        && best
+                            .as_ref()
+                            .is_none_or(|(_, l, u)| limit.saturating_sub(usage) < l.saturating_sub(*u))
+                    {
+                        best = Some((dir.clone(), limit, usage));
+                    }
+                }
+                if dir.as_os_str().len() <= root.len() || !dir.pop() {
+                    break;
+                }
+            }
+        }
+    }
+    Headroom { mem_available, cgroup: best }
+}
+
+/// TracerPid of thread `tid` of `pid` (0: not traced); `None` when it cannot be read.
+pub fn tracer_of(pid: u32, tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("TracerPid:"))?.trim().parse().ok()
+}
+
+/// The process (thread group) of thread `tid`.
+pub fn tgid_of(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Tgid:"))?.trim().parse().ok()
+}
+
+/// Whether `pid` is a kernel thread (PF_KTHREAD in the flags field of /proc/PID/stat).
+pub fn is_kernel_thread(pid: u32) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
+        let flags =
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(6)?.parse::<u64>().ok());
+        flags.is_some_and(|f| f & PF_KTHREAD != 0)
+    })
 }
 
 /// Shadow-stack feature words of a `x86_Thread_features:` line: bit 0 `shstk`, bit 1 `wrss`.
@@ -261,6 +387,16 @@ mod tests {
         );
         let plain = "flags\t\t: fpu sse2\naddress sizes\t: 46 bits physical, 48 bits virtual\n";
         assert_eq!(parse_cpuinfo(plain), CpuFacts { virtual_bits: 48, ..Default::default() });
+    }
+
+    #[test]
+    fn meminfo_and_cgroup_lines() {
+        assert_eq!(parse_mem_available("MemTotal: 10 kB\nMemAvailable:   2048 kB\n"), Some(2 << 20));
+        let v1 = "9:name=systemd:/\n4:memory:/a/b\n0::/\n";
+        assert_eq!(parse_memory_cgroup(v1), Some((false, "/a/b".into())));
+        assert_eq!(parse_memory_cgroup("0::/user.slice/x\n"), Some((true, "/user.slice/x".into())));
+        let h = Headroom { mem_available: 100, cgroup: Some(("/c".into(), 50, 20)) };
+        assert_eq!(h.bytes(), 30);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! allows. Nothing outside the image's bitmap range is ever written.
 
 use crate::cet;
-use crate::error::EngineError;
+use crate::check;
+use crate::error::{check_interrupt, EngineError};
 use crate::proc::{self, Backing, Vma};
 use crate::scan::{self, ScanMethod};
 use crate::sys;
@@ -29,6 +30,10 @@ pub struct RestoreReport {
     /// Threads with IBT state in the image that this kernel (or target) cannot take.
     pub ibt_not_restored: u64,
 }
+
+/// Where an interrupted restore leaves the target's bitmap.
+const PARTIAL: &str = "with the bitmap mapping in place but its content only partly restored: run the \
+                       restore again";
 
 static ONES: [u8; 1 << 16] = [0xff; 1 << 16];
 const ZERO: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
@@ -96,8 +101,12 @@ pub fn restore<R: Read + Seek>(
     let meta = reader.metadata().clone();
     let mut report = RestoreReport::default();
     if let Some(b) = &meta.bitmap {
+        check_memory(pid, reader.summary())?;
+        check_interrupt(pid, "before anything was changed")?;
         report.created_mapping = ensure_mapping(stopped, b)?;
-        let path = format!("/proc/{pid}/mem");
+        crate::hooks::pause("restore-mapped");
+        check_interrupt(pid, PARTIAL)?;
+        let path = proc::mm_path(pid, "mem");
         let mem = OpenOptions::new()
             .read(true)
             .write(true)
@@ -107,6 +116,7 @@ pub fn restore<R: Read + Seek>(
         let base = b.base.0;
         let mut back = Vec::new();
         reader.for_each_chunk(|c| -> Result<(), EngineError> {
+            check_interrupt(pid, PARTIAL)?;
             match c {
                 Chunk::Ones { page, count } => {
                     let (mut at, end) = (base + page * PAGE_SIZE, base + (page + count) * PAGE_SIZE);
@@ -148,6 +158,7 @@ fn clear_strays<R: Read + Seek>(win: &BitmapWindow, reader: &mut ImageReader<R>)
     let mut i = 0;
     let mut run = if runs > 0 { Some(reader.run_at(0)?) } else { None };
     for (start, end) in scan::populated(win.pid, win.start, win.end, ScanMethod::Auto)? {
+        check_interrupt(win.pid, PARTIAL)?;
         let (mut p, last) = ((start - win.start) / PAGE_SIZE, (end - win.start) / PAGE_SIZE);
         while p < last {
             while run.is_some_and(|r| r.end() <= p) {
@@ -196,21 +207,16 @@ fn ensure_mapping(stopped: &Stopped, b: &BitmapMapping) -> Result<bool, EngineEr
         proc::read_smaps(pid).map_err(|e| EngineError::proc_io(pid, format!("/proc/{pid}/smaps"), e))?;
     let overlapping: Vec<&Vma> = vmas.iter().filter(|v| v.overlaps(start, end)).collect();
     let occupied = |by: String| EngineError::RangeOccupied { pid, start, end, by };
-    if b.prot & 4 != 0 {
-        return Err(occupied("an image that asks for an executable bitmap (refused)".into()));
+    if let Some(why) = check::geometry_problem(b) {
+        return Err(EngineError::Refused {
+            findings: vec![format!("process {pid}: {why}; nothing was changed")],
+        });
     }
     match overlapping.as_slice() {
         [] => {}
-        [v] if v.start == start
-            && v.end == end
-            && v.private
-            && !v.exec
-            && matches!(&v.backing, Backing::Anonymous | Backing::Named(_)) =>
-        {
-            return Ok(false)
-        }
+        [v] if v.start == start && v.end == end && is_bitmap(v, b) => return Ok(false),
         many => {
-            let mut by: Vec<String> = many.iter().take(5).map(|v| v.describe()).collect();
+            let mut by: Vec<String> = many.iter().take(5).map(|v| describe_for_bitmap(v, b)).collect();
             if many.len() > 5 {
                 by.push(format!("and {} more mappings", many.len() - 5));
             }
@@ -256,10 +262,102 @@ fn ensure_mapping(stopped: &Stopped, b: &BitmapMapping) -> Result<bool, EngineEr
     Ok(true)
 }
 
+/// Whether an existing mapping of exactly the bitmap's range is a bitmap we may write into: a
+/// kernel `[ibt_bitmap]`, or a private, non-executable anonymous mapping with NORESERVE and
+/// DONTDUMP (smaps `nr`, `dd`) as the image recorded them. A stack, a heap, a thread stack, a
+/// malloc arena or a guard page is none of these.
+fn is_bitmap(v: &Vma, b: &BitmapMapping) -> bool {
+    let anonymous = match &v.backing {
+        Backing::Anonymous => true,
+        Backing::Named(n) if n == "[ibt_bitmap]" => return true,
+        Backing::Named(n) => n.starts_with("[anon:"),
+        Backing::File(_) => false,
+    };
+    anonymous
+        && v.private
+        && !v.exec
+        && v.noreserve
+        && v.dontdump
+        && v.noreserve == b.noreserve
+        && v.dontdump == b.dontdump
+}
+
+/// A mapping in the way, with what tells it from a bitmap.
+fn describe_for_bitmap(v: &Vma, b: &BitmapMapping) -> String {
+    let mut why = Vec::new();
+    if v.start != b.base.0 || v.end != b.end() {
+        why.push(format!("its range is not the bitmap's {:#x}-{:#x}", b.base.0, b.end()));
+    }
+    match &v.backing {
+        Backing::File(_) => why.push("file-backed".into()),
+        Backing::Named(n) if !n.starts_with("[anon:") && n != "[ibt_bitmap]" => {
+            why.push(format!("it is {n}"))
+        }
+        _ => {}
+    }
+    if v.exec {
+        why.push("executable".into());
+    }
+    if !v.private {
+        why.push("shared".into());
+    }
+    if !v.noreserve {
+        why.push("no NORESERVE (`nr`)".into());
+    }
+    if !v.dontdump {
+        why.push("no DONTDUMP (`dd`)".into());
+    }
+    if v.noreserve != b.noreserve || v.dontdump != b.dontdump {
+        why.push(format!("the image recorded nr={} dd={}", b.noreserve, b.dontdump));
+    }
+    format!("{} ({})", v.describe(), why.join(", "))
+}
+
+/// What process `pid` has in `[start, end)`, for a refusal: each mapping, and what a bitmap
+/// would look like.
+pub fn occupants(pid: u32, start: u64, end: u64) -> String {
+    let held = match proc::read_smaps(pid) {
+        Ok(vmas) => {
+            let v: Vec<String> =
+                vmas.iter().filter(|v| v.overlaps(start, end)).take(5).map(|v| v.describe()).collect();
+            if v.is_empty() {
+                "nothing".to_string()
+            } else {
+                v.join(", ")
+            }
+        }
+        Err(e) => format!("(unreadable: {e})"),
+    };
+    format!("in process {pid}, {start:#x}-{end:#x} holds {held}; a bitmap is {}", check::BITMAP_SHAPE)
+}
+
+/// Refuses, before anything is changed, a restore whose pages the target cannot get.
+fn check_memory(pid: u32, summary: &criu_cet_format::ImageSummary) -> Result<(), EngineError> {
+    let commit = check::Commit::of(summary);
+    let room = proc::headroom(pid);
+    if commit.bytes() > room.bytes() {
+        let cg = match &room.cgroup {
+            Some((dir, limit, usage)) => format!(
+                "its memory cgroup {} allows {} more bytes (limit {limit}, usage {usage})",
+                dir.display(),
+                limit.saturating_sub(*usage)
+            ),
+            None => "it is in no memory cgroup with a limit".into(),
+        };
+        return Err(EngineError::NoMemory {
+            pid,
+            need: commit.bytes(),
+            have: room.bytes(),
+            detail: format!("{commit}; MemAvailable is {} bytes, {cg}", room.mem_available),
+        });
+    }
+    Ok(())
+}
+
 /// Address of a `syscall` instruction (0f 05) in the target's vDSO or, failing that, in one of
 /// its executable mappings.
 pub fn find_syscall_insn(pid: u32, vmas: &[Vma]) -> Result<u64, EngineError> {
-    let path = format!("/proc/{pid}/mem");
+    let path = proc::mm_path(pid, "mem");
     let mem = File::open(&path).map_err(|e| EngineError::proc_io(pid, &path, e))?;
     let mut order: Vec<&Vma> = vmas.iter().filter(|v| v.exec).collect();
     order.sort_by_key(|v| v.backing != Backing::Named("[vdso]".into()));

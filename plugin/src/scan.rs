@@ -24,7 +24,7 @@ const REGIONS_PER_CALL: usize = 4096;
 /// Populated (present or swapped) page ranges of `[start, end)` in process `pid`, ascending and
 /// merged where adjacent.
 pub fn populated(pid: u32, start: u64, end: u64, method: ScanMethod) -> Result<Vec<(u64, u64)>, EngineError> {
-    let path = format!("/proc/{pid}/pagemap");
+    let path = crate::proc::mm_path(pid, "pagemap");
     let file = File::open(&path).map_err(|e| EngineError::proc_io(pid, &path, e))?;
     if method == ScanMethod::Auto {
         match scan(&file, start, end) {

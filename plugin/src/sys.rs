@@ -150,8 +150,16 @@ pub fn kernel_offers_ibt() -> bool {
 }
 
 /// Runs one system call inside a ptrace-stopped thread: points its instruction pointer at a
-/// `syscall` instruction already in its memory (`syscall_insn`), single-steps over it, and puts
-/// every register back. No byte of the target's memory is changed by this mechanism.
+/// `syscall` instruction already in its memory (`syscall_insn`), resumes it with PTRACE_SYSCALL
+/// to the system-call entry stop and again to the exit stop, reads the result, and puts every
+/// register back. No byte of the target's memory is changed by this mechanism.
+///
+/// No single-stepping: a single step leaves the trap flag (EFLAGS.TF) set in the thread until
+/// the tracer resumes or detaches it, and a tracer that dies (SIGKILL) does neither, so the
+/// target would then die of SIGTRAP. PTRACE_SYSCALL's per-thread flag is cleared by the kernel
+/// whenever the tracer goes away. Between the two register writes (microseconds) a SIGKILLed
+/// tracer still leaves the thread with the injected registers: docs/RELIABILITY.md says why
+/// that window cannot be closed with ptrace.
 ///
 /// `orig_rax` is set to -1 so that the kernel does not treat the stop as an interrupted system
 /// call to restart; the saved registers (with the original `orig_rax`) are restored afterwards,
@@ -169,10 +177,133 @@ pub fn remote_syscall(tid: Pid, syscall_insn: u64, nr: i64, args: [u64; 6]) -> R
     regs.r8 = args[4];
     regs.r9 = args[5];
     ptrace::setregs(tid, regs)?;
-    let stepped = step_until_trap(tid, syscall_insn + 2);
-    let after = stepped.and_then(|_| ptrace::getregs(tid));
-    ptrace::setregs(tid, saved)?;
-    Ok(after?.rax as i64)
+    crate::hooks::pause("remote-syscall");
+    let ran = run_to_syscall_exit(tid, syscall_insn, nr);
+    let put_back = ptrace::setregs(tid, saved);
+    let rax = ran?;
+    put_back?;
+    park(tid)?;
+    Ok(rax as i64)
+}
+
+/// Moves a thread from the system-call exit stop into a PTRACE_EVENT_STOP, where it was before
+/// the remote call. A thread left in a system-call stop gets SIGTRAP if its tracer dies
+/// without detaching (the kernel's implicit detach keeps the stop's exit code, and the
+/// syscall-stop path sends it as a signal: seen here 1 time in 6); an event stop's code is
+/// ignored. PTRACE_INTERRUPT first, then PTRACE_CONT: the pending trap stops the thread before
+/// it returns to user mode, so it runs no instruction of its own. Threads not attached with
+/// PTRACE_SEIZE (EIO) stay where they are.
+fn park(tid: Pid) -> Result<(), Errno> {
+    use nix::sys::signal::Signal;
+    match ptrace::interrupt(tid) {
+        Err(Errno::EIO) => return Ok(()),
+        r => r?,
+    }
+    let mut deferred = Vec::new();
+    ptrace::cont(tid, None)?;
+    let outcome = loop {
+        match wait_for_stop(tid, STOP_LIMIT) {
+            Ok(Stop::Reported(WaitStatus::PtraceEvent(..)) | Stop::Unreported) => break Ok(()),
+            Ok(Stop::Reported(WaitStatus::Stopped(_, sig))) => {
+                if sig != Signal::SIGTRAP {
+                    deferred.push(sig);
+                }
+                if let Err(e) = ptrace::cont(tid, None) {
+                    break Err(e);
+                }
+            }
+            Ok(Stop::Reported(WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => break Err(Errno::ESRCH),
+            Ok(Stop::Reported(_)) => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    for sig in deferred {
+        // SAFETY: tgkill only sends a signal; the thread id and signal number are valid.
+        let _ = unsafe { libc::syscall(libc::SYS_tgkill, tid.as_raw(), tid.as_raw(), sig as i32) };
+    }
+    outcome
+}
+
+/// Resumes `tid` (stopped with its instruction pointer at a `syscall` instruction) to the entry
+/// and the exit stop of that system call; returns `rax` at the exit stop. Signals that arrive
+/// meanwhile are held back and sent again afterwards, so the target still receives them.
+fn run_to_syscall_exit(tid: Pid, insn: u64, nr: i64) -> Result<u64, Errno> {
+    use nix::sys::signal::Signal;
+    let mut deferred = Vec::new();
+    let mut entered = false;
+    ptrace::syscall(tid, None)?;
+    let outcome = loop {
+        let stop = match wait_for_stop(tid, STOP_LIMIT) {
+            Ok(s) => s,
+            Err(e) => break Err(e),
+        };
+        let at_syscall_stop = match stop {
+            Stop::Reported(WaitStatus::PtraceSyscall(_) | WaitStatus::Stopped(_, Signal::SIGTRAP)) => true,
+            // Its notification went to another waiter: the registers tell where it stopped
+            // (a syscall stop is past the instruction; a signal stop before it is not).
+            Stop::Unreported => matches!(ptrace::getregs(tid), Ok(r) if r.rip == insn + 2),
+            // Another signal was about to be delivered: hold it back now and send it again
+            // once the registers are restored.
+            Stop::Reported(WaitStatus::Stopped(_, sig)) => {
+                deferred.push(sig);
+                false
+            }
+            Stop::Reported(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => break Err(Errno::ESRCH),
+            Stop::Reported(_) => false,
+        };
+        if at_syscall_stop {
+            let regs = match ptrace::getregs(tid) {
+                Ok(r) => r,
+                Err(e) => break Err(e),
+            };
+            if regs.rip != insn + 2 || regs.orig_rax != nr as u64 {
+                break Err(Errno::EFAULT);
+            }
+            if entered {
+                break Ok(regs.rax);
+            }
+            entered = true;
+        }
+        if let Err(e) = ptrace::syscall(tid, None) {
+            break Err(e);
+        }
+    };
+    for sig in deferred {
+        // SAFETY: tgkill only sends a signal; the thread id and signal number are valid.
+        let _ = unsafe { libc::syscall(libc::SYS_tgkill, tid.as_raw(), tid.as_raw(), sig as i32) };
+    }
+    outcome
+}
+
+/// The signal (SIGINT or SIGTERM) that asked this process to stop, once one has arrived after
+/// [`catch_interrupts`]; the CLI then finishes the step under way, puts the target back as it
+/// was and exits. Always `None` in the plugin, which never installs the handlers (CRIU owns
+/// its signals).
+pub fn interrupted() -> Option<nix::sys::signal::Signal> {
+    match INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        n => nix::sys::signal::Signal::try_from(n).ok(),
+    }
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn note_interrupt(sig: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    INTERRUPTED.store(sig, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM set the flag [`interrupted`] reads instead of ending the process,
+/// so that the CLI never leaves a target stopped, traced or with borrowed registers.
+pub fn catch_interrupts() -> Result<(), Errno> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(SigHandler::Handler(note_interrupt), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only performs an atomic store, which is async-signal-safe, and
+        // touches no other state of this process.
+        unsafe { sigaction(sig, &action) }?;
+    }
+    Ok(())
 }
 
 /// How a wait for a ptrace stop ended.
@@ -214,47 +345,6 @@ pub fn wait_for_stop(tid: Pid, limit: std::time::Duration) -> Result<Stop, Errno
 
 /// How long a thread may take to reach a ptrace stop before we give up on it.
 pub const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-fn step_until_trap(tid: Pid, expect_rip: u64) -> Result<(), Errno> {
-    use nix::sys::signal::Signal;
-    let mut deferred = Vec::new();
-    ptrace::step(tid, None)?;
-    let outcome = loop {
-        let stop = match wait_for_stop(tid, STOP_LIMIT) {
-            Ok(s) => s,
-            Err(e) => break Err(e),
-        };
-        match stop {
-            Stop::Reported(WaitStatus::Stopped(_, Signal::SIGTRAP)) | Stop::Unreported => {
-                break match ptrace::getregs(tid) {
-                    Ok(r) if r.rip == expect_rip => Ok(()),
-                    Ok(_) => Err(Errno::EFAULT),
-                    Err(e) => Err(e),
-                };
-            }
-            // Another signal was about to be delivered: hold it back now and send it again
-            // once the registers are restored, so the target still receives it.
-            Stop::Reported(WaitStatus::Stopped(_, sig)) => {
-                deferred.push(sig);
-                if let Err(e) = ptrace::step(tid, None) {
-                    break Err(e);
-                }
-            }
-            Stop::Reported(WaitStatus::PtraceEvent(..)) => {
-                if let Err(e) = ptrace::step(tid, None) {
-                    break Err(e);
-                }
-            }
-            Stop::Reported(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => break Err(Errno::ESRCH),
-            Stop::Reported(_) => continue,
-        }
-    };
-    for sig in deferred {
-        // SAFETY: tgkill only sends a signal; the thread id and signal number are valid.
-        let _ = unsafe { libc::syscall(libc::SYS_tgkill, tid.as_raw(), tid.as_raw(), sig as i32) };
-    }
-    outcome
-}
 
 /// Spawns `cmd` in a new session (setsid) with stdio on /dev/null: a target that CRIU can dump
 /// without --shell-job and that no terminal signal reaches.

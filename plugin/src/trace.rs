@@ -35,11 +35,21 @@ impl Stopped {
         match tracing {
             Tracing::AlreadyTracer => Ok(Stopped { pid, tids: list(pid)?, attached: Vec::new() }),
             Tracing::Seize => {
+                if pid == std::process::id() {
+                    return Err(EngineError::OwnProcess { pid });
+                }
+                if proc::is_kernel_thread(pid) {
+                    let comm = proc::comm(pid).unwrap_or_default();
+                    return Err(EngineError::KernelThread { pid, comm });
+                }
                 let mut s = Stopped { pid, tids: Vec::new(), attached: Vec::new() };
+                // Threads that ended (zombies still listed): not seized, not asked again.
+                let mut ended = Vec::new();
                 // Threads may be created while we seize: repeat until a pass finds none new.
                 loop {
                     let now = list(pid)?;
-                    let new: Vec<u32> = now.iter().copied().filter(|t| !s.tids.contains(t)).collect();
+                    let new: Vec<u32> =
+                        now.iter().copied().filter(|t| !s.tids.contains(t) && !ended.contains(t)).collect();
                     if new.is_empty() {
                         break;
                     }
@@ -47,11 +57,16 @@ impl Stopped {
                         match s.seize_one(tid) {
                             Ok(()) => s.tids.push(tid),
                             // The kernel answers EPERM, not ESRCH, for a thread already past
-                            // exit_notify: for the leader, the process is ending.
-                            Err(Errno::EPERM) if proc::thread_is_exiting(pid, tid) => {
-                                if tid == pid {
-                                    return Err(EngineError::Exiting { pid });
-                                }
+                            // exit_notify. A main thread that exited while others run stays a
+                            // zombie until they end: the process lives on in them, so capture
+                            // them. Only when no thread is left is the process exiting.
+                            Err(Errno::EPERM) if proc::thread_is_exiting(pid, tid) => ended.push(tid),
+                            Err(Errno::EPERM) if proc::tracer_of(pid, tid).is_some_and(|t| t != 0) => {
+                                // TracerPid names the tracing thread: name its process.
+                                let tracer = proc::tracer_of(pid, tid).unwrap_or(0);
+                                let tracer = proc::tgid_of(tracer).unwrap_or(tracer);
+                                let tracer_comm = proc::comm(tracer).unwrap_or_else(|_| "gone".into());
+                                return Err(EngineError::AlreadyTraced { pid, tid, tracer, tracer_comm });
                             }
                             // A thread that exited between listing and seizing.
                             Err(Errno::ESRCH) if tid != pid => {}
@@ -64,6 +79,9 @@ impl Stopped {
                 // Threads that exited while we seized others are gone from the list.
                 let alive = list(pid)?;
                 s.tids.retain(|t| alive.contains(t));
+                if s.tids.is_empty() {
+                    return Err(EngineError::Exiting { pid });
+                }
                 s.tids.sort_unstable();
                 Ok(s)
             }

@@ -553,3 +553,36 @@ fn an_image_renamed_over_the_checked_one_during_restore_is_never_used() {
     assert_eq!(restored.ask().bitmap_view(), before.bitmap_view(), "the replaced file was used:\n{log}");
     assert!(log.contains(&format!("restored cet-{}.img", f.pid)), "{log}");
 }
+
+#[test]
+fn an_image_swapped_for_one_whose_bitmap_is_not_a_bitmap_is_refused_in_init() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (s, f, good) = dumped(&["--ones", "1", "--mixed", "2"]);
+    // The attacker's edit: the bitmap moved onto a stack-sized range (0x21000 bytes, not 2^(N-15)).
+    let mut r = criu_cet_format::ImageReader::open(std::io::Cursor::new(&good)).unwrap();
+    let mut doc = criu_cet_format::ImageDoc::from_image(&mut r).unwrap();
+    let b = doc.bitmap.as_mut().unwrap();
+    b.base = criu_cet_format::Addr(0x7ffc_0000_0000);
+    b.length = 0x21000;
+    doc.runs = vec![criu_cet_format::json::RunDoc {
+        offset: criu_cet_format::Addr(0),
+        pages: 1,
+        kind: criu_cet_format::RunKind::Ones,
+        covers: String::new(),
+        data: Vec::new(),
+    }];
+    let forged = doc.write_image(Vec::new(), Default::default()).unwrap().0;
+    std::fs::write(s.image(f.pid), &forged).unwrap();
+    let out = s.restore_with(&s.lib);
+    let log = s.log("restore.log");
+    assert!(out.status.code().is_some_and(|c| c != 0), "criu ended by {:?}\n{log}", out.status);
+    assert!(
+        log.contains("0x7ffc00000000-0x7ffc00021000 is 0x21000 bytes long, not a bitmap length"),
+        "{log}"
+    );
+    assert!(
+        log.contains("restore refused before any task was forked") && !log.contains("Forking task"),
+        "{log}"
+    );
+    assert!(!Path::new(&format!("/proc/{}", f.pid)).exists(), "a task was restored");
+}

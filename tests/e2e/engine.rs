@@ -350,3 +350,203 @@ fn seize_and_remote_syscalls_survive_a_thread_stealing_wait_notifications() {
     println!("{stolen} notifications consumed by the other thread");
     assert_eq!(f.ask().get("bitmap"), "none", "the target is alive and untraced");
 }
+
+fn encode_to(out: &std::path::Path) -> std::process::Output {
+    run(criu_cet().arg("encode").arg(vector("typical-48.json")).arg("--output").arg(out))
+}
+
+#[test]
+fn outputs_are_never_written_over_anything_but_a_regular_file() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A character device (a private /dev/null: 1,3), a FIFO, a symlink, a directory.
+    let dev = d.join("null");
+    nix::sys::stat::mknod(
+        &dev,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    let fifo = d.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let victim = d.join("victim");
+    std::fs::write(&victim, b"keep me").unwrap();
+    let link = d.join("link");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let sub = d.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let f = Fixture::start(d, "r", &["--ones", "1"]);
+    for (path, kind) in
+        [(&dev, "character device"), (&fifo, "FIFO"), (&link, "symbolic link"), (&sub, "directory")]
+    {
+        for out in [encode_to(path), dump(f.pid, path, &[])] {
+            let msg = text(&out);
+            assert!(!out.status.success(), "{}: {msg}", path.display());
+            assert!(
+                msg.contains(&format!("exists and is a {kind}")) && msg.contains(&path.display().to_string()),
+                "{msg}"
+            );
+        }
+    }
+    assert!(std::fs::symlink_metadata(&dev).unwrap().file_type().is_char_device());
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    assert!(sub.is_dir() && std::fs::read_dir(&sub).unwrap().next().is_none());
+    // An existing image of another owner, mode 0644: replaced, owner and mode kept.
+    let img = d.join("theirs.img");
+    std::fs::write(&img, b"old").unwrap();
+    std::os::unix::fs::chown(&img, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for out in [encode_to(&img), dump(f.pid, &img, &[])] {
+        assert!(out.status.success(), "{}", text(&out));
+        let md = std::fs::metadata(&img).unwrap();
+        assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (65534, 65534, 0o644));
+        assert!(std::fs::read(&img).unwrap().len() > 100);
+    }
+    // The longest valid file name: the temporary name is short, whatever the target's.
+    let long = d.join("a".repeat(251) + ".img");
+    assert_eq!(long.file_name().unwrap().len(), 255);
+    for out in [encode_to(&long), dump(f.pid, &long, &[])] {
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let left: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn clearer_errors_for_targets_and_files_that_are_not_what_they_seem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let img = d.join("cet.img");
+    let dump_text = |pid: &str, extra: &[&str]| {
+        let o = run(criu_cet().args(["dump", "--pid", pid, "--output"]).arg(&img).args(extra));
+        assert!(!o.status.success(), "{}", text(&o));
+        text(&o)
+    };
+    // A kernel thread (kthreadd is pid 2 in every pid namespace that has kernel threads).
+    if std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
+        let m = dump_text("2", &[]);
+        assert!(m.contains("is a kernel thread") && !m.contains("no permission"), "{m}");
+    }
+    // Its own pid: bash execs the CLI, which keeps bash's pid.
+    let o = run(std::process::Command::new("bash").arg("-c").arg(format!(
+        "exec {} dump --pid $$ --output {}",
+        env!("CARGO_BIN_EXE_criu-cet"),
+        img.display()
+    )));
+    assert!(!o.status.success() && text(&o).contains("is criu-cet itself"), "{}", text(&o));
+    // Held by another tracer (this test process): named, with its pid.
+    let f = Fixture::start(d, "r", &["--ones", "1"]);
+    {
+        let _held = Stopped::new(f.pid, Tracing::Seize).unwrap();
+        let m = dump_text(&f.pid.to_string(), &[]);
+        let me = std::process::id().to_string();
+        assert!(
+            m.contains("already traced by process") && m.contains(&me) && !m.contains("run as root"),
+            "{m}"
+        );
+    }
+    // --bitmap naming the [vvar] page: not a bitmap, said so (it used to be "Input/output error").
+    let vvar = std::fs::read_to_string(format!("/proc/{}/maps", f.pid))
+        .unwrap()
+        .lines()
+        .find(|l| l.ends_with("[vvar]"))
+        .map(|l| l.split('-').next().unwrap().to_string())
+        .unwrap();
+    let m = dump_text(&f.pid.to_string(), &["--bitmap", &format!("0x{vvar}")]);
+    assert!(m.contains("[vvar]") && m.contains("is not an IBT legacy bitmap"), "{m}");
+    assert!(!img.exists());
+    // A socket where an image should be.
+    let sock = d.join(format!("cet-{}.img", f.pid));
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    for cmd in ["show", "check"] {
+        let o = run(criu_cet().arg(cmd).arg(&sock));
+        assert!(
+            !o.status.success() && text(&o).contains("is not a regular file but a socket"),
+            "{}",
+            text(&o)
+        );
+    }
+    // An image others can write: accepted, with a warning.
+    use std::os::unix::fs::PermissionsExt;
+    let open = d.join("open.img");
+    std::fs::copy(vector("typical-48.cetimg"), &open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = run(criu_cet().arg("check").arg(&open));
+    assert!(
+        o.status.success() && text(&o).contains("writable by users other than its owner"),
+        "{}",
+        text(&o)
+    );
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run(criu_cet().arg("check").arg(&open));
+    assert!(!text(&o).contains("warning: ") || !text(&o).contains("writable"), "{}", text(&o));
+}
+
+#[test]
+fn a_full_disk_names_the_image_directory_not_a_descriptor_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("tiny");
+    std::fs::create_dir(&mnt).unwrap();
+    let m =
+        run(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"]).arg(&mnt));
+    assert!(m.status.success(), "mount: {}", text(&m));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(mnt.clone());
+    // Fill it.
+    let mut fill = std::fs::File::create(mnt.join("fill")).unwrap();
+    while std::io::Write::write_all(&mut fill, &[1u8; 4096]).is_ok() {}
+    drop(fill);
+    let f = Fixture::start(dir.path(), "r", &["--ones", "2", "--mixed", "30"]);
+    // As CRIU hands the plugin its image directory: /proc/self/fd/N.
+    let o = run(std::process::Command::new("bash").arg("-c").arg(format!(
+        "exec 3<{} && exec {} dump --pid {} --output /proc/self/fd/3/cet-{}.img",
+        mnt.display(),
+        env!("CARGO_BIN_EXE_criu-cet"),
+        f.pid,
+        f.pid
+    )));
+    let msg = text(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(msg.contains(&mnt.display().to_string()) && !msg.contains("/proc/self/fd"), "{msg}");
+    assert!(msg.contains("No space left on device"), "{msg}");
+    let names: Vec<String> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["fill".to_string()]);
+}
+
+#[test]
+fn a_process_whose_main_thread_exited_is_captured_and_restored_through_its_other_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let src =
+        Fixture::start(dir.path(), "src", &["--base", BASE, "--ones", "2", "--mixed", "5", "--leader-exits"]);
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", src.pid)).unwrap();
+    assert_eq!(criu_cet::proc::parse_stat_state(&stat), Some('Z'), "the leader has not exited: {stat}");
+    let before = src.ask();
+    assert_eq!(before.num("threads"), 2, "{before:?}");
+    let img = dir.path().join("cet.img");
+    let out = dump(src.pid, &img, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let doc = decode(&img);
+    assert!(doc.bitmap.is_some() && !doc.runs.is_empty());
+    assert_eq!(doc.process.threads.len(), 1, "the live thread, not the zombie leader");
+    drop(src);
+    let dst = Fixture::start(dir.path(), "dst", &["--no-bitmap", "--leader-exits"]);
+    let out = restore(dst.pid, &img);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(dst.ask().bitmap_view(), before.bitmap_view());
+}

@@ -4,6 +4,7 @@
 mod support;
 
 use criu_cet_format::layout::{self, SectionEntry};
+#[cfg(feature = "test-hooks")]
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use support::*;
@@ -23,6 +24,9 @@ fn files_in(dir: &Path) -> Vec<String> {
     v
 }
 
+/// The fault injector exists only in builds with the `test-hooks` feature (the test command
+/// enables it; release builds do not).
+#[cfg(feature = "test-hooks")]
 #[test]
 fn a_dump_failing_or_killed_at_any_byte_leaves_no_image_or_the_previous_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -329,4 +333,368 @@ fn the_check_fuzz_corpus_replays_without_a_panic() {
         n += 1;
     }
     assert!(n >= 4, "the check corpus lost its valid seeds");
+}
+
+/// An image forged as an attacker would (decode, edit, encode): the typical vector's process
+/// with its bitmap moved to `base`/`length` and one all-ones page at its start.
+fn forge(dir: &Path, name: &str, base: u64, length: u64) -> PathBuf {
+    let json = std::fs::read_to_string(vector("typical-48.json")).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    doc["bitmap"]["base"] = format!("{base:#x}").into();
+    doc["bitmap"]["length"] = length.into();
+    doc["runs"] = serde_json::json!([{ "offset": "0x0", "pages": 1, "kind": "ones" }]);
+    let json = dir.join(format!("{name}.json"));
+    std::fs::write(&json, doc.to_string()).unwrap();
+    let img = dir.join(format!("{name}.img"));
+    let o = run(criu_cet().arg("encode").arg(&json).arg("--output").arg(&img));
+    assert!(o.status.success(), "encode: {}", text(&o));
+    img
+}
+
+/// `(start, end, perms, name)` of every mapping in /proc/PID/maps.
+fn maps_of(pid: u32) -> Vec<(u64, u64, String, String)> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (s, e) = f[0].split_once('-').unwrap();
+            let hex = |x| u64::from_str_radix(x, 16).unwrap();
+            (hex(s), hex(e), f[1].to_string(), f.get(5).unwrap_or(&"").to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn forged_images_aimed_at_a_stack_heap_thread_stack_or_guard_page_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = Fixture::start(dir.path(), "v", &["--no-bitmap", "--threads", "2"]);
+    let before = victim.ask();
+    let maps = maps_of(victim.pid);
+    let named = |n: &str| maps.iter().find(|m| m.3 == n).map(|m| (m.0, m.1)).unwrap();
+    // A thread stack: an anonymous rw-p mapping right after its ---p guard page.
+    let (guard, tstack) = maps
+        .windows(2)
+        .find(|w| {
+            w[0].2 == "---p" && w[0].3.is_empty() && w[1].2 == "rw-p" && w[1].3.is_empty() && w[0].1 == w[1].0
+        })
+        .map(|w| ((w[0].0, w[0].1), (w[1].0, w[1].1)))
+        .expect("a thread stack and its guard page");
+    let targets = [
+        ("stack", named("[stack]"), "[stack]"),
+        ("heap", named("[heap]"), "[heap]"),
+        ("thread-stack", tstack, "no DONTDUMP"),
+        ("guard", guard, "---p"),
+    ];
+    for (name, (start, end), what) in targets {
+        let img = forge(dir.path(), name, start, end - start);
+        let range = format!("{start:#x}-{end:#x}");
+        let pow2 = (end - start).is_power_of_two();
+        let c = run(criu_cet().arg("check").arg(&img));
+        if pow2 {
+            // A bitmap's length: only the target's mapping tells it is not one.
+            assert!(c.status.success(), "{name}: {}", text(&c));
+        } else {
+            assert!(
+                !c.status.success() && text(&c).contains("not a bitmap length") && text(&c).contains(&range),
+                "{name}: {}",
+                text(&c)
+            );
+        }
+        let o = run(criu_cet().args(["restore", "--pid", &victim.pid.to_string()]).arg(&img));
+        let msg = text(&o);
+        assert!(!o.status.success(), "{name}: restored into the victim: {msg}");
+        assert!(msg.contains(&range) && msg.contains("nothing was changed"), "{name}: {msg}");
+        if pow2 {
+            assert!(
+                msg.contains("occupied by") && msg.contains(what) && msg.contains("a bitmap is"),
+                "{name}: {msg}"
+            );
+        }
+    }
+    // A 63 TiB "bitmap": not a power of two, refused by check.
+    let img = forge(dir.path(), "huge", 0x1000_0000_0000, 63 << 40);
+    let c = run(criu_cet().arg("check").arg(&img));
+    assert!(!c.status.success() && text(&c).contains("not a bitmap length"), "{}", text(&c));
+    assert_eq!(victim.ask(), before, "the victim's memory changed");
+    assert_eq!(maps_of(victim.pid), maps, "the victim's mappings changed");
+}
+
+/// Starts the CLI with `args`, paused at the test hook `point` (feature `test-hooks`), and
+/// returns it once it says it is there, with what it printed so far.
+#[cfg(feature = "test-hooks")]
+fn cli_paused_at(args: &[&str], point: &str) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = criu_cet()
+        .args(args)
+        .env("CRIU_CET_TEST_PAUSE", point)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "the CLI ended before {point}: {seen}");
+        seen.push_str(&line);
+        if line.contains(&format!("paused at {point}")) {
+            break;
+        }
+    }
+    // The rest of stderr, read to the end once it exits.
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let _ = rest.is_finished();
+    child.stderr = None;
+    STDERR_TAILS.lock().unwrap().insert(child.id(), rest);
+    (child, seen)
+}
+
+#[cfg(feature = "test-hooks")]
+type Tail = std::thread::JoinHandle<String>;
+#[cfg(feature = "test-hooks")]
+static STDERR_TAILS: std::sync::Mutex<std::collections::BTreeMap<u32, Tail>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Sends `sig` to the paused CLI and returns its exit status and everything it printed.
+#[cfg(feature = "test-hooks")]
+fn signal_and_wait(
+    mut child: std::process::Child,
+    seen: String,
+    sig: nix::sys::signal::Signal,
+) -> (std::process::ExitStatus, String) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+    let status = child.wait().unwrap();
+    let tail = STDERR_TAILS.lock().unwrap().remove(&child.id()).unwrap().join().unwrap();
+    (status, seen + &tail)
+}
+
+/// An image of a fixture's bitmap at BASE with some content, for the restore tests.
+#[cfg(feature = "test-hooks")]
+fn image_to_restore(dir: &Path) -> PathBuf {
+    let src = Fixture::start(dir, "src", &["--base", "0x600000000000", "--ones", "3", "--mixed", "20"]);
+    let img = dir.join("cet.img");
+    assert!(run(&mut dump_cmd(src.pid, &img)).status.success());
+    img
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn sigint_or_sigterm_during_restore_leaves_the_target_running_untraced() {
+    use nix::sys::signal::Signal;
+    let dir = tempfile::tempdir().unwrap();
+    let img = image_to_restore(dir.path());
+    let mut cases = 0;
+    // Inside the remote mmap (the target's registers borrowed) and after it (pages being written).
+    for point in ["remote-syscall", "restore-mapped"] {
+        for sig in [Signal::SIGINT, Signal::SIGTERM] {
+            let dst = Fixture::start(dir.path(), &format!("d{cases}"), &["--no-bitmap", "--threads", "2"]);
+            let pid = dst.pid.to_string();
+            let (child, seen) = cli_paused_at(&["restore", "--pid", &pid, img.to_str().unwrap()], point);
+            let (status, msg) = signal_and_wait(child, seen, sig);
+            assert_eq!(status.code(), Some(128 + sig as i32), "{point} {sig}: {msg}");
+            assert!(msg.contains(&format!("interrupted by {sig}")) && msg.contains("detached"), "{msg}");
+            // Alive, answering, untraced; the mmap that was under way completed.
+            let r = dst.ask();
+            assert_eq!(r.get("pid"), pid, "{point} {sig}: the target was harmed");
+            assert!(r.get("bitmap").starts_with("0x600000000000:"), "{point} {sig}: {r:?}");
+            assert!(tracer_of_every_thread(dst.pid).iter().all(|t| t == "0"), "{point} {sig}");
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 4);
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn sigkill_of_the_cli_after_remote_syscalls_does_not_kill_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image_to_restore(dir.path());
+    for round in 0..10 {
+        let dst = Fixture::start(dir.path(), &format!("k{round}"), &["--no-bitmap", "--threads", "2"]);
+        let pid = dst.pid.to_string();
+        let (child, seen) =
+            cli_paused_at(&["restore", "--pid", &pid, img.to_str().unwrap()], "restore-mapped");
+        let (status, _) = signal_and_wait(child, seen, nix::sys::signal::Signal::SIGKILL);
+        assert_eq!(status.signal(), Some(9));
+        // With a single-stepped remote syscall the trap flag stayed set and the target died of
+        // SIGTRAP as soon as its dead tracer let it go. It must live on, untraced.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let r = dst.ask();
+        assert_eq!(r.get("pid"), pid, "round {round}: the target died");
+        assert!(tracer_of_every_thread(dst.pid).iter().all(|t| t == "0"));
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn sigint_or_sigterm_during_dump_removes_the_temporary_file() {
+    use nix::sys::signal::Signal;
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::start(dir.path(), "r", &["--ones", "2", "--mixed", "40", "--threads", "2"]);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let img = out.join("cet.img");
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGINT, Signal::SIGTERM] {
+        let pid = f.pid.to_string();
+        let args = ["dump", "--pid", &pid, "--output", img.to_str().unwrap()];
+        let (child, seen) = cli_paused_at(&args, "dump-writing");
+        // The temporary file exists while it is paused...
+        assert!(files_in(&out).iter().any(|n| n.ends_with(".tmp")), "{:?}", files_in(&out));
+        let (status, msg) = signal_and_wait(child, seen, sig);
+        assert_eq!(status.code(), Some(128 + sig as i32), "{msg}");
+        assert!(msg.contains(&format!("interrupted by {sig}")), "{msg}");
+        // ...and is gone after the signal; no image either.
+        assert_eq!(files_in(&out), Vec::<String>::new(), "{msg}");
+        assert!(tracer_of_every_thread(f.pid).iter().all(|t| t == "0"));
+        assert_eq!(f.ask().get("pid"), pid);
+    }
+}
+
+/// An image of the empty-48 vector's process with `bitmap` and what `fill` pushes.
+fn image_with(
+    path: &Path,
+    bitmap: Option<(u64, u64)>,
+    fill: impl FnOnce(&mut criu_cet_format::ImageWriter<std::fs::File>),
+) {
+    let doc: criu_cet_format::ImageDoc =
+        serde_json::from_slice(&std::fs::read(vector("empty-48.json")).unwrap()).unwrap();
+    let mut meta = criu_cet_format::Metadata {
+        host: doc.host,
+        process: doc.process,
+        bitmap: doc.bitmap,
+        namespace: doc.namespace,
+    };
+    if let (Some(b), Some((base, length))) = (meta.bitmap.as_mut(), bitmap) {
+        b.base = criu_cet_format::Addr(base);
+        b.length = length;
+    }
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = criu_cet_format::ImageWriter::new(file, &meta, Default::default()).unwrap();
+    fill(&mut w);
+    w.finish().unwrap();
+}
+
+#[test]
+fn decode_streams_a_large_image_within_a_small_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("many.img");
+    // 20,000 data pages that compress to almost nothing: 164 MB of JSON hex.
+    let pages = 20_000u64;
+    image_with(&img, None, |w| {
+        let mut page = [0u8; 4096];
+        for p in 0..pages {
+            page[(p % 4096) as usize] = 0x5a;
+            w.push_page(p, &page).unwrap();
+            page[(p % 4096) as usize] = 0;
+        }
+    });
+    let size = std::fs::metadata(&img).unwrap().len();
+    assert!(size < 1 << 20, "{size} bytes");
+    let mut child = std::process::Command::new("prlimit")
+        .arg("--as=268435456")
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_criu-cet"))
+        .arg("decode")
+        .arg(&img)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (mut total, mut lines, mut buf) = (0u64, 0u64, vec![0u8; 1 << 16]);
+    loop {
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Every page as 8192 hex digits on a line of its own.
+    assert!(total > pages * 8192 && lines > pages, "{total} bytes, {lines} lines");
+}
+
+#[test]
+fn a_restore_that_would_commit_more_than_the_machine_has_is_refused_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("ones.img");
+    // A 4 TiB (57-bit) bitmap at 2^44 with one 64 GiB all-ones run: a few hundred bytes of image.
+    let base = 0x1000_0000_0000u64;
+    image_with(&img, Some((base, 1 << 42)), |w| w.push_ones(0x100, 16 << 20).unwrap());
+    assert!(std::fs::metadata(&img).unwrap().len() < 4096);
+    let c = run(criu_cet().arg("check").arg(&img));
+    assert!(c.status.success(), "{}", text(&c));
+    assert!(text(&c).contains("a restore commits up to 68853968896 bytes"), "{}", text(&c));
+    let f = Fixture::start(dir.path(), "t", &["--no-bitmap"]);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", f.pid)).unwrap();
+    let o = run(criu_cet().args(["restore", "--pid", &f.pid.to_string()]).arg(&img));
+    let msg = text(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(
+        msg.contains("restoring needs 68853968896 bytes")
+            && msg.contains("MemAvailable is")
+            && msg.contains("nothing was changed"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read_to_string(format!("/proc/{}/maps", f.pid)).unwrap(), maps);
+    assert_eq!(f.ask().get("bitmap"), "none");
+}
+
+/// A memory cgroup (v1 here; v2 hosts put it in the unified tree) below ours, removed on drop.
+struct MemCgroup(PathBuf);
+
+impl MemCgroup {
+    fn new(limit: u64) -> MemCgroup {
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let (v2, path) = criu_cet::proc::parse_memory_cgroup(&text).expect("a memory cgroup");
+        let root = if v2 { "/sys/fs/cgroup" } else { "/sys/fs/cgroup/memory" };
+        let dir = Path::new(root)
+            .join(path.trim_start_matches('/'))
+            .join(format!("criu-cet-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        let file = if v2 { "memory.max" } else { "memory.limit_in_bytes" };
+        std::fs::write(dir.join(file), limit.to_string()).unwrap();
+        MemCgroup(dir)
+    }
+
+    fn add(&self, pid: u32) {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_restore_beyond_the_targets_memory_cgroup_limit_is_refused_naming_both_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("gig.img");
+    // A 48-bit bitmap at BASE with one 1 GiB all-ones run: the target is limited to 512 MiB.
+    image_with(&img, Some((0x6000_0000_0000, 1 << 33)), |w| w.push_ones(0x100, 1 << 18).unwrap());
+    let cg = MemCgroup::new(512 << 20);
+    {
+        let f = Fixture::start(dir.path(), "t", &["--no-bitmap"]);
+        cg.add(f.pid);
+        let o = run(criu_cet().args(["restore", "--pid", &f.pid.to_string()]).arg(&img));
+        let msg = text(&o);
+        assert!(!o.status.success(), "{msg}");
+        assert!(
+            msg.contains("memory cgroup")
+                && msg.contains("limit 536870912")
+                && msg.contains("nothing was changed"),
+            "{msg}"
+        );
+        // Not OOM-killed, nothing mapped.
+        assert_eq!(f.ask().get("bitmap"), "none");
+    }
 }

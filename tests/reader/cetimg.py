@@ -300,6 +300,8 @@ def decode(data):
             pages = min(block_pages, dpages - j * block_pages)
             content_len = pages * (4097 if incompat & PAGE_CODING else 4096)
             frame = data[doff + off:doff + off + clen]
+            if len(frame) >= 4 and int.from_bytes(frame[:4], "little") & 0xFFFFFFF0 == 0x184D2A50:
+                raise BadImage(f"block {j}: a skippable frame (FORMAT.md section 5)")
             d = zstandard.ZstdDecompressor().decompressobj()
             try:
                 content = d.decompress(frame)
