@@ -224,9 +224,10 @@ pub fn kind_of(path: &Path) -> Result<InputKind, EngineError> {
     }
     if !md.is_file() {
         // A FIFO or device would block or never end: only files are read.
-        return Err(io_err(io::Error::other(
-            "is not a regular file or directory: give an image, a CRIU image directory or a checkpoint archive",
-        )));
+        let kind = crate::image::not_regular(&md).unwrap_or("special file");
+        return Err(io_err(io::Error::other(format!(
+            "is not a regular file but a {kind}: give an image, a CRIU image directory or a checkpoint archive"
+        ))));
     }
     let mut head = Vec::with_capacity(512);
     File::open(path).map_err(io_err)?.take(512).read_to_end(&mut head).map_err(io_err)?;

@@ -130,7 +130,7 @@ pub fn writable_by_others(path: &Path) -> Option<String> {
 }
 
 /// What kind of file is at `path` when it is not a regular file, for a refusal.
-fn not_regular(md: &std::fs::Metadata) -> Option<&'static str> {
+pub(crate) fn not_regular(md: &std::fs::Metadata) -> Option<&'static str> {
     use std::os::unix::fs::FileTypeExt;
     let t = md.file_type();
     Some(if t.is_file() {
