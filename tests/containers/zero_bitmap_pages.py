@@ -4,7 +4,7 @@ them back at restore.
 CRIU 4.x dumps the present pages of a bitmap below 2^47 itself (pagemap-N.img says which pages,
 pages-N.img holds them raw). A restore that shows the bitmap intact after this could therefore only
 have got it from the plugin's image. The pagemap is decoded with CRIU's own decoder (pycriu, from
-Debian's python3-pycriu).
+Debian's python3-pycriu 4.2.1, which reads CRIU 4.1 and 4.2 pagemaps).
 
 usage: zero_bitmap_pages.py DIR BASE LEN         (a CRIU image directory, rewritten in place)
        zero_bitmap_pages.py --archive TAR.GZ BASE LEN   (a Podman export, rewritten whole)
@@ -29,15 +29,17 @@ def zero_in(pagemap: bytes, pages: bytearray, base: int, length: int) -> int:
     entries = pycriu.images.load(io.BytesIO(pagemap))["entries"]
     offset, zeroed = 0, 0
     for e in entries[1:]:
+        # CRIU 4.2 counts pages in nr_pages (64 bits); 4.1 in the field 4.2 calls compat_nr_pages.
+        nr = e.get("nr_pages") or e.get("compat_nr_pages", 0)
         if not e["flags"] & PE_PRESENT or e["flags"] & PE_PARENT:
             continue
-        for i in range(e["nr_pages"]):
+        for i in range(nr):
             addr = e["vaddr"] + i * PAGE
             at = offset + i * PAGE
             if base <= addr < base + length and any(pages[at : at + PAGE]):
                 pages[at : at + PAGE] = bytes(PAGE)
                 zeroed += 1
-        offset += e["nr_pages"] * PAGE
+        offset += nr * PAGE
     if offset != len(pages):
         sys.exit(f"zero_bitmap_pages: the pagemap describes {offset} bytes of pages, the pages image has {len(pages)}")
     return zeroed
