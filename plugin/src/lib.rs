@@ -2,7 +2,8 @@
 //! thread's CET state, checking images against hosts, and restoring into processes. The CLI
 //! (`criu-cet`) and the CRIU plugin (`cet_plugin.so`, module `plugin`) are thin layers over it.
 //!
-//! `unsafe` lives in `sys` (kernel interfaces) and `plugin::ffi` (CRIU's C ABI) only.
+//! `unsafe` lives in `sys` (kernel interfaces) and `plugin::ffi` and `plugin::criu` (CRIU's C ABI,
+//! calls in and out) only.
 
 pub mod capture;
 pub mod cet;

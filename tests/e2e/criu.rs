@@ -330,14 +330,12 @@ fn hostile_image_directories_are_refused_with_a_message_and_never_followed() {
     std::fs::write(&second, &good).unwrap();
     refused("two images for one pid", &format!("cet-0{}.img: not a name this plugin writes", f.pid));
     std::fs::remove_file(&second).unwrap();
-    // An intact image of a process that is not in the tree: used by no one, said so, harmless.
-    let vector = vector("typical-48.cetimg");
-    std::fs::copy(vector, s.imgs.join("cet-4242.img")).unwrap();
-    let out = s.restore_with(&s.lib);
-    let log = s.log("restore.log");
-    assert!(out.status.success(), "{log}");
-    assert!(log.contains("no process 4242 was restored, so this image was not used"), "{log}");
-    end(f.pid);
+    // An intact image of a task that is not in the tree would never be used: refused in init.
+    std::fs::copy(vector("typical-48.cetimg"), s.imgs.join("cet-4242.img")).unwrap();
+    refused(
+        "an image of a task CRIU does not restore",
+        &format!("cet-4242.img: CRIU's pstree.img has no task 4242 (it restores tasks {})", f.pid),
+    );
 }
 
 #[test]
@@ -374,4 +372,128 @@ fn criu_exits_cleanly_on_every_kind_of_broken_cet_image() {
         assert!(!log.contains(&twice), "{what}: the file is named twice:\n{log}");
         assert!(!Path::new(&format!("/proc/{}", f.pid)).exists(), "{what}: a task was restored");
     }
+}
+
+// --- pid namespaces: how runc, crun, Podman and Kubernetes run every process ----------------
+
+impl Session {
+    /// `criu restore -d --pidfile`: returns the restored root task's host pid.
+    fn restore_tree(&self) -> u32 {
+        let pidfile = self.root.join("restored.pid");
+        let _ = std::fs::remove_file(&pidfile);
+        let out =
+            self.criu(&self.lib, &["restore", "-d", "--pidfile", pidfile.to_str().unwrap()], "restore.log");
+        assert!(out.status.success(), "restore failed:\n{}", self.log("restore.log"));
+        std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap()
+    }
+
+    /// Destroys CRIU's own copy of the bitmap of task `id` (whose report says where it is), so
+    /// that only the plugin can bring it back; returns how many non-zero pages were destroyed.
+    fn zero_criu_copy(&self, id: u32, report: &Report) -> usize {
+        let (base, len) = report.get("bitmap").split_once(':').expect("a bitmap");
+        let parse = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+        let (base, len) = (parse(base), parse(len));
+        support::criu_images::zero_pages(&self.imgs, id, base, base + len)
+    }
+}
+
+/// Dumps a tree started in its own pid namespace, destroys CRIU's copy of every bitmap, restores
+/// it (CRIU creates a new pid namespace, so every task gets a new host pid) and returns the
+/// restored init's host pid. `reports` are the tasks' report files by their namespace pid.
+fn dump_zero_restore(s: &Session, ns: &mut PidNamespace, reports: &[(u32, PathBuf)]) -> (Vec<Report>, u32) {
+    let before: Vec<Report> = reports.iter().map(|(_, r)| ask(r)).collect();
+    s.dump(ns.init.pid);
+    ns.reap_after_dump();
+    let dump_log = s.log("dump.log");
+    for ((id, _), report) in reports.iter().zip(&before) {
+        assert!(
+            s.image(*id).exists(),
+            "no cet-{id}.img: images must be named by the namespace pid\n{dump_log}"
+        );
+        assert!(
+            dump_log.contains(&format!("(task {id} in its pid namespace): wrote cet-{id}.img")),
+            "{dump_log}"
+        );
+        let zeroed = s.zero_criu_copy(*id, report);
+        assert_eq!(
+            zeroed as u64,
+            report.num("pages"),
+            "task {id}: CRIU's copy of the bitmap was not destroyed"
+        );
+    }
+    assert!(!s.image(ns.init.pid).exists(), "an image named by the host pid");
+    let root = s.restore_tree();
+    assert_ne!(root, 0);
+    let log = s.log("restore.log");
+    for (id, _) in reports {
+        assert!(
+            log.contains(&format!("(task {id} in its pid namespace): restored cet-{id}.img")),
+            "the plugin did not restore task {id}:\n{log}"
+        );
+    }
+    assert!(
+        !log.contains("NOT restored") && !log.contains("failed:"),
+        "plugin errors in the restore log:\n{log}"
+    );
+    (before, root)
+}
+
+#[test]
+fn a_process_in_its_own_pid_namespace_gets_its_bitmap_back_from_the_plugin() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut ns = PidNamespace::start(&s.root, "r", &["--bits", "48", "--ones", "3", "--mixed", "5"]);
+    let report = ns.init.report.clone();
+    let (before, root) = dump_zero_restore(&s, &mut ns, &[(1, report.clone())]);
+    let restored = Fixture::adopt(root, report);
+    let after = restored.ask();
+    assert_eq!(after.get("pid"), "1");
+    assert_eq!(after.bitmap_view(), before[0].bitmap_view());
+}
+
+#[test]
+fn a_namespace_init_and_two_children_all_with_bitmaps() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut ns = PidNamespace::start(&s.root, "r", &["--fork", "--fork", "--ones", "2", "--mixed", "4"]);
+    let r = ns.init.report.clone();
+    let kids: Vec<(u32, PathBuf)> = ["child", "child2"]
+        .iter()
+        .map(|k| {
+            let path = suffixed(&r, k);
+            (Report(wait_file(&path)).num("pid") as u32, path)
+        })
+        .collect();
+    let mut tasks = vec![(1, r.clone())];
+    tasks.extend(kids.iter().cloned());
+    let (before, root) = dump_zero_restore(&s, &mut ns, &tasks);
+    let restored = Fixture::adopt(root, r);
+    let host_kids = children(root);
+    assert_eq!(host_kids.len(), 2, "the restored init should have two children");
+    let _kids: Vec<Fixture> = host_kids.iter().map(|&p| Fixture::adopt(p, PathBuf::new())).collect();
+    let digests: std::collections::BTreeSet<String> =
+        before.iter().map(|b| b.get("digest").to_string()).collect();
+    assert_eq!(digests.len(), 3, "the three bitmaps should differ");
+    assert_eq!(restored.ask().bitmap_view(), before[0].bitmap_view());
+    for ((_, path), b) in kids.iter().zip(&before[1..]) {
+        assert_eq!(ask(path).bitmap_view(), b.bitmap_view());
+    }
+}
+
+#[test]
+fn a_multi_threaded_process_in_its_own_pid_namespace() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut ns = PidNamespace::start(&s.root, "r", &["--threads", "4", "--ones", "1", "--mixed", "6"]);
+    let report = ns.init.report.clone();
+    let (before, root) = dump_zero_restore(&s, &mut ns, &[(1, report.clone())]);
+    let img = run(criu_cet().arg("decode").arg(s.image(1)));
+    let doc: serde_json::Value = serde_json::from_slice(&img.stdout).unwrap();
+    assert_eq!(doc["namespace"]["pid"], 1);
+    assert_eq!(doc["namespace"]["depth"], 1);
+    assert_eq!(doc["namespace"]["tids"].as_array().unwrap().len(), 4);
+    let restored = Fixture::adopt(root, report);
+    let after = restored.ask();
+    assert_eq!(after.num("threads"), 4);
+    assert_eq!(after.bitmap_view(), before[0].bitmap_view());
 }

@@ -2,6 +2,8 @@
 //! on /dev/null, ended by their PID), the criu-cet binary, and CRIU 4.1.1 provisioned on demand.
 #![allow(dead_code)]
 
+pub mod criu_images;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::Once;
@@ -101,9 +103,7 @@ impl Fixture {
 
     /// Asks for a fresh report of the bitmap as the process sees it now.
     pub fn ask(&self) -> Report {
-        let _ = std::fs::remove_file(&self.report);
-        std::fs::write(suffixed(&self.report, "req"), b"").unwrap();
-        Report(self.wait_report())
+        ask(&self.report)
     }
 
     /// After CRIU killed it at dump: reap our child so that its PID is free for restore.
@@ -122,6 +122,13 @@ impl Drop for Fixture {
             let _ = c.wait();
         }
     }
+}
+
+/// Asks the fixture (or restored process) reporting to `report` for a fresh report.
+pub fn ask(report: &Path) -> Report {
+    let _ = std::fs::remove_file(report);
+    std::fs::write(suffixed(report, "req"), b"").unwrap();
+    Report(wait_file(report))
 }
 
 /// `PATH.suffix`, as the fixture names its request and child report files.
@@ -175,15 +182,66 @@ pub fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// CRIU 4.1.1: $CRIU_CET_CRIU if set, else provisioned by tests/provision/criu.sh.
+/// CRIU: $CRIU_CET_CRIU if set (the test command runs the CRIU suite with 4.1.1 and again with
+/// 4.2.1), else 4.1.1 provisioned by tests/provision/criu.sh.
 pub fn criu() -> PathBuf {
-    if let Some(p) = std::env::var_os("CRIU_CET_CRIU") {
-        return PathBuf::from(p);
+    static CRIU: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CRIU.get_or_init(|| {
+        if let Some(p) = std::env::var_os("CRIU_CET_CRIU") {
+            return PathBuf::from(p);
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/provision/criu.sh");
+        let out = Command::new("bash").arg(&script).output().expect("run tests/provision/criu.sh");
+        assert!(out.status.success(), "provisioning CRIU failed:\n{}", text(&out));
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last().expect("criu path").trim())
+    })
+    .clone()
+}
+
+/// A fixture started as the init of a new pid namespace, as container runtimes start a
+/// container's first process: `unshare --pid --fork setsid cet-fixture ...` (itself under setsid,
+/// stdio on /dev/null). The fixture is pid 1 in there; `init.pid` is its host pid.
+pub struct PidNamespace {
+    launcher: Option<Child>,
+    pub init: Fixture,
+}
+
+impl PidNamespace {
+    pub fn start(dir: &Path, name: &str, args: &[&str]) -> PidNamespace {
+        let report = dir.join(name);
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "setsid"]).arg(fixture_bin()).arg("--report").arg(&report).args(args);
+        let launcher = criu_cet::sys::spawn_detached(&mut cmd).expect("spawn unshare");
+        let first = Report(wait_file(&report));
+        assert_eq!(first.get("pid"), "1", "the fixture is not its namespace's init: {}", first.0);
+        // The launcher's only child is the namespace's init.
+        let pid = *children(launcher.id()).first().expect("unshare's child");
+        PidNamespace { launcher: Some(launcher), init: Fixture::adopt(pid, report) }
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/provision/criu.sh");
-    let out = Command::new("bash").arg(&script).output().expect("run tests/provision/criu.sh");
-    assert!(out.status.success(), "provisioning CRIU failed:\n{}", text(&out));
-    let path = String::from_utf8_lossy(&out.stdout).lines().last().expect("criu path").trim().to_string();
-    std::env::set_var("CRIU_CET_CRIU", &path);
-    PathBuf::from(path)
+
+    /// After CRIU killed the tree at dump: reap the launcher, wait until the init is gone.
+    pub fn reap_after_dump(&mut self) {
+        if let Some(mut l) = self.launcher.take() {
+            let _ = l.wait();
+        }
+        wait_gone(self.init.pid);
+    }
+}
+
+impl Drop for PidNamespace {
+    fn drop(&mut self) {
+        if let Some(mut l) = self.launcher.take() {
+            end(l.id());
+            let _ = l.wait();
+        }
+    }
+}
+
+/// The host pids of the children of `pid` (a restored namespace init's tasks, say).
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect()
 }
