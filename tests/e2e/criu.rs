@@ -32,7 +32,14 @@ fn session() -> Session {
 
 impl Session {
     fn criu(&self, lib: &Path, args: &[&str], log: &str) -> Output {
+        self.criu_env(lib, args, log, &[])
+    }
+
+    /// CRIU with extra environment variables (for the plugins it loads): never set in this
+    /// process, whose environment every test shares.
+    fn criu_env(&self, lib: &Path, args: &[&str], log: &str, env: &[(&str, &std::ffi::OsStr)]) -> Output {
         run(Command::new(criu())
+            .envs(env.iter().copied())
             .args(args)
             .arg("-D")
             .arg(&self.imgs)
@@ -183,18 +190,19 @@ fn a_second_plugin_in_the_same_directory_sees_every_pid() {
     let out = run(Command::new("cc").args(["-shared", "-fPIC", "-O2", "-o"]).arg(&witness).arg(&src));
     assert!(out.status.success(), "building the witness plugin: {}", text(&out));
     let log = s.root.join("witness.log");
-    std::env::set_var("CET_WITNESS_LOG", &log);
+    let env = [("CET_WITNESS_LOG", log.as_os_str())];
     let mut f = Fixture::start(&s.root, "r", &["--fork", "--ones", "1"]);
     let child = Fixture::adopt(
         Report(wait_file(&suffixed(&f.report, "child"))).num("pid") as u32,
         suffixed(&f.report, "child"),
     );
     let (p0, c0) = (f.ask(), child.ask());
-    s.dump(f.pid);
+    let out = s.criu_env(&s.lib, &["dump", "-t", &f.pid.to_string()], "dump.log", &env);
+    assert!(out.status.success(), "criu dump failed:\n{}", s.log("dump.log"));
     f.reap_after_dump();
     wait_gone(child.pid);
     assert!(s.image(f.pid).exists() && s.image(child.pid).exists(), "the cet plugin missed a pid");
-    let out = s.restore_with(&s.lib);
+    let out = s.criu_env(&s.lib, &["restore", "-d"], "restore.log", &env);
     assert!(out.status.success(), "{}", s.log("restore.log"));
     let parent = Fixture::adopt(f.pid, f.report.clone());
     assert_eq!(parent.ask().bitmap_view(), p0.bitmap_view());
@@ -268,22 +276,22 @@ fn a_late_restore_failure_kills_the_task_unless_told_to_warn() {
         let forged = s.root.join("forged.json");
         std::fs::write(&forged, doc.to_string()).unwrap();
         assert!(run(criu_cet().arg("encode").arg(&forged).arg("--output").arg(&img)).status.success());
-        std::env::set_var("CRIU_CET_ON_ERROR", policy);
-        let out = s.restore_with(&s.lib);
-        std::env::remove_var("CRIU_CET_ON_ERROR");
+        let env = [("CRIU_CET_ON_ERROR", std::ffi::OsStr::new(policy))];
+        let _ = s.criu_env(&s.lib, &["restore", "-d"], "restore.log", &env);
         let log = s.log("restore.log");
         assert!(log.contains("is occupied by"), "{policy}: {log}");
-        let _ = out;
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        reap(f.pid);
-        let alive = Path::new(&format!("/proc/{}", f.pid)).exists();
         match policy {
             "kill" => {
-                assert!(!alive, "the task runs with a wrong bitmap:\n{log}");
+                // The plugin sent SIGKILL before CRIU returned: the task goes away.
+                wait_gone(f.pid);
                 assert!(log.contains("killed so that it does not run with a wrong IBT bitmap"), "{log}");
             }
             _ => {
-                assert!(alive, "warn policy killed the task:\n{log}");
+                reap(f.pid);
+                assert!(
+                    Path::new(&format!("/proc/{}", f.pid)).exists(),
+                    "warn policy killed the task:\n{log}"
+                );
                 end(f.pid);
             }
         }
@@ -470,7 +478,7 @@ fn a_namespace_init_and_two_children_all_with_bitmaps() {
     let restored = Fixture::adopt(root, r);
     let host_kids = children(root);
     assert_eq!(host_kids.len(), 2, "the restored init should have two children");
-    let _kids: Vec<Fixture> = host_kids.iter().map(|&p| Fixture::adopt(p, PathBuf::new())).collect();
+    // Ending the restored init ends its whole pid namespace, the children with it.
     let digests: std::collections::BTreeSet<String> =
         before.iter().map(|b| b.get("digest").to_string()).collect();
     assert_eq!(digests.len(), 3, "the three bitmaps should differ");
@@ -496,4 +504,51 @@ fn a_multi_threaded_process_in_its_own_pid_namespace() {
     let after = restored.ask();
     assert_eq!(after.num("threads"), 4);
     assert_eq!(after.bitmap_view(), before[0].bitmap_view());
+}
+
+#[test]
+fn an_image_renamed_over_the_checked_one_during_restore_is_never_used() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut f = Fixture::start(&s.root, "r", &["--ones", "2", "--mixed", "3"]);
+    let before = f.ask();
+    s.dump(f.pid);
+    f.reap_after_dump();
+    let img = s.image(f.pid);
+    let good = std::fs::read(&img).unwrap();
+    // The forged image: valid, but with no populated pages; used, it would empty the bitmap.
+    let json = run(criu_cet().arg("decode").arg(&img));
+    let mut doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    doc["runs"] = serde_json::json!([]);
+    let forged_json = s.root.join("forged.json");
+    std::fs::write(&forged_json, doc.to_string()).unwrap();
+    let forged = s.root.join("forged.img");
+    assert!(run(criu_cet().arg("encode").arg(&forged_json).arg("--output").arg(&forged)).status.success());
+    // As soon as restore init reads the image, rename the forged one over it (an attacker
+    // watching with inotify would): init goes on checking what it opened, and the hook must use
+    // that, not whatever the name holds later.
+    let ino = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+    ino.add_watch(&s.imgs, AddWatchFlags::IN_ACCESS).unwrap();
+    let name = format!("cet-{}.img", f.pid);
+    let target = img.clone();
+    let racer = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            let events = ino.read_events().unwrap_or_default();
+            if events.iter().any(|e| e.name.as_deref().is_some_and(|n| n.to_string_lossy() == name)) {
+                std::fs::rename(&forged, &target).unwrap();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    });
+    let out = s.restore_with(&s.lib);
+    racer.join().unwrap();
+    let log = s.log("restore.log");
+    assert!(out.status.success(), "{log}");
+    assert_ne!(std::fs::read(&img).unwrap(), good, "the racer did not replace the image");
+    let restored = Fixture::adopt(f.pid, f.report.clone());
+    assert_eq!(restored.ask().bitmap_view(), before.bitmap_view(), "the replaced file was used:\n{log}");
+    assert!(log.contains(&format!("restored cet-{}.img", f.pid)), "{log}");
 }

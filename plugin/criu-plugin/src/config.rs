@@ -1,6 +1,6 @@
 //! The plugin's settings, from CRIU's environment (docs/PLUGIN.md lists them with defaults).
 
-use crate::check::Coverage;
+use criu_cet::check::Coverage;
 
 /// The bitmap's start address, when it cannot be found otherwise.
 pub const ENV_BITMAP_ADDR: &str = "CRIU_CET_BITMAP_ADDR";

@@ -1,4 +1,5 @@
-//! The CRIU plugin (`cet_plugin.so`): what happens at each hook, in safe Rust over the engine.
+//! The CRIU plugin (`cet_plugin.so`): what happens at each hook, in safe Rust over the criu-cet
+//! engine. `unsafe` lives in `ffi` and `criu` only.
 //! `ffi` is CRIU calling in (the C ABI), `criu` is the plugin calling out (log, image directory,
 //! inventory), `config` the settings, `pstree` CRIU's task list. docs/PLUGIN.md documents every
 //! message and setting.
@@ -21,13 +22,13 @@ pub mod criu;
 pub mod ffi;
 pub mod pstree;
 
-use crate::capture::{self, CaptureOptions};
-use crate::check;
-use crate::host::{self, HostProfile};
-use crate::trace::{Stopped, Tracing};
-use crate::{image, proc, restore, EngineError};
 use config::{Config, OnError, ENV_BITMAP_ADDR, ENV_ON_ERROR};
 use criu::{log, Level};
+use criu_cet::capture::{self, CaptureOptions};
+use criu_cet::check;
+use criu_cet::host::{self, HostProfile};
+use criu_cet::trace::{Stopped, Tracing};
+use criu_cet::{image, proc, restore, EngineError};
 use criu_cet_format::{Ibt, ImageSummary, Metadata, ShadowStack};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -62,6 +63,8 @@ pub enum Outcome {
 struct CheckedImage {
     name: String,
     file: File,
+    /// (device, inode, size, mtime, ctime) when checked: any write to the file changes them.
+    identity: (u64, u64, u64, i64, i64, i64, i64),
     meta: Metadata,
     summary: ImageSummary,
     used: bool,
@@ -276,7 +279,9 @@ fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<Stri
     let id = cap.meta.namespace.as_ref().map_or(pid, |ns| ns.pid);
     let dir = criu::image_dir().map_err(|e| EngineError::Refused { findings: vec![e] })?;
     let name = image_name(id);
-    let report = image::write_atomically(&dir.join(&name), |out| cap.write(out, &opts).map(|(_, r)| r))?;
+    let report = image::write_atomically(&dir.join(&name), image::Durability::AsCriu, |out| {
+        cap.write(out, &opts).map(|(_, r)| r)
+    })?;
     let w = report.written;
     let who = if id == pid {
         format!("process {pid}")
@@ -289,15 +294,26 @@ fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<Stri
     )))
 }
 
-/// Restores from the file init checked: read again through the same open file, it must still be
-/// intact and say what it said then.
+/// What identifies a file's contents without reading them: any write changes size, mtime or
+/// ctime (and ctime cannot be set back).
+fn identity(file: &File) -> std::io::Result<(u64, u64, u64, i64, i64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata()?;
+    Ok((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
+}
+
+/// Restores from the file init checked: read again through the same open file, unchanged since
+/// (by its identity, then by what its header, tables and metadata say; each block's checksum is
+/// checked again as the restore decompresses it).
 fn restore_one(img: &CheckedImage, pid: u32) -> Result<restore::RestoreReport, EngineError> {
     let path = PathBuf::from(&img.name);
     let io = |e| EngineError::Io { path: path.clone(), source: e };
     let mut file = img.file.try_clone().map_err(io)?;
     file.rewind().map_err(io)?;
-    let mut r = image::read_verified(BufReader::with_capacity(1 << 16, file), &path)?;
-    if r.metadata() != &img.meta || r.summary() != &img.summary {
+    let unchanged = identity(&file).map_err(io)? == img.identity;
+    let mut r = criu_cet_format::ImageReader::open(BufReader::with_capacity(1 << 16, file))
+        .map_err(|source| EngineError::Image { file: path.clone(), source })?;
+    if !unchanged || r.metadata() != &img.meta || r.summary() != &img.summary {
         return Err(EngineError::Refused {
             findings: vec![format!(
                 "{}: the file changed between the check in restore init and its use; refusing it \
@@ -396,7 +412,8 @@ fn check_one(
         return Err(problems);
     }
     let summary = *r.summary();
-    Ok((CheckedImage { name: name.to_string(), file, meta, summary, used: false }, warnings))
+    let identity = identity(&file).map_err(|e| vec![format!("{name}: {e}")])?;
+    Ok((CheckedImage { name: name.to_string(), file, identity, meta, summary, used: false }, warnings))
 }
 
 /// Every checked image must name a task of pstree.img, with the same threads.
