@@ -11,13 +11,17 @@ use crate::write::{ImageWriter, WriteSummary, WriterOptions};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Seek, Write};
 
+/// An image as a JSON document: what `decode` prints and `encode` reads.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageDoc {
     /// Derived: the format version of the file decoded.
     #[serde(skip_deserializing)]
     pub format_version: String,
+    /// The host that wrote the image.
     pub host: SourceHost,
+    /// The process and its threads' CET state.
     pub process: ProcessInfo,
+    /// The bitmap mapping; `null` when the process had none.
     pub bitmap: Option<BitmapMapping>,
     /// Ids in the dumped tree's pid namespace (1.2); `null` for older files.
     #[serde(default)]
@@ -25,29 +29,40 @@ pub struct ImageDoc {
     /// Derived totals.
     #[serde(skip_deserializing)]
     pub summary: Option<DocSummary>,
+    /// The populated bitmap pages, in ascending order.
     #[serde(default)]
     pub runs: Vec<RunDoc>,
 }
 
+/// Totals over an image, printed for people (derived: `encode` ignores them).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DocSummary {
+    /// Address bits the bitmap covers (a bit for every code page below 2^N); 0 without a bitmap.
     pub coverage_bits: u8,
     /// Address bits a host needs to map the bitmap (its end address).
     pub address_bits_needed: u8,
     /// One past the highest code address whose legacy bit lies in a populated page.
     pub populated_code_end: Addr,
+    /// Run records.
     pub runs: u64,
+    /// Bitmap pages in all-ones runs.
     pub ones_pages: u64,
+    /// Bitmap pages in data runs.
     pub data_pages: u64,
+    /// zstd blocks.
     pub blocks: u64,
+    /// Compressed bytes of page data.
     pub data_bytes: u64,
 }
 
+/// One run of consecutive populated bitmap pages of one kind.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunDoc {
     /// Byte offset of the run's first page in the bitmap.
     pub offset: Addr,
+    /// Number of pages, at least 1.
     pub pages: u64,
+    /// Whether the pages are all ones or listed in `data`.
     pub kind: RunKind,
     /// Derived: the code address range whose legacy bits the run holds.
     #[serde(skip_deserializing)]
@@ -296,6 +311,7 @@ impl<R: Read + Seek> Serialize for StreamPages<'_, '_, R> {
     }
 }
 
+/// Lowercase hex, two digits a byte.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -306,6 +322,7 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// The bytes of one page written as 8192 hex digits (either case); the error says what is wrong.
 pub fn unhex(text: &str) -> Result<Vec<u8>, String> {
     if text.len() != 2 * PAGE_SIZE as usize {
         return Err(format!(

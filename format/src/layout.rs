@@ -3,14 +3,23 @@
 
 use crate::error::FormatError;
 
+/// The 8 bytes every image starts with.
 pub const MAGIC: [u8; 8] = *b"\x89CET\r\n\x1a\n";
+/// The 8 bytes the footer (the last 32 bytes of an image) starts with.
 pub const FOOTER_MAGIC: [u8; 8] = *b"\x89CETEND\n";
+/// The major format version this crate reads and writes; a different major is refused.
 pub const MAJOR: u16 = 1;
+/// The minor format version this crate writes; a reader accepts any minor of `MAJOR`.
 pub const MINOR: u16 = 2;
+/// Size in bytes of the header.
 pub const HEADER_SIZE: usize = 64;
+/// Size in bytes of the footer.
 pub const FOOTER_SIZE: usize = 32;
+/// Size in bytes of one section table entry.
 pub const SECTION_ENTRY_SIZE: usize = 32;
+/// Size in bytes of one run record in the RUNS section.
 pub const RUN_RECORD_SIZE: usize = 32;
+/// Size in bytes of one block record in the BLOCKS section.
 pub const BLOCK_RECORD_SIZE: usize = 16;
 /// Incompatible flag (1.1): each data page in a block is coded (`coding`: a tag, then its bit
 /// runs or its bytes) rather than stored as its 4096 bytes. Writers of 1.1 always set it.
@@ -24,14 +33,18 @@ pub const MAX_BLOCK_PAGES: u32 = 256;
 /// Largest META section a reader accepts (bincode decodes with this allocation limit too).
 pub const MAX_META_LEN: u64 = 16 << 20;
 
-/// Section kinds.
+/// Section kind: the serialized metadata.
 pub const SECTION_META: u32 = 1;
+/// Section kind: the zstd blocks of page data.
 pub const SECTION_DATA: u32 = 2;
+/// Section kind: the run table.
 pub const SECTION_RUNS: u32 = 3;
+/// Section kind: the block table.
 pub const SECTION_BLOCKS: u32 = 4;
 /// Section flag: a reader that does not know this kind must refuse the file.
 pub const SECTION_REQUIRED: u32 = 1;
 
+/// The name of a section kind for messages, e.g. "RUNS section".
 pub fn section_name(kind: u32) -> &'static str {
     match kind {
         SECTION_META => "META section",
@@ -42,6 +55,7 @@ pub fn section_name(kind: u32) -> &'static str {
     }
 }
 
+/// CRC-32C (Castagnoli), the checksum every part of an image carries.
 pub fn crc(bytes: &[u8]) -> u32 {
     crc32c::crc32c(bytes)
 }
@@ -61,10 +75,15 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// The first 64 bytes of every image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// Major format version.
     pub major: u16,
+    /// Minor format version.
     pub minor: u16,
+    /// Features a reader must know to read the file (`KNOWN_INCOMPAT`).
     pub incompat_flags: u64,
+    /// Features a reader may ignore.
     pub compat_flags: u64,
+    /// Data pages per zstd block, 1..=`MAX_BLOCK_PAGES`.
     pub block_pages: u32,
 }
 
@@ -81,6 +100,7 @@ impl Header {
         pages * per_page
     }
 
+    /// The header's 64 bytes, its checksum included.
     pub fn encode(&self) -> [u8; HEADER_SIZE] {
         let mut b = [0u8; HEADER_SIZE];
         b[0..8].copy_from_slice(&MAGIC);
@@ -159,14 +179,20 @@ impl Header {
 /// One entry of the section table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SectionEntry {
+    /// `SECTION_META`, `SECTION_DATA`, `SECTION_RUNS` or `SECTION_BLOCKS`.
     pub kind: u32,
+    /// `SECTION_REQUIRED` or 0.
     pub flags: u32,
+    /// File offset of the section's first byte.
     pub offset: u64,
+    /// Length of the section in bytes.
     pub length: u64,
+    /// CRC-32C of the section's bytes.
     pub crc: u32,
 }
 
 impl SectionEntry {
+    /// The entry's 32 bytes.
     pub fn encode(&self) -> [u8; SECTION_ENTRY_SIZE] {
         let mut b = [0u8; SECTION_ENTRY_SIZE];
         b[0..4].copy_from_slice(&self.kind.to_le_bytes());
@@ -177,6 +203,7 @@ impl SectionEntry {
         b
     }
 
+    /// Reads an entry from its 32 bytes; checking it against the file is the reader's job.
     pub fn decode(b: &[u8]) -> SectionEntry {
         SectionEntry {
             kind: u32_at(b, 0),
@@ -192,7 +219,9 @@ impl SectionEntry {
 /// and the footer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Footer {
+    /// File offset of the section table.
     pub table_offset: u64,
+    /// Number of entries in the section table.
     pub section_count: u32,
 }
 
@@ -249,16 +278,19 @@ pub struct Run {
     pub page: u64,
     /// Number of pages, at least 1.
     pub count: u64,
+    /// Whether the pages are all ones or stored in the DATA section.
     pub kind: RunKind,
     /// For data runs, the index of its first page in the DATA page stream; 0 for ones runs.
     pub first_data_page: u64,
 }
 
 impl Run {
+    /// One past the run's last bitmap page.
     pub fn end(&self) -> u64 {
         self.page.saturating_add(self.count)
     }
 
+    /// The run's 32-byte record.
     pub fn encode(&self) -> [u8; RUN_RECORD_SIZE] {
         let mut b = [0u8; RUN_RECORD_SIZE];
         b[0..8].copy_from_slice(&self.page.to_le_bytes());
@@ -268,6 +300,8 @@ impl Run {
         b
     }
 
+    /// Reads a run record found at file `offset`, refusing an unknown kind or a nonzero reserved
+    /// field; whether the run fits the table is the reader's check.
     pub fn decode(b: &[u8], offset: u64) -> Result<Run, FormatError> {
         let kind = match u32_at(b, 16) {
             1 => RunKind::Ones,
@@ -294,12 +328,14 @@ impl Run {
 pub struct Block {
     /// Offset from the start of the DATA section.
     pub offset: u64,
+    /// Length in bytes of the block's zstd frame.
     pub compressed_len: u32,
-    /// CRC-32C of the decompressed pages.
+    /// CRC-32C of the block's pages (`n * 4096` bytes, after decoding).
     pub raw_crc: u32,
 }
 
 impl Block {
+    /// The block's 16-byte record.
     pub fn encode(&self) -> [u8; BLOCK_RECORD_SIZE] {
         let mut b = [0u8; BLOCK_RECORD_SIZE];
         b[0..8].copy_from_slice(&self.offset.to_le_bytes());
@@ -308,6 +344,7 @@ impl Block {
         b
     }
 
+    /// Reads a block record from its 16 bytes; checking it is the reader's job.
     pub fn decode(b: &[u8]) -> Block {
         Block { offset: u64_at(b, 0), compressed_len: u32_at(b, 8), raw_crc: u32_at(b, 12) }
     }

@@ -4,6 +4,7 @@
 //!
 //! docs/FORMAT.md is the specification; this crate implements it.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod addr;
 pub mod coding;

@@ -87,6 +87,7 @@ pub struct CetSupport {
 /// The checkpointed process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessInfo {
+    /// The process id on the host that dumped it (see `Metadata::namespace` for the tree's ids).
     pub pid: u32,
     /// `/proc/PID/comm`.
     pub comm: String,
@@ -97,8 +98,11 @@ pub struct ProcessInfo {
 /// One thread's CET state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadCet {
+    /// The thread id on the host that dumped it.
     pub tid: u32,
+    /// The thread's shadow-stack state.
     pub shadow_stack: ShadowStack,
+    /// The thread's IBT state.
     pub ibt: Ibt,
 }
 
@@ -108,6 +112,7 @@ pub struct ThreadCet {
 pub enum ShadowStack {
     /// The kernel reports no shadow-stack state (no `x86_Thread_features` line).
     NotAvailable,
+    /// The kernel reports the thread's shadow-stack features.
     Available {
         /// Enabled features: bit 0 SHSTK, bit 1 WRSS.
         features: u64,
@@ -124,7 +129,9 @@ pub enum ShadowStack {
 pub enum Ibt {
     /// No upstream kernel exposes IBT state: recorded as such.
     NotAvailable,
+    /// The kernel exposes the thread's IA32_U_CET.
     Available {
+        /// The MSR's value.
         user_cet: UserCet,
     },
 }
@@ -135,17 +142,28 @@ pub enum Ibt {
 pub struct UserCet(pub u64);
 
 impl UserCet {
+    /// Bit 0: shadow stack enabled.
     pub const SH_STK_EN: u64 = 1 << 0;
+    /// Bit 1: WRSS instructions enabled.
     pub const WR_SHSTK_EN: u64 = 1 << 1;
+    /// Bit 2: indirect branch tracking (ENDBR checks) enabled.
     pub const ENDBR_EN: u64 = 1 << 2;
+    /// Bit 3: the legacy code bitmap is consulted on a missing ENDBR.
     pub const LEG_IW_EN: u64 = 1 << 3;
+    /// Bit 4: the NOTRACK prefix is honoured.
     pub const NO_TRACK_EN: u64 = 1 << 4;
+    /// Bit 5: suppression disabled.
     pub const SUPPRESS_DIS: u64 = 1 << 5;
+    /// Bits 9:6, reserved: the CPU rejects a value with any of them set.
     pub const RESERVED: u64 = 0xf << 6;
+    /// Bit 10: IBT tracking suppressed.
     pub const SUPPRESS: u64 = 1 << 10;
+    /// Bit 11: the tracker is waiting for an ENDBR (WAIT_FOR_ENDBRANCH).
     pub const TRACKER: u64 = 1 << 11;
+    /// Bits 63:12, EB_LEG_BITMAP_BASE: the legacy bitmap's address.
     pub const BITMAP_BASE_MASK: u64 = !0xfff;
 
+    /// Whether the bit (or any of the bits) in `bit` is set.
     pub fn has(self, bit: u64) -> bool {
         self.0 & bit != 0
     }
@@ -250,6 +268,7 @@ pub struct BitmapMapping {
     pub noreserve: bool,
     /// Excluded from core dumps (smaps `dd`).
     pub dontdump: bool,
+    /// How the capture found the mapping.
     pub found_by: FoundBy,
 }
 
@@ -273,7 +292,9 @@ impl BitmapMapping {
 /// Everything in the META section.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
+    /// The host that wrote the image.
     pub host: SourceHost,
+    /// The process and its threads' CET state.
     pub process: ProcessInfo,
     /// `None`: the process has no bitmap (the image then records CET state only, and has no runs).
     pub bitmap: Option<BitmapMapping>,

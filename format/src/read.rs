@@ -13,12 +13,17 @@ use std::io::{Read, Seek, SeekFrom};
 /// Totals over an image, computed while `open` validates it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ImageSummary {
+    /// Run records in the RUNS section.
     pub runs: u64,
+    /// Bitmap pages in all-ones runs.
     pub ones_pages: u64,
+    /// Bitmap pages in data runs.
     pub data_pages: u64,
+    /// zstd blocks in the BLOCKS section.
     pub blocks: u64,
     /// Compressed bytes of page data (the DATA section).
     pub data_bytes: u64,
+    /// Bytes of the whole file.
     pub file_bytes: u64,
     /// One past the highest populated bitmap page, 0 when none is populated.
     pub populated_end_page: u64,
@@ -28,21 +33,35 @@ pub struct ImageSummary {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Chunk<'a> {
     /// `count` all-ones pages from bitmap page `page`.
-    Ones { page: u64, count: u64 },
+    Ones {
+        /// First bitmap page (bitmap offset / 4096).
+        page: u64,
+        /// Number of pages, at least 1.
+        count: u64,
+    },
     /// Consecutive data pages from bitmap page `page`; `bytes.len()` is a multiple of 4096.
-    Data { page: u64, bytes: &'a [u8] },
+    Data {
+        /// First bitmap page (bitmap offset / 4096).
+        page: u64,
+        /// The pages' contents, 4096 bytes a page.
+        bytes: &'a [u8],
+    },
 }
 
 /// The content of one bitmap page.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PageContent {
+    /// Not populated: every byte 0 (no code page it covers is legacy).
     Zero,
+    /// In an all-ones run: every byte 0xff.
     Ones,
+    /// Stored in the DATA section: the page's 4096 bytes.
     Data(Vec<u8>),
 }
 
 const IO_CHUNK: usize = 64 << 10;
 
+/// A validated image over a seekable source (see `open`); runs and pages are read on demand.
 pub struct ImageReader<R> {
     src: R,
     header: Header,
@@ -350,14 +369,17 @@ impl<R: Read + Seek> ImageReader<R> {
         Ok(())
     }
 
+    /// The image's header.
     pub fn header(&self) -> &Header {
         &self.header
     }
 
+    /// The image's metadata (META section).
     pub fn metadata(&self) -> &Metadata {
         &self.meta
     }
 
+    /// Totals computed while the image was validated.
     pub fn summary(&self) -> &ImageSummary {
         &self.summary
     }

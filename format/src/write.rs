@@ -35,12 +35,19 @@ type Compressed = std::io::Result<(Vec<(Vec<u8>, u32)>, Vec<u8>)>;
 /// What a finished image holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteSummary {
+    /// Run records written.
     pub runs: u64,
+    /// Bitmap pages stored as all-ones runs.
     pub ones_pages: u64,
+    /// Bitmap pages stored as data.
     pub data_pages: u64,
+    /// All-zero pages pushed and not stored (a reader reads any unlisted page as zero).
     pub zero_pages_skipped: u64,
+    /// zstd blocks written.
     pub blocks: u64,
+    /// Compressed bytes of page data (the DATA section).
     pub data_bytes: u64,
+    /// Bytes of the whole file.
     pub file_bytes: u64,
 }
 
@@ -78,6 +85,8 @@ pub struct ImageWriter<W: Write> {
 }
 
 impl<W: Write> ImageWriter<W> {
+    /// Starts an image on `out`: checks the options and the metadata (`Metadata::validate`), then
+    /// writes the header and the META section. Pages follow with `push_page`/`push_ones`.
     pub fn new(out: W, meta: &Metadata, opts: WriterOptions) -> Result<Self, FormatError> {
         if !(1..=layout::MAX_BLOCK_PAGES).contains(&opts.block_pages) {
             return Err(FormatError::Input(format!(

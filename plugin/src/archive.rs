@@ -44,11 +44,15 @@ const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 /// "ustar" at offset 257 of a tar header (POSIX "ustar\0", GNU "ustar ").
 const TAR_MAGIC_AT: usize = 257;
 
+/// How a checkpoint archive's tar is compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
+    /// A plain tar.
     None,
+    /// gzip.
     Gzip,
+    /// zstd.
     Zstd,
 }
 
@@ -64,6 +68,7 @@ pub enum InputKind {
 }
 
 impl InputKind {
+    /// One word for it: `image`, `directory` or `archive`.
     pub fn name(self) -> &'static str {
         match self {
             InputKind::Image => "image",
@@ -72,6 +77,7 @@ impl InputKind {
         }
     }
 
+    /// What it is in words for messages, e.g. "checkpoint archive (zstd-compressed tar)".
     pub fn describe(self) -> &'static str {
         match self {
             InputKind::Image => "cet image",
@@ -108,6 +114,7 @@ impl FoundImage {
 /// What reading an input found.
 #[derive(Clone, Debug)]
 pub struct Listing {
+    /// What the input is.
     pub kind: InputKind,
     /// Every cet image, in the order visited.
     pub images: Vec<String>,
@@ -120,6 +127,7 @@ pub struct Listing {
 pub trait ImageVisitor {
     /// Called once, before any image, with what the input was found to be.
     fn begin(&mut self, _input: &Path, _kind: InputKind) {}
+    /// Called for each image, validated, in the order found; an error stops the walk.
     fn image<R: Read + Seek>(
         &mut self,
         found: &FoundImage,
@@ -135,64 +143,174 @@ pub enum InputError {
          its first bytes are {first}",
         path.display()
     )]
-    NotRecognized { path: PathBuf, first: String },
+    /// The path is not a cet image, a directory or a tar.
+    NotRecognized {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// Its first bytes in hex, or that it is empty.
+        first: String,
+    },
     #[error(
         "{}: no cet image and no CRIU inventory.img: this is not a CRIU image directory or \
          checkpoint archive{hint}",
         path.display()
     )]
-    NotCheckpoint { path: PathBuf, hint: &'static str },
+    /// A directory or archive with neither a cet image nor a CRIU inventory.img.
+    NotCheckpoint {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// What the input looks like instead, when that is known; may be empty.
+        hint: &'static str,
+    },
     #[error("{}: {what}: {source}; {next}", path.display())]
-    Read { path: PathBuf, what: String, source: io::Error, next: &'static str },
+    /// Reading the directory or the archive stream failed.
+    Read {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// What was being read.
+        what: String,
+        /// The error.
+        source: io::Error,
+        /// What to do about it.
+        next: &'static str,
+    },
     #[error(
         "{}: the archive ends inside {what} ({got} of {expected} bytes): it is truncated; copy it \
          again",
         path.display()
     )]
-    Truncated { path: PathBuf, what: String, expected: u64, got: u64 },
+    /// The archive ends inside a member.
+    Truncated {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The member (or header) cut short.
+        what: String,
+        /// Bytes it should have.
+        expected: u64,
+        /// Bytes there were.
+        got: u64,
+    },
     #[error(
         "{}: the archive has no end-of-archive marker after {last}: it is truncated; copy it again",
         path.display()
     )]
-    NoEnd { path: PathBuf, last: String },
+    /// The tar has no end-of-archive marker.
+    NoEnd {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The last member read.
+        last: String,
+    },
     #[error("{}: member {member:?}: {why}; refusing the archive (forged or damaged)", path.display())]
-    BadName { path: PathBuf, member: String, why: &'static str },
+    /// A member's name is absolute, has a `..` component, or is not UTF-8.
+    BadName {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The member's name as stored.
+        member: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
     #[error(
         "{}: member {member} is a {kind}{target} where a cet image belongs; images are never read \
          through links: refusing the archive (forged or damaged)",
         path.display()
     )]
-    LinkedImage { path: PathBuf, member: String, kind: &'static str, target: String },
+    /// A link stands where a cet image belongs.
+    LinkedImage {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The member.
+        member: String,
+        /// Symbolic or hard link.
+        kind: &'static str,
+        /// ` to "TARGET"` when the link names its target, else empty.
+        target: String,
+    },
     #[error(
         "{}: member {link} is a {kind} where the directory holding {image} belongs; refusing the \
          archive (forged or damaged)",
         path.display()
     )]
-    LinkedDirectory { path: PathBuf, link: String, kind: &'static str, image: String },
+    /// A link stands where the directory holding a cet image belongs.
+    LinkedDirectory {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The link member.
+        link: String,
+        /// Symbolic or hard link.
+        kind: &'static str,
+        /// The image under it.
+        image: String,
+    },
     #[error("{}: member {member} is a {kind}, not a regular file", path.display())]
-    NotRegular { path: PathBuf, member: String, kind: String },
+    /// A member that is not a regular file where one must be: a cet image, or any sparse member.
+    NotRegular {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The member.
+        member: String,
+        /// What it is instead.
+        kind: String,
+    },
     #[error(
         "{}: member {member} is {size} bytes, more than the {cap} bytes ({} MiB) a cet image read \
          from an archive may have; extract it (tar -xf) and check the file, which has no such limit",
         path.display(), cap >> 20
     )]
-    TooLarge { path: PathBuf, member: String, size: u64, cap: u64 },
+    /// A cet image member larger than `MAX_ARCHIVED_IMAGE`.
+    TooLarge {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The member.
+        member: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        cap: u64,
+    },
     #[error(
         "{}: {member} is in the archive twice; which copy a restore would use is unclear: \
          refusing the archive (forged or damaged)",
         path.display()
     )]
-    Duplicate { path: PathBuf, member: String },
+    /// A cet image member that appears twice.
+    Duplicate {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The member.
+        member: String,
+    },
     #[error(
         "{}: the tar headers after {after} take more than {cap} bytes (GNU long names or pax \
          records); refusing the archive (forged or damaged)",
         path.display()
     )]
-    HugeHeaders { path: PathBuf, after: String, cap: u64 },
+    /// Tar headers (long names, pax records) larger than `MAX_MEMBER_HEADERS` before one member.
+    HugeHeaders {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The last member read before them.
+        after: String,
+        /// The limit in bytes.
+        cap: u64,
+    },
     #[error("{}: more than {cap} links: not a checkpoint archive", path.display())]
-    TooManyLinks { path: PathBuf, cap: usize },
+    /// More links than `MAX_LINKS`.
+    TooManyLinks {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The limit.
+        cap: usize,
+    },
     #[error("{display}: {source}")]
-    Image { display: String, source: FormatError },
+    /// A cet image in the input is invalid.
+    Image {
+        /// The image, named as `FoundImage::display`.
+        display: String,
+        /// What is wrong with it.
+        source: FormatError,
+    },
 }
 
 impl InputError {

@@ -15,27 +15,34 @@ use criu_cet_format::{
 };
 use std::io::Write;
 
+/// What a capture looks for and how it writes the image.
 #[derive(Clone, Debug, Default)]
 pub struct CaptureOptions {
     /// An explicit bitmap address and where it came from (`--bitmap`, `CRIU_CET_BITMAP_ADDR`).
     pub bitmap_addr: Option<(u64, &'static str)>,
     /// Leave out legacy bits of code pages that no executable mapping covers.
     pub prune_stale: bool,
+    /// How the populated pages of the bitmap are found.
     pub scan: ScanMethod,
+    /// Layout choices for the image written.
     pub writer: WriterOptions,
 }
 
 /// What a capture found before writing anything.
 pub struct Capture {
+    /// The process captured.
     pub pid: u32,
+    /// The image's metadata: host, threads' CET state and the bitmap mapping.
     pub meta: Metadata,
     bitmap: Option<Vma>,
     /// Executable mappings' ranges, ascending: code whose legacy bits are live.
     exec: Vec<(u64, u64)>,
 }
 
+/// What a capture wrote and what it saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CaptureReport {
+    /// The image writer's totals.
     pub written: WriteSummary,
     /// Pages the scan reported populated (present or swapped).
     pub populated_pages: u64,
@@ -138,6 +145,7 @@ fn read_remote(pid: u32, batch: &[(u64, u64)], buf: &mut [u8]) -> Result<(), Eng
 }
 
 impl Capture {
+    /// The bitmap mapping found, if the process has one.
     pub fn bitmap(&self) -> Option<&Vma> {
         self.bitmap.as_ref()
     }

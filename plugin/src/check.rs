@@ -4,6 +4,7 @@ use crate::host::{user_limit, HostProfile};
 use criu_cet_format::{addr, BitmapMapping, Ibt, ImageSummary, Metadata, ShadowStack, UserCet};
 use serde::Serialize;
 
+/// How serious a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -13,9 +14,12 @@ pub enum Severity {
     Warning,
 }
 
+/// One reason an image cannot, or can only partly, be restored on a host.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// Whether it refuses the restore or only warns.
     pub severity: Severity,
+    /// What is wrong, with the range, both hosts' widths and the next step.
     pub message: String,
 }
 
@@ -32,8 +36,10 @@ impl std::fmt::Display for Finding {
 /// How strictly coverage narrower than the target's address space is judged.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Coverage {
+    /// A bitmap narrower than the target's address space is a warning (the default).
     #[default]
     Warn,
+    /// It is an error: the restore is refused.
     Strict,
 }
 
@@ -171,7 +177,9 @@ pub fn geometry_problem(b: &BitmapMapping) -> Option<String> {
 /// all-ones and data page becomes a private anonymous page, plus the page tables that map them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Commit {
+    /// All-ones pages the restore writes.
     pub ones_pages: u64,
+    /// Data pages the restore writes.
     pub data_pages: u64,
     /// Upper bound on page-table pages: one per 2 MiB the runs touch (pages/512, plus two for
     /// each run's ends), plus one upper-level page per 1 GiB of those.
@@ -179,6 +187,7 @@ pub struct Commit {
 }
 
 impl Commit {
+    /// The commitment of an image with these totals.
     pub fn of(summary: &ImageSummary) -> Commit {
         let pages = summary.ones_pages.saturating_add(summary.data_pages);
         let pte = (pages / 512).saturating_add(summary.runs.saturating_mul(2));
@@ -189,6 +198,7 @@ impl Commit {
         }
     }
 
+    /// All of it in bytes: every page counted, 4 KiB each.
     pub fn bytes(&self) -> u64 {
         self.ones_pages
             .saturating_add(self.data_pages)
@@ -212,6 +222,7 @@ impl std::fmt::Display for Commit {
     }
 }
 
+/// Whether any finding refuses the restore.
 pub fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.severity == Severity::Error)
 }

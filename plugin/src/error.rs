@@ -1,3 +1,5 @@
+//! The engine's error type: what went wrong, with the process, range and next step to take.
+
 use criu_cet_format::FormatError;
 use nix::errno::Errno;
 use std::path::PathBuf;
@@ -7,79 +9,214 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("process {pid} does not exist (it may have exited)")]
-    NoProcess { pid: u32 },
+    /// The process is gone (ESRCH or ENOENT).
+    NoProcess {
+        /// The process.
+        pid: u32,
+    },
     #[error(
         "process {pid} is exiting (every thread has ended or is ending); nothing was written: \
          checkpoint a process that is running"
     )]
-    Exiting { pid: u32 },
+    /// Every thread of the process has ended or is ending.
+    Exiting {
+        /// The process.
+        pid: u32,
+    },
     #[error(
         "no permission to {action} process {pid} ({errno}): run as root, or as its owner with \
          ptrace allowed (kernel.yama.ptrace_scope)"
     )]
-    Permission { pid: u32, action: &'static str, errno: Errno },
+    /// EPERM or EACCES on the process.
+    Permission {
+        /// The process.
+        pid: u32,
+        /// What was not allowed, as a verb: "trace", "read the memory of".
+        action: &'static str,
+        /// The errno.
+        errno: Errno,
+    },
     #[error("process {pid}: {action} failed: {errno}{hint}")]
-    Sys { pid: u32, action: String, errno: Errno, hint: &'static str },
+    /// Any other failing system call on the process.
+    Sys {
+        /// The process.
+        pid: u32,
+        /// What failed, e.g. "PAGEMAP_SCAN".
+        action: String,
+        /// The errno.
+        errno: Errno,
+        /// More about the cause, starting with a space; often empty.
+        hint: &'static str,
+    },
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    /// A file could not be read or written.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
     #[error(
         "process {pid} has several IBT legacy bitmap candidates: {}; pass --bitmap ADDR \
          (or CRIU_CET_BITMAP_ADDR) to choose one",
         candidates.join(", ")
     )]
-    AmbiguousBitmap { pid: u32, candidates: Vec<String> },
+    /// More than one mapping could be the bitmap and nothing says which.
+    AmbiguousBitmap {
+        /// The process.
+        pid: u32,
+        /// Each candidate mapping, described.
+        candidates: Vec<String>,
+    },
     #[error(
         "process {pid} has no mapping that starts at the bitmap address {addr:#x} given by {source_name}"
     )]
-    BitmapNotMapped { pid: u32, addr: u64, source_name: &'static str },
+    /// No mapping starts at the bitmap address the caller gave.
+    BitmapNotMapped {
+        /// The process.
+        pid: u32,
+        /// The address given.
+        addr: u64,
+        /// Where it came from: `--bitmap` or `CRIU_CET_BITMAP_ADDR`.
+        source_name: &'static str,
+    },
     #[error(
         "process {pid}: the mapping {mapping} given by {source_name} is not an IBT legacy bitmap \
          ({length:#x} bytes; a bitmap is {shape}); nothing was written: give the bitmap's start \
          address",
         shape = crate::check::BITMAP_SHAPE
     )]
-    NotABitmap { pid: u32, source_name: &'static str, mapping: String, length: u64 },
+    /// The mapping at the address the caller gave cannot be a bitmap.
+    NotABitmap {
+        /// The process.
+        pid: u32,
+        /// Where the address came from: `--bitmap` or `CRIU_CET_BITMAP_ADDR`.
+        source_name: &'static str,
+        /// The mapping, described.
+        mapping: String,
+        /// Its length in bytes.
+        length: u64,
+    },
     #[error("process {pid} is criu-cet itself: a process cannot trace itself; name another pid")]
-    OwnProcess { pid: u32 },
+    /// The process named is criu-cet itself.
+    OwnProcess {
+        /// Its pid.
+        pid: u32,
+    },
     #[error(
         "process {pid} ({comm}) is a kernel thread: it has no user memory, bitmap or CET state to \
          checkpoint or restore"
     )]
-    KernelThread { pid: u32, comm: String },
+    /// The process named is a kernel thread.
+    KernelThread {
+        /// The process.
+        pid: u32,
+        /// Its `comm`.
+        comm: String,
+    },
     #[error(
         "process {pid}: thread {tid} is already traced by process {tracer} ({tracer_comm}); a \
          thread has one tracer at a time: wait until it lets go (strace, gdb, CRIU or another \
          criu-cet), or stop that one"
     )]
-    AlreadyTraced { pid: u32, tid: u32, tracer: u32, tracer_comm: String },
+    /// A thread already has another tracer.
+    AlreadyTraced {
+        /// The process.
+        pid: u32,
+        /// The thread.
+        tid: u32,
+        /// The tracer's pid.
+        tracer: u32,
+        /// The tracer's `comm`.
+        tracer_comm: String,
+    },
     #[error(
         "the bitmap {start:#x}-{end:#x} of process {pid} changed during capture ({what}); \
          nothing was written: take the checkpoint again"
     )]
-    BitmapChanged { pid: u32, start: u64, end: u64, what: String },
+    /// The bitmap mapping moved or vanished while it was being read.
+    BitmapChanged {
+        /// The process.
+        pid: u32,
+        /// The bitmap's start address.
+        start: u64,
+        /// Its end address (exclusive).
+        end: u64,
+        /// What was seen.
+        what: String,
+    },
     #[error("{}: {source}", file.display())]
-    Image { file: PathBuf, source: FormatError },
+    /// An image is invalid, or could not be written.
+    Image {
+        /// The image file (`<image>` until `in_file` names it).
+        file: PathBuf,
+        /// What is wrong.
+        source: FormatError,
+    },
     #[error("{}", findings.join("\n"))]
-    Refused { findings: Vec<String> },
+    /// The engine refuses to go on; nothing was changed.
+    Refused {
+        /// Every reason, one line each.
+        findings: Vec<String>,
+    },
     #[error(
         "process {pid}: the bitmap range {start:#x}-{end:#x} is occupied by {by}; that is not a \
          bitmap (a bitmap is {shape}); nothing was changed: restore into a process where the range \
          is free or holds the bitmap mapping",
         shape = crate::check::BITMAP_SHAPE
     )]
-    RangeOccupied { pid: u32, start: u64, end: u64, by: String },
+    /// Something other than the bitmap occupies the bitmap's range in the target.
+    RangeOccupied {
+        /// The process.
+        pid: u32,
+        /// The bitmap's start address.
+        start: u64,
+        /// Its end address (exclusive).
+        end: u64,
+        /// The mappings there, described.
+        by: String,
+    },
     #[error(
         "process {pid}: restoring needs {need} bytes but the process can get only {have}: {detail}; \
          nothing was changed: free memory or raise the limit, or check the image (criu-cet check)"
     )]
-    NoMemory { pid: u32, need: u64, have: u64, detail: String },
+    /// The target cannot commit the memory the restore needs.
+    NoMemory {
+        /// The process.
+        pid: u32,
+        /// Bytes the restore commits.
+        need: u64,
+        /// Bytes the process can get.
+        have: u64,
+        /// The commitment and the limits in words.
+        detail: String,
+    },
     #[error("process {pid}: stopped by {signal} {step}")]
-    Interrupted { pid: u32, signal: String, step: &'static str },
+    /// SIGINT or SIGTERM reached the CLI; it stopped between steps.
+    Interrupted {
+        /// The process.
+        pid: u32,
+        /// The signal's name.
+        signal: String,
+        /// Where it stopped and what that left behind.
+        step: &'static str,
+    },
     #[error(
         "process {pid}: bitmap page at {addr:#x} reads back {actual} after restore, expected \
          {expected}"
     )]
-    Verify { pid: u32, addr: u64, expected: String, actual: String },
+    /// The restored bitmap does not read back as the image holds (one page, or the count of
+    /// populated pages).
+    Verify {
+        /// The process.
+        pid: u32,
+        /// The page's address; the bitmap's start when the count is wrong.
+        addr: u64,
+        /// What the image holds.
+        expected: String,
+        /// What reads back.
+        actual: String,
+    },
     /// A directory or checkpoint archive that cannot be read (see `archive`).
     #[error(transparent)]
     Input(#[from] crate::archive::InputError),

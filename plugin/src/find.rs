@@ -70,6 +70,8 @@ pub fn could_be_bitmap(v: &Vma) -> bool {
     anonymous && v.private && !v.exec && v.len().is_power_of_two() && v.len() <= 1 << 42
 }
 
+/// Whether a mapping has a bitmap's fingerprint (`FoundBy::Fingerprint`): private anonymous,
+/// read-write, not executable, NORESERVE and DONTDUMP, exactly 2^(N-15) bytes for N in 47..=57.
 pub fn is_fingerprint(v: &Vma) -> bool {
     let bits_ok = (47..=57).any(|n| addr::bitmap_length_for_bits(n) == Some(v.len()));
     v.backing == Backing::Anonymous

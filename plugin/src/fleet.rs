@@ -18,12 +18,15 @@ pub struct Target {
     pub label: String,
     /// The profile file, unless the host was probed.
     pub profile_file: Option<PathBuf>,
+    /// The host's profile.
     pub profile: HostProfile,
 }
 
 /// The hosts of a `--target` argument: none (this host), a profile file, or a directory.
 #[derive(Clone, Debug)]
 pub struct Targets {
+    /// Every host to check against: this host, the one profile, or the directory's profiles
+    /// sorted by file name.
     pub hosts: Vec<Target>,
     /// `--target` named a directory: a fleet, reported as a table.
     pub fleet: bool,
@@ -93,8 +96,11 @@ pub fn targets(target: Option<&Path>) -> Result<Targets, EngineError> {
 /// One host's verdict on one image.
 #[derive(Clone, Debug, Serialize)]
 pub struct HostVerdict {
+    /// The host's name (`Target::host`).
     pub host: String,
+    /// No finding is an error.
     pub can_restore: bool,
+    /// Every finding for this image on this host.
     pub findings: Vec<Finding>,
 }
 
@@ -143,10 +149,13 @@ pub fn judge(
 /// One host's verdict on the whole checkpoint.
 #[derive(Clone, Debug, Serialize)]
 pub struct HostTally {
+    /// The host's name (`Target::host`).
     pub host: String,
+    /// The profile file, unless the host was probed.
     pub profile: Option<PathBuf>,
     /// It can take every image seen.
     pub can_take_all: bool,
+    /// Images checked.
     pub images: u64,
     /// Images it cannot take.
     pub refused: u64,
@@ -159,6 +168,7 @@ pub struct HostTally {
 pub struct Tallies(pub Vec<HostTally>);
 
 impl Tallies {
+    /// A clean tally for each target: nothing seen yet.
     pub fn new(targets: &[Target]) -> Tallies {
         Tallies(
             targets

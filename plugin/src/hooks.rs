@@ -41,6 +41,7 @@ pub struct Fault {
 
 #[cfg(feature = "test-hooks")]
 impl Fault {
+    /// The fault `CRIU_CET_FAULT_AFTER_BYTES` and `CRIU_CET_FAULT_MODE` ask for; none when unset.
     pub fn from_env() -> Fault {
         Fault {
             left: std::env::var(FAULT_ENV).ok().and_then(|v| v.parse().ok()),
@@ -64,6 +65,7 @@ impl Fault {
         }
     }
 
+    /// Counts `n` bytes written against the budget.
     pub fn wrote(&mut self, n: usize) {
         if let Some(left) = &mut self.left {
             *left -= n as u64;

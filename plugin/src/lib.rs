@@ -5,6 +5,8 @@
 //!
 //! `unsafe` lives in `sys` (kernel interfaces) only.
 
+#![warn(missing_docs)]
+
 pub mod archive;
 pub mod capture;
 pub mod cet;

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 /// What a mapping is backed by.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Backing {
+    /// No file and no name.
     Anonymous,
+    /// A file, by the path smaps shows.
     File(PathBuf),
     /// A kernel-named or pseudo mapping: `[heap]`, `[vdso]`, `[ibt_bitmap]`, `[anon:NAME]`, ...
     Named(String),
@@ -18,12 +20,19 @@ pub enum Backing {
 /// One line of /proc/PID/smaps with what the engine needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vma {
+    /// Start address, page aligned.
     pub start: u64,
+    /// End address (exclusive), page aligned.
     pub end: u64,
+    /// Readable (`r`).
     pub read: bool,
+    /// Writable (`w`).
     pub write: bool,
+    /// Executable (`x`).
     pub exec: bool,
+    /// Private (`p`), not shared (`s`).
     pub private: bool,
+    /// What the mapping is backed by.
     pub backing: Backing,
     /// smaps VmFlags `nr`: MAP_NORESERVE.
     pub noreserve: bool,
@@ -32,18 +41,22 @@ pub struct Vma {
 }
 
 impl Vma {
+    /// Length in bytes.
     pub fn len(&self) -> u64 {
         self.end - self.start
     }
 
+    /// Whether the mapping spans no byte.
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }
 
+    /// PROT_* bits: 1 read, 2 write, 4 exec.
     pub fn prot(&self) -> u32 {
         u32::from(self.read) | u32::from(self.write) << 1 | u32::from(self.exec) << 2
     }
 
+    /// The mapping as messages show it: `START-END rwxp BACKING`.
     pub fn describe(&self) -> String {
         let perms = format!(
             "{}{}{}{}",
@@ -60,6 +73,7 @@ impl Vma {
         format!("{:#x}-{:#x} {perms} {what}", self.start, self.end)
     }
 
+    /// Whether the mapping shares a byte with `[start, end)`.
     pub fn overlaps(&self, start: u64, end: u64) -> bool {
         self.start < end && start < self.end
     }
@@ -124,6 +138,7 @@ pub fn mm_path(pid: u32, file: &str) -> String {
     }
 }
 
+/// Every mapping of process `pid`, from its smaps (through a live thread, see `mm_path`).
 pub fn read_smaps(pid: u32) -> std::io::Result<Vec<Vma>> {
     let text = std::fs::read(mm_path(pid, "smaps"))?;
     parse_smaps(&text).map_err(std::io::Error::other)
@@ -165,12 +180,14 @@ pub fn thread_is_exiting(pid: u32, tid: u32) -> bool {
 /// is in a memory cgroup with a limit, that cgroup's (or an ancestor's) limit minus its usage.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Headroom {
+    /// /proc/meminfo MemAvailable, in bytes.
     pub mem_available: u64,
     /// The tightest limit on the way to the root: (cgroup directory, limit, usage).
     pub cgroup: Option<(PathBuf, u64, u64)>,
 }
 
 impl Headroom {
+    /// The smaller of the two, in bytes.
     pub fn bytes(&self) -> u64 {
         let cg = self.cgroup.as_ref().map_or(u64::MAX, |(_, limit, usage)| limit.saturating_sub(*usage));
         self.mem_available.min(cg)
@@ -312,12 +329,18 @@ pub fn comm(pid: u32) -> std::io::Result<String> {
 /// CPU facts from /proc/cpuinfo text: virtual address bits and the flags that matter here.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CpuFacts {
+    /// Virtual address bits ("address sizes: ... bits virtual").
     pub virtual_bits: u8,
+    /// CPU flag `la57`: 5-level paging supported.
     pub la57: bool,
+    /// CPU flag `user_shstk`.
     pub user_shstk: bool,
+    /// CPU flag `ibt`.
     pub ibt: bool,
 }
 
+/// Reads `CpuFacts` from the first processor's block of /proc/cpuinfo text; missing facts stay
+/// 0 or false.
 pub fn parse_cpuinfo(text: &str) -> CpuFacts {
     let mut facts = CpuFacts::default();
     // The first processor's block describes them all on the machines this targets.

@@ -17,11 +17,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek};
 use std::os::unix::fs::FileExt;
 
+/// What a restore did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RestoreReport {
     /// The mapping was absent and was created.
     pub created_mapping: bool,
+    /// All-ones pages written.
     pub ones_pages: u64,
+    /// Data pages written.
     pub data_pages: u64,
     /// Pages of the mapping that held non-zero data the image does not have, now zero.
     pub cleared_pages: u64,

@@ -10,8 +10,9 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-/// Regset notes (shared/FACTS.md sections 1 and 2).
+/// Regset note of a thread's IBT state, IA32_U_CET (shared/FACTS.md section 1).
 pub const NT_X86_CET: u32 = 0x203;
+/// Regset note of a thread's shadow-stack pointer (shared/FACTS.md section 2).
 pub const NT_X86_SHSTK: u32 = 0x204;
 
 /// Reads a register set of a ptrace-stopped thread into `buf`; returns the bytes filled.
@@ -42,14 +43,21 @@ pub fn set_regset(tid: Pid, note: u32, buf: &[u8]) -> Result<(), Errno> {
 /// One region PAGEMAP_SCAN reported: `[start, end)` with category bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageRegion {
+    /// Start address, page aligned.
     pub start: u64,
+    /// End address (exclusive), page aligned.
     pub end: u64,
+    /// The `PAGE_IS_*` bits (of those the scan asked for) that the region's pages share.
     pub categories: u64,
 }
 
+/// PAGEMAP_SCAN category: the page is in memory.
 pub const PAGE_IS_PRESENT: u64 = 1 << 3;
+/// PAGEMAP_SCAN category: the page is in swap.
 pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
+/// PAGEMAP_SCAN category: the page is the shared zero page.
 pub const PAGE_IS_PFNZERO: u64 = 1 << 5;
+/// PAGEMAP_SCAN category: the page is file-backed.
 pub const PAGE_IS_FILE: u64 = 1 << 2;
 
 #[repr(C)]

@@ -22,13 +22,17 @@ pub enum Tracing {
 
 /// Every thread of a process, stopped under ptrace for as long as this lives.
 pub struct Stopped {
+    /// The process.
     pub pid: u32,
+    /// Every thread held stopped, from /proc/PID/task.
     pub tids: Vec<u32>,
     /// Threads we attached (and detach on drop), with a signal to hand back on detach.
     attached: Vec<(u32, Option<Signal>)>,
 }
 
 impl Stopped {
+    /// Holds every thread of `pid` stopped: seizes and interrupts them, or, with
+    /// `Tracing::AlreadyTracer`, lists the threads the caller already holds.
     pub fn new(pid: u32, tracing: Tracing) -> Result<Stopped, EngineError> {
         let list =
             |pid| proc::tasks(pid).map_err(|e| EngineError::proc_io(pid, format!("/proc/{pid}/task"), e));

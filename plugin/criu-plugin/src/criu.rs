@@ -9,9 +9,13 @@ use std::path::PathBuf;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Level {
+    /// LOG_ERROR: always shown.
     Error = 1,
+    /// LOG_WARN.
     Warn = 2,
+    /// LOG_INFO: shown from `-v3` on.
     Info = 3,
+    /// LOG_DEBUG: shown with `-v4`.
     Debug = 4,
 }
 

@@ -17,6 +17,8 @@
 //!   checked. CRIU ignores this hook's result, so on failure the task is killed (or, with
 //!   CRIU_CET_ON_ERROR=warn, left running).
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod criu;
 pub mod ffi;

@@ -21,7 +21,9 @@ const MAX_FILE: u64 = 64 << 20;
 /// A task of the tree: its pid and its threads' ids, in the dumped tree's pid namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Task {
+    /// The task's pid.
     pub pid: u32,
+    /// Its threads' ids, as pstree.img lists them.
     pub threads: Vec<u32>,
 }
 
