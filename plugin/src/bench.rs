@@ -4,7 +4,7 @@
 
 use crate::fixture::{self, field, Fixture};
 use criu_cet::capture::{self, CaptureOptions};
-use criu_cet::check::{self, Coverage};
+use criu_cet::check::{self, CoveragePolicy};
 use criu_cet::host;
 use criu_cet::scan::{self, ScanMethod};
 use criu_cet::trace::{Stopped, Tracing};
@@ -412,7 +412,7 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
     let check_time = |path: &Path| {
         timed(runs, || {
             let r = image::open(path)?;
-            Ok(check::check("bench.cet", r.metadata(), r.summary(), &profile, "target", Coverage::Warn))
+            Ok(check::check("bench.cet", r.metadata(), r.summary(), &profile, "target", CoveragePolicy::Warn))
         })
         .map(|(t, _)| t)
     };

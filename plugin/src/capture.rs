@@ -176,14 +176,14 @@ impl Capture {
                         let index = (at - v.start) / PAGE_SIZE + i as u64;
                         report.populated_pages += 1;
                         match live_mask(&self.exec, index, &mut mask) {
-                            Coverage::Full => {}
-                            Coverage::None => {
+                            LiveCode::Full => {}
+                            LiveCode::None => {
                                 report.stale_bits += popcount(page);
                                 if opts.prune_stale {
                                     page.fill(0);
                                 }
                             }
-                            Coverage::Partial => {
+                            LiveCode::Partial => {
                                 report.stale_bits += page
                                     .iter()
                                     .zip(&mask)
@@ -215,7 +215,9 @@ impl Capture {
     }
 }
 
-enum Coverage {
+/// How much of the code whose legacy bits one bitmap page holds (128 MiB of addresses) lies in
+/// executable mappings, i.e. is live.
+enum LiveCode {
     Full,
     None,
     Partial,
@@ -227,7 +229,7 @@ fn popcount(bytes: &[u8]) -> u64 {
 
 /// Which legacy bits of bitmap page `index` belong to code an executable mapping covers; fills
 /// `mask` (bit set = live) when coverage is partial.
-fn live_mask(exec: &[(u64, u64)], index: u64, mask: &mut [u8]) -> Coverage {
+fn live_mask(exec: &[(u64, u64)], index: u64, mask: &mut [u8]) -> LiveCode {
     let (lo, hi) = addr::code_range_of_bitmap_page(index);
     let first = exec.partition_point(|&(_, e)| e <= lo);
     let overlapping = exec[first..].iter().take_while(|&&(s, _)| s < hi);
@@ -243,11 +245,11 @@ fn live_mask(exec: &[(u64, u64)], index: u64, mask: &mut [u8]) -> Coverage {
         }
     }
     if !any {
-        Coverage::None
+        LiveCode::None
     } else if covered == PAGE_SIZE * 8 {
-        Coverage::Full
+        LiveCode::Full
     } else {
-        Coverage::Partial
+        LiveCode::Partial
     }
 }
 
@@ -269,13 +271,13 @@ mod tests {
     #[test]
     fn live_mask_marks_exactly_the_executable_code_pages() {
         let mut mask = vec![0u8; 4096];
-        assert!(matches!(live_mask(&[], 0, &mut mask), Coverage::None));
+        assert!(matches!(live_mask(&[], 0, &mut mask), LiveCode::None));
         // Code 0x400000-0x402000 (two pages: bits 0x400 and 0x401) in bitmap page 0.
-        assert!(matches!(live_mask(&[(0x40_0000, 0x40_2000)], 0, &mut mask), Coverage::Partial));
+        assert!(matches!(live_mask(&[(0x40_0000, 0x40_2000)], 0, &mut mask), LiveCode::Partial));
         assert_eq!(popcount(&mask), 2);
         assert_eq!(mask[0x400 / 8], 0b11);
         // Bitmap page 1 covers 128 MiB..256 MiB: untouched by that mapping.
-        assert!(matches!(live_mask(&[(0x40_0000, 0x40_2000)], 1, &mut mask), Coverage::None));
-        assert!(matches!(live_mask(&[(0, 1 << 28)], 1, &mut mask), Coverage::Full));
+        assert!(matches!(live_mask(&[(0x40_0000, 0x40_2000)], 1, &mut mask), LiveCode::None));
+        assert!(matches!(live_mask(&[(0, 1 << 28)], 1, &mut mask), LiveCode::Full));
     }
 }

@@ -33,9 +33,10 @@ impl std::fmt::Display for Finding {
     }
 }
 
-/// How strictly coverage narrower than the target's address space is judged.
+/// How strictly coverage narrower than the target's address space is judged
+/// (`--strict-coverage`, `CRIU_CET_COVERAGE`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Coverage {
+pub enum CoveragePolicy {
     /// A bitmap narrower than the target's address space is a warning (the default).
     #[default]
     Warn,
@@ -50,7 +51,7 @@ pub fn check(
     summary: &ImageSummary,
     target: &HostProfile,
     target_name: &str,
-    coverage: Coverage,
+    coverage: CoveragePolicy,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut push = |severity, message| out.push(Finding { severity, message });
@@ -90,7 +91,8 @@ pub fn check(
         }
         let cov = b.coverage_bits();
         if cov < bits {
-            let severity = if coverage == Coverage::Strict { Severity::Error } else { Severity::Warning };
+            let severity =
+                if coverage == CoveragePolicy::Strict { Severity::Error } else { Severity::Warning };
             push(
                 severity,
                 format!(

@@ -3,7 +3,7 @@
 use crate::fixture::{field, Fixture};
 use crate::show;
 use criu_cet::capture::CaptureOptions;
-use criu_cet::check::{self, Coverage};
+use criu_cet::check::{self, CoveragePolicy};
 use criu_cet::host::{self, HostProfile};
 use criu_cet::{image, EngineError};
 use criu_cet_format::CetSupport;
@@ -58,7 +58,8 @@ pub fn run() -> Result<ExitCode, EngineError> {
     let r = image::open(&img)?;
     let name = img.display().to_string();
     say!("\n4. check it against this host");
-    let here = check::check(&name, r.metadata(), r.summary(), &host::probe(), "this host", Coverage::Warn);
+    let here =
+        check::check(&name, r.metadata(), r.summary(), &host::probe(), "this host", CoveragePolicy::Warn);
     here.iter().for_each(|f| say!("   {f}"));
     say!("   -> {}", if check::has_errors(&here) { "refused" } else { "restorable here" });
 
@@ -69,7 +70,7 @@ pub fn run() -> Result<ExitCode, EngineError> {
         r.summary(),
         &five_level_example(),
         "the 5-level example host",
-        Coverage::Strict,
+        CoveragePolicy::Strict,
     );
     there.iter().for_each(|f| say!("   {f}"));
     say!("   -> {}", if check::has_errors(&there) { "refused, as it should be" } else { "accepted" });

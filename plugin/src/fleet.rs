@@ -2,7 +2,7 @@
 //! fleet (a directory of `criu-cet host --json` outputs), with one verdict per host and image
 //! and one per host for the whole checkpoint. The judging itself is `check::check`.
 
-use crate::check::{self, Coverage, Finding, Severity};
+use crate::check::{self, CoveragePolicy, Finding, Severity};
 use crate::error::EngineError;
 use crate::host::{self, HostProfile};
 use criu_cet_format::{ImageSummary, Metadata};
@@ -133,7 +133,7 @@ pub fn judge(
     meta: &Metadata,
     summary: &ImageSummary,
     targets: &[Target],
-    coverage: Coverage,
+    coverage: CoveragePolicy,
 ) -> Vec<HostVerdict> {
     let named = file_name.map(|f| name_findings(image, f, meta)).unwrap_or_default();
     targets

@@ -5,7 +5,7 @@
 
 use crate::show;
 use criu_cet::archive::{self, FoundImage, ImageVisitor, InputKind, Listing};
-use criu_cet::check::Coverage;
+use criu_cet::check::CoveragePolicy;
 use criu_cet::fleet::{self, HostTally, HostVerdict, Tallies, Targets};
 use criu_cet::EngineError;
 use criu_cet_format::{ImageDoc, ImageReader};
@@ -156,7 +156,7 @@ struct Tail<'a> {
 
 struct Check<'a> {
     targets: &'a Targets,
-    coverage: Coverage,
+    coverage: CoveragePolicy,
     json: bool,
     tallies: Tallies,
     /// Images some host refused (for the one-host summary line).
@@ -242,7 +242,7 @@ pub fn check(
 ) -> Result<ExitCode, EngineError> {
     // Profiles first: a bad one is reported before the checkpoint is read.
     let targets = fleet::targets(target)?;
-    let coverage = if strict_coverage { Coverage::Strict } else { Coverage::Warn };
+    let coverage = if strict_coverage { CoveragePolicy::Strict } else { CoveragePolicy::Warn };
     let mut c = Check {
         targets: &targets,
         coverage,

@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 use criu_cet::capture::{self, CaptureOptions};
-use criu_cet::check::{self, Coverage};
+use criu_cet::check::{self, CoveragePolicy};
 use criu_cet::host;
 use criu_cet::trace::{Stopped, Tracing};
 use criu_cet::{image, restore, EngineError};
@@ -225,7 +225,7 @@ pub fn restore_file(pid: u32, file: &Path) -> Result<restore::RestoreReport, Eng
         r.summary(),
         &host::probe(),
         "this host",
-        Coverage::Warn,
+        CoveragePolicy::Warn,
     );
     if check::has_errors(&findings) {
         let mut lines: Vec<String> = findings.iter().map(|f| f.to_string()).collect();

@@ -327,7 +327,7 @@ fn the_check_fuzz_corpus_replays_without_a_panic() {
         let Ok(r) = criu_cet_format::ImageReader::open(std::io::Cursor::new(image)) else { continue };
         let mut target = criu_cet::host::four_level_example();
         target.user_address_bits = 40 + bits % 18;
-        for c in [criu_cet::check::Coverage::Warn, criu_cet::check::Coverage::Strict] {
+        for c in [criu_cet::check::CoveragePolicy::Warn, criu_cet::check::CoveragePolicy::Strict] {
             let _ = criu_cet::check::check("f", r.metadata(), r.summary(), &target, "t", c);
         }
         n += 1;

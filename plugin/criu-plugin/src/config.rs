@@ -1,6 +1,6 @@
 //! The plugin's settings, from CRIU's environment (docs/PLUGIN.md lists them with defaults).
 
-use criu_cet::check::Coverage;
+use criu_cet::check::CoveragePolicy;
 
 /// The bitmap's start address, when it cannot be found otherwise.
 pub const ENV_BITMAP_ADDR: &str = "CRIU_CET_BITMAP_ADDR";
@@ -26,7 +26,7 @@ pub struct Config {
     /// [`ENV_ON_ERROR`].
     pub on_error: OnError,
     /// [`ENV_COVERAGE`].
-    pub coverage: Coverage,
+    pub coverage: CoveragePolicy,
 }
 
 impl Config {
@@ -49,8 +49,8 @@ impl Config {
             Some(v) => return Err(format!("{ENV_ON_ERROR}={v:?}: expected \"kill\" (default) or \"warn\"")),
         };
         let coverage = match var(ENV_COVERAGE).as_deref() {
-            None | Some("warn") => Coverage::Warn,
-            Some("strict") => Coverage::Strict,
+            None | Some("warn") => CoveragePolicy::Warn,
+            Some("strict") => CoveragePolicy::Strict,
             Some(v) => {
                 return Err(format!("{ENV_COVERAGE}={v:?}: expected \"warn\" (default) or \"strict\""))
             }
@@ -72,13 +72,13 @@ mod tests {
     #[test]
     fn defaults_and_every_value() {
         let c = with(&[]).unwrap();
-        assert_eq!((c.bitmap_addr, c.on_error, c.coverage), (None, OnError::Kill, Coverage::Warn));
+        assert_eq!((c.bitmap_addr, c.on_error, c.coverage), (None, OnError::Kill, CoveragePolicy::Warn));
         let c =
             with(&[(ENV_BITMAP_ADDR, "0x7f0000000000"), (ENV_ON_ERROR, "warn"), (ENV_COVERAGE, "strict")])
                 .unwrap();
         assert_eq!(
             (c.bitmap_addr, c.on_error, c.coverage),
-            (Some(0x7f00_0000_0000), OnError::Warn, Coverage::Strict)
+            (Some(0x7f00_0000_0000), OnError::Warn, CoveragePolicy::Strict)
         );
         assert!(with(&[(ENV_ON_ERROR, "ignore")]).unwrap_err().contains("CRIU_CET_ON_ERROR=\"ignore\""));
         assert!(with(&[(ENV_COVERAGE, "x")]).unwrap_err().contains("CRIU_CET_COVERAGE"));
