@@ -65,7 +65,7 @@ fn raw_read(pid: u32, start: u64, end: u64) -> Result<u64, EngineError> {
     let mem = File::open(format!("/proc/{pid}/mem")).map_err(|e| EngineError::proc_io(pid, "mem", e))?;
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0;
-    for (s, e) in scan::populated(pid, start, end, ScanMethod::Auto)? {
+    for std::ops::Range { start: s, end: e } in scan::populated(pid, start, end, ScanMethod::Auto)? {
         let mut at = s;
         while at < e {
             let len = (e - at).min(buf.len() as u64) as usize;

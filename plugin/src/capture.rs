@@ -14,6 +14,7 @@ use criu_cet_format::{
     WriterOptions,
 };
 use std::io::Write;
+use std::ops::Range;
 
 /// What a capture looks for and how it writes the image.
 #[derive(Clone, Debug, Default)]
@@ -36,7 +37,7 @@ pub struct Capture {
     pub meta: Metadata,
     bitmap: Option<Vma>,
     /// Executable mappings' ranges, ascending: code whose legacy bits are live.
-    exec: Vec<(u64, u64)>,
+    exec: Vec<Range<u64>>,
 }
 
 /// What a capture wrote and what it saw.
@@ -74,7 +75,7 @@ pub fn prepare(stopped: &Stopped, host: &HostProfile, opts: &CaptureOptions) -> 
         pid,
         meta: Metadata { host: host.clone(), process: ProcessInfo { pid, comm, threads }, bitmap, namespace },
         bitmap: found.map(|(v, _)| v),
-        exec: vmas.iter().filter(|v| v.exec).map(|v| (v.start, v.end)).collect(),
+        exec: vmas.iter().filter(|v| v.exec).map(|v| v.start..v.end).collect(),
     })
 }
 
@@ -100,12 +101,19 @@ const READ_CHUNK: u64 = 1 << 20;
 /// Most regions in one process_vm_readv (the kernel's IOV_MAX).
 const MAX_IOVECS: usize = 1024;
 
-/// Cuts populated regions into batches of at most `max_bytes` and `max_pieces` pieces, each a
-/// list of (address, length) in ascending order: one system call reads a batch.
-fn batches(regions: &[(u64, u64)], max_bytes: u64, max_pieces: usize) -> Vec<Vec<(u64, u64)>> {
+/// A piece of the target's memory that one read takes: `len` bytes from `addr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Piece {
+    addr: u64,
+    len: u64,
+}
+
+/// Cuts populated regions into batches of at most `max_bytes` and `max_pieces` pieces, each in
+/// ascending order: one system call reads a batch.
+fn batches(regions: &[Range<u64>], max_bytes: u64, max_pieces: usize) -> Vec<Vec<Piece>> {
     let mut out = vec![Vec::new()];
     let mut size = 0;
-    for &(start, end) in regions {
+    for &Range { start, end } in regions {
         let mut at = start;
         while at < end {
             let cur = out.last_mut().expect("never empty");
@@ -115,7 +123,7 @@ fn batches(regions: &[(u64, u64)], max_bytes: u64, max_pieces: usize) -> Vec<Vec
                 continue;
             }
             let n = (end - at).min(max_bytes - size);
-            cur.push((at, n));
+            cur.push(Piece { addr: at, len: n });
             size += n;
             at += n;
         }
@@ -125,10 +133,10 @@ fn batches(regions: &[(u64, u64)], max_bytes: u64, max_pieces: usize) -> Vec<Vec
 }
 
 /// Reads the pieces of `batch` from process `pid` into `buf`, back to back, in one call.
-fn read_remote(pid: u32, batch: &[(u64, u64)], buf: &mut [u8]) -> Result<(), EngineError> {
+fn read_remote(pid: u32, batch: &[Piece], buf: &mut [u8]) -> Result<(), EngineError> {
     use nix::sys::uio::{process_vm_readv, RemoteIoVec};
     let remote: Vec<RemoteIoVec> =
-        batch.iter().map(|&(a, n)| RemoteIoVec { base: a as usize, len: n as usize }).collect();
+        batch.iter().map(|p| RemoteIoVec { base: p.addr as usize, len: p.len as usize }).collect();
     let want = buf.len();
     let mut local = [std::io::IoSliceMut::new(buf)];
     let tid = proc::mm_tid(pid);
@@ -158,22 +166,22 @@ impl Capture {
         let mut report = CaptureReport { pruned: opts.prune_stale, ..Default::default() };
         if let Some(v) = &self.bitmap {
             let regions = scan::populated(pid, v.start, v.end, opts.scan)?;
-            let total: u64 = regions.iter().map(|(s, e)| e - s).sum();
+            let total: u64 = regions.iter().map(|r| r.end - r.start).sum();
             let mut buf = vec![0u8; READ_CHUNK.min(total) as usize];
             let mut mask = vec![0u8; PAGE_SIZE as usize];
             for batch in batches(&regions, READ_CHUNK, MAX_IOVECS) {
                 crate::error::check_interrupt(pid, "while reading the bitmap; no image was written")?;
-                let len = batch.iter().map(|(_, n)| n).sum::<u64>() as usize;
+                let len = batch.iter().map(|p| p.len).sum::<u64>() as usize;
                 read_remote(pid, &batch, &mut buf[..len]).map_err(|e| match e {
                     EngineError::Sys { errno, .. } if errno == nix::errno::Errno::EFAULT => {
-                        self.changed(v, format!("reading {:#x}+{len:#x} failed: {errno}", batch[0].0))
+                        self.changed(v, format!("reading {:#x}+{len:#x} failed: {errno}", batch[0].addr))
                     }
                     e => e,
                 })?;
                 let mut pages = buf[..len].chunks_exact_mut(PAGE_SIZE as usize);
-                for &(at, n) in &batch {
-                    for (i, page) in pages.by_ref().take((n / PAGE_SIZE) as usize).enumerate() {
-                        let index = (at - v.start) / PAGE_SIZE + i as u64;
+                for piece in &batch {
+                    for (i, page) in pages.by_ref().take((piece.len / PAGE_SIZE) as usize).enumerate() {
+                        let index = (piece.addr - v.start) / PAGE_SIZE + i as u64;
                         report.populated_pages += 1;
                         match live_mask(&self.exec, index, &mut mask) {
                             LiveCode::Full => {}
@@ -229,14 +237,14 @@ fn popcount(bytes: &[u8]) -> u64 {
 
 /// Which legacy bits of bitmap page `index` belong to code an executable mapping covers; fills
 /// `mask` (bit set = live) when coverage is partial.
-fn live_mask(exec: &[(u64, u64)], index: u64, mask: &mut [u8]) -> LiveCode {
+fn live_mask(exec: &[Range<u64>], index: u64, mask: &mut [u8]) -> LiveCode {
     let (lo, hi) = addr::code_range_of_bitmap_page(index);
-    let first = exec.partition_point(|&(_, e)| e <= lo);
-    let overlapping = exec[first..].iter().take_while(|&&(s, _)| s < hi);
+    let first = exec.partition_point(|r| r.end <= lo);
+    let overlapping = exec[first..].iter().take_while(|r| r.start < hi);
     let mut any = false;
     mask.fill(0);
     let mut covered = 0u64;
-    for &(s, e) in overlapping {
+    for &Range { start: s, end: e } in overlapping {
         any = true;
         let (from, to) = ((s.max(lo) - lo) >> 12, (e.min(hi) - lo) >> 12);
         covered += to - from;
@@ -259,25 +267,31 @@ mod tests {
 
     #[test]
     fn batches_respect_both_limits_and_keep_order() {
-        let regions = [(0x1000, 0x3000), (0x10000, 0x11000), (0x20000, 0x25000)];
+        let regions = [0x1000..0x3000, 0x10000..0x11000, 0x20000..0x25000];
         let b = batches(&regions, 0x4000, 2);
+        let p = |addr, len| Piece { addr, len };
         assert_eq!(
             b,
-            vec![vec![(0x1000, 0x2000), (0x10000, 0x1000)], vec![(0x20000, 0x4000)], vec![(0x24000, 0x1000)]]
+            vec![
+                vec![p(0x1000, 0x2000), p(0x10000, 0x1000)],
+                vec![p(0x20000, 0x4000)],
+                vec![p(0x24000, 0x1000)]
+            ]
         );
         assert!(batches(&[], 0x4000, 2).is_empty());
     }
 
     #[test]
+    #[allow(clippy::single_range_in_vec_init)] // a list of one executable range, meant as such
     fn live_mask_marks_exactly_the_executable_code_pages() {
         let mut mask = vec![0u8; 4096];
         assert!(matches!(live_mask(&[], 0, &mut mask), LiveCode::None));
         // Code 0x400000-0x402000 (two pages: bits 0x400 and 0x401) in bitmap page 0.
-        assert!(matches!(live_mask(&[(0x40_0000, 0x40_2000)], 0, &mut mask), LiveCode::Partial));
+        assert!(matches!(live_mask(&[0x40_0000..0x40_2000], 0, &mut mask), LiveCode::Partial));
         assert_eq!(popcount(&mask), 2);
         assert_eq!(mask[0x400 / 8], 0b11);
         // Bitmap page 1 covers 128 MiB..256 MiB: untouched by that mapping.
-        assert!(matches!(live_mask(&[(0x40_0000, 0x40_2000)], 1, &mut mask), LiveCode::None));
-        assert!(matches!(live_mask(&[(0, 1 << 28)], 1, &mut mask), LiveCode::Full));
+        assert!(matches!(live_mask(&[0x40_0000..0x40_2000], 1, &mut mask), LiveCode::None));
+        assert!(matches!(live_mask(&[0..1 << 28], 1, &mut mask), LiveCode::Full));
     }
 }

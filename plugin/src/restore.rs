@@ -160,7 +160,7 @@ fn clear_strays<R: Read + Seek>(win: &BitmapWindow, reader: &mut ImageReader<R>)
     let runs = reader.summary().runs;
     let mut i = 0;
     let mut run = if runs > 0 { Some(reader.run_at(0)?) } else { None };
-    for (start, end) in scan::populated(win.pid, win.start, win.end, ScanMethod::Auto)? {
+    for std::ops::Range { start, end } in scan::populated(win.pid, win.start, win.end, ScanMethod::Auto)? {
         check_interrupt(win.pid, PARTIAL)?;
         let (mut p, last) = ((start - win.start) / PAGE_SIZE, (end - win.start) / PAGE_SIZE);
         while p < last {

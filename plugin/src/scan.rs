@@ -6,6 +6,7 @@ use crate::error::EngineError;
 use crate::sys::{self, PageRegion};
 use nix::errno::Errno;
 use std::fs::File;
+use std::ops::Range;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 
@@ -21,9 +22,9 @@ pub enum ScanMethod {
 
 const REGIONS_PER_CALL: usize = 4096;
 
-/// Populated (present or swapped) page ranges of `[start, end)` in process `pid`, ascending and
-/// merged where adjacent.
-pub fn populated(pid: u32, start: u64, end: u64, method: ScanMethod) -> Result<Vec<(u64, u64)>, EngineError> {
+/// Populated (present or swapped) address ranges of `[start, end)` in process `pid`, page
+/// aligned, ascending and merged where adjacent.
+pub fn populated(pid: u32, start: u64, end: u64, method: ScanMethod) -> Result<Vec<Range<u64>>, EngineError> {
     let path = crate::proc::mm_path(pid, "pagemap");
     let file = File::open(&path).map_err(|e| EngineError::proc_io(pid, &path, e))?;
     if method == ScanMethod::Auto {
@@ -36,7 +37,7 @@ pub fn populated(pid: u32, start: u64, end: u64, method: ScanMethod) -> Result<V
     read_pagemap(&file, start, end).map_err(|e| EngineError::proc_io(pid, &path, e))
 }
 
-fn scan(file: &File, start: u64, end: u64) -> Result<Vec<(u64, u64)>, Errno> {
+fn scan(file: &File, start: u64, end: u64) -> Result<Vec<Range<u64>>, Errno> {
     let mut regions: Vec<PageRegion> = Vec::new();
     let mut at = start;
     while at < end {
@@ -50,11 +51,11 @@ fn scan(file: &File, start: u64, end: u64) -> Result<Vec<(u64, u64)>, Errno> {
             break;
         }
     }
-    Ok(merge(regions.into_iter().map(|r| (r.start, r.end))))
+    Ok(merge(regions.into_iter().map(|r| r.start..r.end)))
 }
 
 /// Reads pagemap entries (bit 63 present, bit 62 swapped) in 1 MiB batches.
-fn read_pagemap(file: &File, start: u64, end: u64) -> std::io::Result<Vec<(u64, u64)>> {
+fn read_pagemap(file: &File, start: u64, end: u64) -> std::io::Result<Vec<Range<u64>>> {
     const BATCH: u64 = 128 * 1024;
     let mut buf = vec![0u8; (BATCH * 8) as usize];
     let mut out = Vec::new();
@@ -68,7 +69,7 @@ fn read_pagemap(file: &File, start: u64, end: u64) -> std::io::Result<Vec<(u64, 
             let entry = u64::from_le_bytes(e.try_into().expect("8 bytes"));
             if entry & (3 << 62) != 0 {
                 let a = (page + i as u64) * 4096;
-                out.push((a, a + 4096));
+                out.push(a..a + 4096);
             }
         }
         page += n;
@@ -76,12 +77,12 @@ fn read_pagemap(file: &File, start: u64, end: u64) -> std::io::Result<Vec<(u64, 
     Ok(merge(out.into_iter()))
 }
 
-fn merge(ranges: impl Iterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for (s, e) in ranges {
+fn merge(ranges: impl Iterator<Item = Range<u64>>) -> Vec<Range<u64>> {
+    let mut out: Vec<Range<u64>> = Vec::new();
+    for r in ranges {
         match out.last_mut() {
-            Some(last) if last.1 == s => last.1 = e,
-            _ => out.push((s, e)),
+            Some(last) if last.end == r.start => last.end = r.end,
+            _ => out.push(r),
         }
     }
     out
@@ -91,7 +92,7 @@ fn merge(ranges: impl Iterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
 mod tests {
     #[test]
     fn merge_joins_adjacent_ranges_only() {
-        let v = super::merge([(0, 4096), (4096, 8192), (12288, 16384)].into_iter());
-        assert_eq!(v, vec![(0, 8192), (12288, 16384)]);
+        let v = super::merge([0..4096, 4096..8192, 12288..16384].into_iter());
+        assert_eq!(v, vec![0..8192, 12288..16384]);
     }
 }
