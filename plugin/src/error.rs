@@ -31,8 +31,8 @@ pub enum EngineError {
     Permission {
         /// The process.
         pid: u32,
-        /// What was not allowed, as a verb: "trace", "read the memory of".
-        action: &'static str,
+        /// What was not allowed.
+        action: Access,
         /// The errno.
         errno: Errno,
     },
@@ -231,18 +231,34 @@ pub fn check_interrupt(pid: u32, step: &'static str) -> Result<(), EngineError> 
     }
 }
 
+/// What a permission error denied, as `EngineError::Permission` says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Tracing the process: ptrace itself, and what ptrace access gates (process_vm_readv,
+    /// PAGEMAP_SCAN, register sets, system calls run in the target).
+    Trace,
+    /// Reading its /proc files: mem, pagemap, smaps and the like.
+    ReadMemory,
+}
+
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Access::Trace => "trace",
+            Access::ReadMemory => "read the memory of",
+        })
+    }
+}
+
 impl EngineError {
-    /// Maps an errno from touching process `pid` to the error a user can act on.
+    /// Maps an errno from `action`, an operation on process `pid` that needs ptrace access (see
+    /// `Access::Trace`), to the error a user can act on: the process is gone, tracing it is not
+    /// permitted, or the call failed.
     pub fn sys(pid: u32, action: impl Into<String>, errno: Errno) -> EngineError {
-        let action = action.into();
         match errno {
             Errno::ESRCH | Errno::ENOENT => EngineError::NoProcess { pid },
-            Errno::EPERM | Errno::EACCES => EngineError::Permission {
-                pid,
-                action: if action.contains("write") { "write into" } else { "trace" },
-                errno,
-            },
-            _ => EngineError::Sys { pid, action, errno, hint: "" },
+            Errno::EPERM | Errno::EACCES => EngineError::Permission { pid, action: Access::Trace, errno },
+            _ => EngineError::Sys { pid, action: action.into(), errno, hint: "" },
         }
     }
 
@@ -251,7 +267,7 @@ impl EngineError {
         match e.raw_os_error().map(Errno::from_raw) {
             Some(Errno::ENOENT | Errno::ESRCH) => EngineError::NoProcess { pid },
             Some(errno @ (Errno::EPERM | Errno::EACCES)) => {
-                EngineError::Permission { pid, action: "read the memory of", errno }
+                EngineError::Permission { pid, action: Access::ReadMemory, errno }
             }
             _ => EngineError::Io { path: path.into(), source: e },
         }
