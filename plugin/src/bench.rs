@@ -118,9 +118,7 @@ fn run_criu(criu: &Path, args: &[&str], dir: &Path, libdir: &Path, log: &str) ->
     if out.status.success() {
         return Ok(());
     }
-    Err(EngineError::Refused {
-        findings: vec![format!("criu {} failed: see {}", args[0], dir.join(log).display())],
-    })
+    Err(EngineError::Criu { message: format!("criu {} failed: see {}", args[0], dir.join(log).display()) })
 }
 
 /// The host pids of the children of `pid`.
@@ -234,9 +232,7 @@ fn criu_dump(criu: &Path, pid: u32, libdir: &Path, dir: &Path) -> Result<(Durati
         .map_err(|source| EngineError::Io { path: criu.into(), source })?;
     let took = t.elapsed();
     if !out.status.success() {
-        return Err(EngineError::Refused {
-            findings: vec![format!("criu dump failed: see {}", dir.display())],
-        });
+        return Err(EngineError::Criu { message: format!("criu dump failed: see {}", dir.display()) });
     }
     let pages = std::fs::read_dir(dir)
         .map_err(|source| EngineError::Io { path: dir.into(), source })?

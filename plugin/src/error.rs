@@ -159,6 +159,13 @@ pub enum EngineError {
         /// Every reason, one line each.
         findings: Vec<String>,
     },
+    /// CRIU failed, or did not give the plugin what it needs: not a refusal of ours. The
+    /// message says which, and where to look.
+    #[error("{message}")]
+    Criu {
+        /// What CRIU did or did not do, and where its log is.
+        message: String,
+    },
     #[error(
         "process {pid}: the bitmap range {start:#x}-{end:#x} is occupied by {by}; that is not a \
          bitmap (a bitmap is {shape}); nothing was changed: restore into a process where the range \

@@ -279,7 +279,7 @@ fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<Stri
         return Ok(None);
     }
     let id = cap.meta.namespace.as_ref().map_or(pid, |ns| ns.pid);
-    let dir = criu::image_dir().map_err(|e| EngineError::Refused { findings: vec![e] })?;
+    let dir = criu::image_dir().map_err(|message| EngineError::Criu { message })?;
     let name = image_name(id);
     let report = image::write_atomically(&dir.join(&name), image::Durability::AsCriu, |out| {
         cap.write(out, &opts).map(|(_, r)| r)
