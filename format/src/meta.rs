@@ -40,15 +40,16 @@ impl<'de> Deserialize<'de> for Addr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         if d.is_human_readable() {
             let text = String::deserialize(d)?;
-            parse_hex(&text).map(Addr).map_err(de::Error::custom)
+            parse_number(&text).map(Addr).map_err(de::Error::custom)
         } else {
             u64::deserialize(d).map(Addr)
         }
     }
 }
 
-/// Parses `0x…` hex (the only form `decode` prints) or plain decimal.
-pub fn parse_hex(text: &str) -> Result<u64, String> {
+/// Parses a 64-bit number written as `0x…` hex (the only form `decode` prints) or as plain
+/// decimal: addresses in JSON, `--bitmap` and `CRIU_CET_BITMAP_ADDR`.
+pub fn parse_number(text: &str) -> Result<u64, String> {
     let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => text.parse(),

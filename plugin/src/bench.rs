@@ -55,7 +55,7 @@ fn capture_once(pid: u32, scan: ScanMethod) -> Result<(Vec<u8>, capture::Capture
 fn bitmap_range(f: &Fixture) -> Result<(u64, u64), EngineError> {
     let r = f.ask()?;
     let (base, len) = field(&r, "bitmap").split_once(':').unwrap_or(("0", "0"));
-    let p = |s: &str| criu_cet_format::meta::parse_hex(s).unwrap_or(0);
+    let p = |s: &str| criu_cet_format::meta::parse_number(s).unwrap_or(0);
     Ok((p(base), p(base) + p(len)))
 }
 

@@ -8,7 +8,7 @@ use criu_cet::check::{self, CoveragePolicy};
 use criu_cet::host;
 use criu_cet::trace::{Stopped, Tracing};
 use criu_cet::{image, restore, EngineError};
-use criu_cet_format::meta::parse_hex;
+use criu_cet_format::meta::parse_number;
 use criu_cet_format::{ImageDoc, WriterOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -121,7 +121,7 @@ enum Command {
 }
 
 fn parse_addr(s: &str) -> Result<u64, String> {
-    parse_hex(s)
+    parse_number(s)
 }
 
 fn main() -> ExitCode {

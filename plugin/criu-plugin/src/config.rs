@@ -40,7 +40,7 @@ impl Config {
         let bitmap_addr = match var(ENV_BITMAP_ADDR) {
             None => None,
             Some(v) => {
-                Some(criu_cet_format::meta::parse_hex(&v).map_err(|e| format!("{ENV_BITMAP_ADDR}: {e}"))?)
+                Some(criu_cet_format::meta::parse_number(&v).map_err(|e| format!("{ENV_BITMAP_ADDR}: {e}"))?)
             }
         };
         let on_error = match var(ENV_ON_ERROR).as_deref() {
