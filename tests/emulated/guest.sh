@@ -26,11 +26,11 @@ gone() {
   done
 }
 
-# start NAME THREADS: starts the shadow-stack program with THREADS extra threads, reporting to
-# $O/NAME.report; waits until every thread has reported; sets $pid.
+# start NAME THREADS [at-once]: starts the shadow-stack program with THREADS extra threads,
+# reporting to $O/NAME.report; waits until every thread has reported; sets $pid.
 start() {
   rm -f "$O/$1.report"
-  setsid "$CET/shstk" "$O/$1.report" "$2" </dev/null >/dev/null 2>&1 &
+  setsid "$CET/shstk" "$O/$1.report" "$2" $3 </dev/null >/dev/null 2>&1 &
   pid=$!
   waitfor "$O/$1.report" '^thread' $(($2 + 1))
   for t in /proc/$pid/task/*; do
@@ -59,6 +59,12 @@ bad() {
   dmesg | grep "shstk\[$pid\]" > "$O/$1.fault"
 }
 
+# --- scenario 0: the CPU enforces the shadow stack (a bad return before any wait) -----------------
+start s0 0 at-once
+gone "$pid"
+dmesg | grep "shstk\[$pid\]" > "$O/s0.fault"
+say "s0: $(tr '\n' ';' < "$O/s0.report") $(cat "$O/s0.fault")"
+
 # --- scenario 1: the engine reads a real shadow-stack process -----------------------------------
 start s1 0
 "$CET/criu-cet" dump --pid "$pid" -o "$O/s1.img" > "$O/s1.dump.out" 2>&1
@@ -78,11 +84,17 @@ say "criu check: $(criu check 2>&1 | tail -n 3 | tr '\n' ' ')"
 # --- scenario 2: CRIU 4.2.1 with the plugin dumps and restores it --------------------------------
 start s2 0
 mkdir -p "$O/s2/img"
+# CRIU's log goes to the console as it is written too: a hung CRIU still shows where it stopped.
+: > "$O/s2/img/dump.log"
+tail -f "$O/s2/img/dump.log" | grep --line-buffered -E 'Error|Warn|shstk|cet|Dumping|Seized|parasite|Infect|Dumped' | sed 's/^/criu-dump: /' &
+tailer=$!
 criu dump -t "$pid" -D "$O/s2/img" -L "$CET/lib" -v4 -o dump.log
 echo $? > "$O/s2.dump.rc"
+# A failed dump leaves the process running: it is ended here either way.
+kill -9 "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
-say "s2: criu dump rc $(cat "$O/s2.dump.rc")"
-grep -E 'Error|Warn|shstk|cet' "$O/s2/img/dump.log" | head -n 20
+sleep 1; kill "$tailer" 2>/dev/null
+say "s2: criu dump rc $(cat "$O/s2.dump.rc"), last log line: $(tail -n 1 "$O/s2/img/dump.log")"
 criu restore -d -D "$O/s2/img" -L "$CET/lib" -v4 -o restore.log
 echo $? > "$O/s2.restore.rc"
 say "s2: criu restore rc $(cat "$O/s2.restore.rc")"
@@ -100,4 +112,5 @@ fi
 say "s2: after restore: $(grep -v '^thread' "$O/s2.report" | tr '\n' ';') bad return: $(cat "$O/s2.bad" 2>/dev/null) $(cat "$O/s2.fault" 2>/dev/null)"
 # The pages images are not needed on the host; CRIU's core and the plugin's images are.
 rm -f "$O"/s2/img/pages-*.img
+say "kernel warnings: $(dmesg | grep -A 2 'WARNING' | head -n 6 | tr '\n' '|')"
 say "done"

@@ -1,6 +1,6 @@
 /* A process with a real, enforced user shadow stack, for the emulated CET guest (tests/emulated).
  *
- * Usage: shstk REPORT [THREADS]
+ * Usage: shstk REPORT [THREADS [at-once]]
  *
  * Enables shadow stack for itself with arch_prctl(ARCH_SHSTK_ENABLE, ARCH_SHSTK_SHSTK) made by an
  * inline syscall (the static glibc this is linked with predates the upstream shadow-stack ABI), then
@@ -15,6 +15,8 @@
  *   bad (SIGUSR2)   a bad return (a ret to an address the shadow stack does not hold): the CPU raises #CP
  *            and the kernel kills the process with SIGSEGV; if it returns anyway, it writes
  *            "NOT ENFORCED" and exits 3.
+ * With "at-once", the main thread makes its bad return as soon as it has reported, before it ever
+ * waits (so before the kernel has had reason to switch it out and back in).
  * REPORT is opened for each line and closed again, so no file is open across a checkpoint.
  * Build: gcc -static -O1 -fcf-protection=full (tests/emulated/run does).
  */
@@ -110,9 +112,15 @@ static int command(void) {
 
 /* Serves commands forever; the inline nanosleep keeps the SSP at the reported value while the
  * thread waits (a ptrace stop there shows the same SSP). */
+static int at_once;
+
 static __attribute__((noinline, noreturn)) void serve(int main_thread) {
     unsigned long long ssp = rdssp();
     say("thread tid=%ld ssp=%#llx features=%#llx\n", (long)syscall(SYS_gettid), ssp, status());
+    if (main_thread && at_once) {
+        say("bad return tid=%ld\n", (long)syscall(SYS_gettid));
+        bad_return();
+    }
     for (;;) {
         struct timespec ts = {0, 50 * 1000 * 1000};
         raw_syscall2(SYS_nanosleep, (long)&ts, 0);
@@ -145,6 +153,7 @@ int main(int argc, char **argv) {
     }
     report = argv[1];
     int threads = argc > 2 ? atoi(argv[2]) : 0;
+    at_once = argc > 3 && strcmp(argv[3], "at-once") == 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
