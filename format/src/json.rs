@@ -5,7 +5,7 @@
 use crate::addr::{self, PAGE_SIZE};
 use crate::error::FormatError;
 use crate::layout::RunKind;
-use crate::meta::{Addr, BitmapMapping, Metadata, ProcessInfo, SourceHost};
+use crate::meta::{Addr, BitmapMapping, Metadata, NamespaceIds, ProcessInfo, SourceHost};
 use crate::read::{ImageReader, PageContent};
 use crate::write::{ImageWriter, WriteSummary, WriterOptions};
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,9 @@ pub struct ImageDoc {
     pub host: SourceHost,
     pub process: ProcessInfo,
     pub bitmap: Option<BitmapMapping>,
+    /// Ids in the dumped tree's pid namespace (1.2); `null` for older files.
+    #[serde(default)]
+    pub namespace: Option<NamespaceIds>,
     /// Derived totals.
     #[serde(skip_deserializing)]
     pub summary: Option<DocSummary>,
@@ -104,6 +107,7 @@ impl ImageDoc {
             host: meta.host,
             process: meta.process,
             bitmap: meta.bitmap,
+            namespace: meta.namespace,
             summary: Some(summary),
             runs,
         })
@@ -115,8 +119,12 @@ impl ImageDoc {
         out: W,
         opts: WriterOptions,
     ) -> Result<(W, WriteSummary), FormatError> {
-        let meta =
-            Metadata { host: self.host.clone(), process: self.process.clone(), bitmap: self.bitmap.clone() };
+        let meta = Metadata {
+            host: self.host.clone(),
+            process: self.process.clone(),
+            bitmap: self.bitmap.clone(),
+            namespace: self.namespace.clone(),
+        };
         let mut w = ImageWriter::new(out, &meta, opts)?;
         for (i, run) in self.runs.iter().enumerate() {
             if run.offset.0 % PAGE_SIZE != 0 {

@@ -6,7 +6,7 @@ use crate::error::FormatError;
 pub const MAGIC: [u8; 8] = *b"\x89CET\r\n\x1a\n";
 pub const FOOTER_MAGIC: [u8; 8] = *b"\x89CETEND\n";
 pub const MAJOR: u16 = 1;
-pub const MINOR: u16 = 1;
+pub const MINOR: u16 = 2;
 pub const HEADER_SIZE: usize = 64;
 pub const FOOTER_SIZE: usize = 32;
 pub const SECTION_ENTRY_SIZE: usize = 32;

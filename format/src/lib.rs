@@ -21,8 +21,8 @@ pub use error::FormatError;
 pub use json::ImageDoc;
 pub use layout::{Run, RunKind};
 pub use meta::{
-    Addr, BitmapMapping, CetSupport, FoundBy, Ibt, Metadata, ProcessInfo, ShadowStack, SourceHost, ThreadCet,
-    UserCet,
+    Addr, BitmapMapping, CetSupport, FoundBy, Ibt, Metadata, NamespaceIds, ProcessInfo, ShadowStack,
+    SourceHost, ThreadCet, UserCet,
 };
 pub use page::PageKind;
 pub use read::{Chunk, ImageReader, ImageSummary, PageContent};

@@ -277,6 +277,23 @@ pub struct Metadata {
     pub process: ProcessInfo,
     /// `None`: the process has no bitmap (the image then records CET state only, and has no runs).
     pub bitmap: Option<BitmapMapping>,
+    /// Since 1.2: the ids of the process and its threads in the dumped tree's pid namespace, which
+    /// CRIU names its images by and restores them under. `None` in 1.0 and 1.1 files, whose ids
+    /// are the dumping host's.
+    pub namespace: Option<NamespaceIds>,
+}
+
+/// Ids in the pid namespace of the dumped tree (the last `NSpid` entry of /proc/PID/status), the
+/// ids CRIU uses for `core-<pid>.img` and gives the tasks again at restore.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceIds {
+    /// The process's pid there; the image is named `cet-<pid>.img`.
+    pub pid: u32,
+    /// Each thread's id there, in the order of `process.threads`.
+    pub tids: Vec<u32>,
+    /// Pid namespaces between the dumper's and the tree's (`NSpid` entries seen by the dumper,
+    /// less one): 0 when the tree ran in the dumper's own pid namespace.
+    pub depth: u32,
 }
 
 impl Metadata {
@@ -299,6 +316,22 @@ impl Metadata {
         }
         if !self.process.threads.windows(2).all(|w| w[0].tid < w[1].tid) {
             return Err(("process.threads", "thread ids must be unique and ascending".into()));
+        }
+        if let Some(ns) = &self.namespace {
+            if ns.pid == 0 || ns.tids.contains(&0) {
+                return Err(("namespace", "ids must be non-zero".into()));
+            }
+            if ns.tids.len() != self.process.threads.len() {
+                return Err((
+                    "namespace.tids",
+                    format!("{} ids for {} threads", ns.tids.len(), self.process.threads.len()),
+                ));
+            }
+            let mut sorted = ns.tids.clone();
+            sorted.sort_unstable();
+            if sorted.windows(2).any(|w| w[0] == w[1]) {
+                return Err(("namespace.tids", "thread ids must be unique".into()));
+            }
         }
         if let Some(b) = &self.bitmap {
             if !addr::is_page_aligned(b.base.0) || !addr::is_page_aligned(b.length) || b.length == 0 {

@@ -3,7 +3,7 @@
 
 use crate::error::FormatError;
 use crate::layout::MAX_META_LEN;
-use crate::meta::Metadata;
+use crate::meta::{BitmapMapping, Metadata, NamespaceIds, ProcessInfo, SourceHost};
 use bincode::config::{self, Configuration, Fixint, Limit, LittleEndian};
 
 type Legacy = Configuration<LittleEndian, Fixint, Limit<{ MAX_META_LEN as usize }>>;
@@ -12,9 +12,15 @@ fn config() -> Legacy {
     config::legacy().with_limit::<{ MAX_META_LEN as usize }>()
 }
 
+/// The fields of 1.0 and 1.1, in their order; 1.2 appends `namespace`.
+type Base = (SourceHost, ProcessInfo, Option<BitmapMapping>);
+
 pub fn encode(meta: &Metadata) -> Result<Vec<u8>, FormatError> {
-    let bytes = bincode::serde::encode_to_vec(meta, config())
-        .map_err(|e| FormatError::Input(format!("metadata does not serialize: {e}")))?;
+    let fail =
+        |e: bincode::error::EncodeError| FormatError::Input(format!("metadata does not serialize: {e}"));
+    let mut bytes =
+        bincode::serde::encode_to_vec((&meta.host, &meta.process, &meta.bitmap), config()).map_err(fail)?;
+    bytes.extend(bincode::serde::encode_to_vec(&meta.namespace, config()).map_err(fail)?);
     if bytes.len() as u64 > MAX_META_LEN {
         return Err(FormatError::Input(format!(
             "metadata is {} bytes, more than the {MAX_META_LEN}-byte limit",
@@ -24,14 +30,24 @@ pub fn encode(meta: &Metadata) -> Result<Vec<u8>, FormatError> {
     Ok(bytes)
 }
 
-/// Decodes META. Trailing bytes are fields a newer minor version appended: allowed only when the
-/// file's minor version is newer than this reader's.
-pub fn decode(bytes: &[u8], offset: u64, trailing_allowed: bool) -> Result<Metadata, FormatError> {
-    let (meta, used): (Metadata, usize) =
-        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| {
-            FormatError::invalid("metadata", offset, "metadata as in FORMAT.md section 3", e.to_string())
-        })?;
-    if used != bytes.len() && !trailing_allowed {
+/// Decodes META of a file of minor version `minor`: the fields of 1.0, then `namespace` when
+/// `minor` is 2 or more. Trailing bytes are fields a newer minor version appended: allowed only
+/// when the file's minor version is newer than this reader's.
+pub fn decode(bytes: &[u8], offset: u64, minor: u16) -> Result<Metadata, FormatError> {
+    let bad = |e: bincode::error::DecodeError| {
+        FormatError::invalid("metadata", offset, "metadata as in FORMAT.md section 3", e.to_string())
+    };
+    let ((host, process, bitmap), mut used): (Base, usize) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(bad)?;
+    let mut namespace = None;
+    if minor >= 2 {
+        let (ns, n): (Option<NamespaceIds>, usize) =
+            bincode::serde::decode_from_slice(&bytes[used..], config()).map_err(bad)?;
+        namespace = ns;
+        used += n;
+    }
+    let meta = Metadata { host, process, bitmap, namespace };
+    if used != bytes.len() && minor <= crate::layout::MINOR {
         return Err(FormatError::invalid(
             "metadata length",
             offset,

@@ -220,7 +220,7 @@ impl<R: Read + Seek> ImageReader<R> {
         }
         let mut meta_bytes = vec![0u8; meta_s.length as usize];
         read_at(&mut src, meta_s.offset, &mut meta_bytes, "reading the metadata")?;
-        let meta = crate::meta_codec::decode(&meta_bytes, meta_s.offset, header.minor > layout::MINOR)?;
+        let meta = crate::meta_codec::decode(&meta_bytes, meta_s.offset, header.minor)?;
 
         let block_bytes = header.block_pages as usize * PAGE_SIZE as usize;
         let mut reader = ImageReader {

@@ -10,7 +10,8 @@ use crate::scan::{self, ScanMethod};
 use crate::trace::Stopped;
 use criu_cet_format::addr::{self, PAGE_SIZE};
 use criu_cet_format::{
-    Addr, BitmapMapping, FoundBy, ImageWriter, Metadata, ProcessInfo, WriteSummary, WriterOptions,
+    Addr, BitmapMapping, FoundBy, ImageWriter, Metadata, NamespaceIds, ProcessInfo, WriteSummary,
+    WriterOptions,
 };
 use std::io::Write;
 
@@ -61,12 +62,30 @@ pub fn prepare(stopped: &Stopped, host: &HostProfile, opts: &CaptureOptions) -> 
         dontdump: v.dontdump,
         found_by: *how,
     });
+    let namespace = namespace_ids(pid, &stopped.tids)?;
     Ok(Capture {
         pid,
-        meta: Metadata { host: host.clone(), process: ProcessInfo { pid, comm, threads }, bitmap },
+        meta: Metadata { host: host.clone(), process: ProcessInfo { pid, comm, threads }, bitmap, namespace },
         bitmap: found.map(|(v, _)| v),
         exec: vmas.iter().filter(|v| v.exec).map(|v| (v.start, v.end)).collect(),
     })
+}
+
+/// The ids of the process and its threads in their own (innermost) pid namespace: the ids CRIU
+/// names its images by and restores the tasks under.
+fn namespace_ids(pid: u32, tids: &[u32]) -> Result<Option<NamespaceIds>, EngineError> {
+    let read = |tid: u32| {
+        proc::nspid(pid, tid)
+            .map_err(|e| EngineError::proc_io(pid, format!("/proc/{pid}/task/{tid}/status"), e))
+    };
+    let own = read(pid)?;
+    let depth = own.len() as u32 - 1;
+    let mut ns_tids = Vec::with_capacity(tids.len());
+    for &tid in tids {
+        let ids = read(tid)?;
+        ns_tids.push(ids.last().copied().unwrap_or(tid));
+    }
+    Ok(Some(NamespaceIds { pid: own.last().copied().unwrap_or(pid), tids: ns_tids, depth }))
 }
 
 /// Most bytes read from the target in one system call.

@@ -51,6 +51,9 @@ pub enum EngineError {
          {expected}"
     )]
     Verify { pid: u32, addr: u64, expected: String, actual: String },
+    /// A directory or checkpoint archive that cannot be read (see `archive`).
+    #[error(transparent)]
+    Input(#[from] crate::archive::InputError),
 }
 
 impl EngineError {

@@ -32,30 +32,42 @@ impl Fixture {
     }
 
     fn wait_for_report(&self) -> Result<String, EngineError> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&self.report) {
-                return Ok(text.trim().to_string());
-            }
-            if Instant::now() > deadline {
-                return Err(EngineError::Io {
-                    path: self.report.clone(),
-                    source: std::io::Error::other("the fixture did not report within 10 s"),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_report(&self.report)
     }
 
     /// Asks the fixture for a fresh report of its bitmap.
     pub fn ask(&self) -> Result<String, EngineError> {
-        let _ = std::fs::remove_file(&self.report);
-        let mut req = self.report.clone().into_os_string();
-        req.push(".req");
-        let req = PathBuf::from(req);
-        std::fs::write(&req, b"").map_err(|source| EngineError::Io { path: req, source })?;
-        self.wait_for_report()
+        ask(&self.report)
     }
+}
+
+/// Waits for the report file `report` (a busy machine can take long: two minutes at most).
+pub fn wait_for_report(report: &Path) -> Result<String, EngineError> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(report) {
+            if !text.is_empty() {
+                return Ok(text.trim().to_string());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(EngineError::Io {
+                path: report.to_path_buf(),
+                source: std::io::Error::other("the fixture did not report within 120 s"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Asks the process reporting to `report` for a fresh report of its bitmap.
+pub fn ask(report: &Path) -> Result<String, EngineError> {
+    let _ = std::fs::remove_file(report);
+    let mut req = report.to_path_buf().into_os_string();
+    req.push(".req");
+    let req = PathBuf::from(req);
+    std::fs::write(&req, b"").map_err(|source| EngineError::Io { path: req, source })?;
+    wait_for_report(report)
 }
 
 impl Drop for Fixture {

@@ -1,17 +1,19 @@
 //! criu-cet's live engine: host profiles, finding and capturing the IBT legacy bitmap and every
 //! thread's CET state, checking images against hosts, and restoring into processes. The CLI
-//! (`criu-cet`) and the CRIU plugin (`cet_plugin.so`, module `plugin`) are thin layers over it.
+//! (`criu-cet`) and the CRIU plugin (`cet_plugin.so`, the `cet-plugin` crate) are thin layers
+//! over it.
 //!
-//! `unsafe` lives in `sys` (kernel interfaces) and `plugin::ffi` (CRIU's C ABI) only.
+//! `unsafe` lives in `sys` (kernel interfaces) only.
 
+pub mod archive;
 pub mod capture;
 pub mod cet;
 pub mod check;
 pub mod error;
 pub mod find;
+pub mod fleet;
 pub mod host;
 pub mod image;
-pub mod plugin;
 pub mod proc;
 pub mod restore;
 pub mod scan;

@@ -5,7 +5,7 @@
 use clap::{Parser, Subcommand};
 use criu_cet::capture::{self, CaptureOptions};
 use criu_cet::check::{self, Coverage};
-use criu_cet::host::{self, HostProfile};
+use criu_cet::host;
 use criu_cet::trace::{Stopped, Tracing};
 use criu_cet::{image, restore, EngineError};
 use criu_cet_format::meta::parse_hex;
@@ -33,6 +33,7 @@ macro_rules! say_raw {
 mod bench;
 mod demo;
 mod fixture;
+mod inputs;
 mod show;
 
 #[derive(Parser)]
@@ -66,9 +67,11 @@ enum Command {
         #[arg(long)]
         prune_stale: bool,
     },
-    /// A readable summary of an image.
+    /// A readable summary of an image, or of every cet image in a CRIU image directory or a
+    /// checkpoint archive (tar, tar.gz, tar.zst, as `podman container checkpoint --export` writes).
     Show { file: PathBuf },
-    /// An image as JSON on stdout (like CRIU's crit decode).
+    /// An image as JSON on stdout (like CRIU's crit decode); a directory or archive gives every
+    /// image's document.
     Decode { file: PathBuf },
     /// Write an image from its JSON form.
     Encode {
@@ -76,14 +79,23 @@ enum Command {
         #[arg(long, short)]
         output: PathBuf,
     },
-    /// Check an image against this host or a host profile (from `criu-cet host --json`).
+    /// Check an image, image directory or checkpoint archive against this host, a host profile
+    /// (from `criu-cet host --json`), or a directory of profiles (one verdict per host).
     Check {
+        /// An image, a CRIU image directory, or a checkpoint archive (tar, tar.gz, tar.zst).
         file: PathBuf,
+        /// A host profile (`criu-cet host --json`), or a directory of them (a fleet).
         #[arg(long)]
         target: Option<PathBuf>,
         /// Treat coverage narrower than the target's address space as an error.
         #[arg(long)]
         strict_coverage: bool,
+        /// Machine-readable verdicts (schema in README's command table).
+        #[arg(long)]
+        json: bool,
+        /// Exit 0 when at least one host can take every image (default: every host must).
+        #[arg(long)]
+        any: bool,
     },
     /// Restore an image's bitmap (and IBT state, where the kernel allows) into a process.
     Restore {
@@ -98,6 +110,13 @@ enum Command {
         /// Runs per figure (the median is reported).
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// The criu binary for the CRIU figures (default: criu in PATH).
+        #[arg(long)]
+        criu: Option<PathBuf>,
+        /// One run of each figure, skipping the slow naive 4 TiB pagemap baseline (the test
+        /// command's smoke run).
+        #[arg(long)]
+        smoke: bool,
     },
 }
 
@@ -114,16 +133,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Loads a host profile written by `criu-cet host --json`.
-fn load_profile(path: &Path) -> Result<HostProfile, EngineError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| EngineError::Io { path: path.into(), source })?;
-    serde_json::from_str(&text).map_err(|e| EngineError::Io {
-        path: path.into(),
-        source: std::io::Error::other(format!("not a host profile (criu-cet host --json): {e}")),
-    })
 }
 
 fn run(command: Command) -> Result<ExitCode, EngineError> {
@@ -145,13 +154,8 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
             let report = dump(pid, &output, &opts)?;
             say!("{}", show::capture_line(pid, &output, &report));
         }
-        Command::Show { file } => say_raw!("{}", show::image(&file, &mut image::open(&file)?)),
-        Command::Decode { file } => {
-            let mut r = image::open(&file)?;
-            let doc = ImageDoc::from_image(&mut r)
-                .map_err(|source| EngineError::Image { file: file.clone(), source })?;
-            say!("{}", serde_json::to_string_pretty(&doc).expect("document serializes"));
-        }
+        Command::Show { file } => return inputs::show(&file),
+        Command::Decode { file } => return inputs::decode(&file),
         Command::Encode { json, output } => {
             let text = std::fs::read_to_string(&json)
                 .map_err(|source| EngineError::Io { path: json.clone(), source })?;
@@ -159,43 +163,22 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
                 path: json.clone(),
                 source: std::io::Error::other(format!("not an image document (criu-cet decode): {e}")),
             })?;
-            let summary = image::write_atomically(&output, |out| {
+            let summary = image::write_atomically(&output, image::Durability::Synced, |out| {
                 doc.write_image(out, WriterOptions::default())
                     .map(|(_, s)| s)
                     .map_err(|source| EngineError::Image { file: json.clone(), source })
             })?;
             say!("{}: {} runs, {} bytes", output.display(), summary.runs, summary.file_bytes);
         }
-        Command::Check { file, target, strict_coverage } => {
-            let r = image::open(&file)?;
-            let (profile, name) = match &target {
-                Some(p) => (load_profile(p)?, format!("target {}", p.display())),
-                None => (host::probe(), "this host".to_string()),
-            };
-            let coverage = if strict_coverage { Coverage::Strict } else { Coverage::Warn };
-            let findings = check::check(
-                &file.display().to_string(),
-                r.metadata(),
-                r.summary(),
-                &profile,
-                &name,
-                coverage,
-            );
-            for f in &findings {
-                say!("{f}");
-            }
-            if check::has_errors(&findings) {
-                say!("verdict: {} cannot be restored on {name}", file.display());
-                return Ok(ExitCode::FAILURE);
-            }
-            say!("verdict: {} can be restored on {name}", file.display());
+        Command::Check { file, target, strict_coverage, json, any } => {
+            return inputs::check(&file, target.as_deref(), strict_coverage, json, any)
         }
         Command::Restore { pid, file } => {
             let report = restore_file(pid, &file)?;
             say!("{}", show::restore_line(pid, &file, &report));
         }
         Command::Demo => return demo::run(),
-        Command::Bench { runs } => return bench::run(runs),
+        Command::Bench { runs, criu, smoke } => return bench::run(runs, criu, smoke),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -204,7 +187,7 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
 pub fn dump(pid: u32, output: &Path, opts: &CaptureOptions) -> Result<capture::CaptureReport, EngineError> {
     let stopped = Stopped::new(pid, Tracing::Seize)?;
     let cap = capture::prepare(&stopped, &host::probe(), opts)?;
-    image::write_atomically(output, |out| cap.write(out, opts).map(|(_, r)| r))
+    image::write_atomically(output, image::Durability::Synced, |out| cap.write(out, opts).map(|(_, r)| r))
 }
 
 /// Checks the image against this host, then seizes the process and restores into it.

@@ -162,6 +162,22 @@ pub fn parse_thread_features(status: &str) -> Option<(u64, u64)> {
     enabled.map(|e| (e, locked))
 }
 
+/// The ids of a task in each pid namespace it belongs to, the dumper's first and the task's own
+/// (innermost) last: the `NSpid:` line of its status. `None` when the line is missing (kernels
+/// before 4.1) or malformed.
+pub fn parse_nspid(status: &str) -> Option<Vec<u32>> {
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    let ids: Option<Vec<u32>> = line.split_whitespace().map(|w| w.parse().ok()).collect();
+    ids.filter(|v| !v.is_empty())
+}
+
+/// `NSpid` of thread `tid` of `pid` (see [`parse_nspid`]); a kernel without the line gives the
+/// plain id, as if there were one pid namespace.
+pub fn nspid(pid: u32, tid: u32) -> std::io::Result<Vec<u32>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))?;
+    Ok(parse_nspid(&status).unwrap_or_else(|| vec![tid]))
+}
+
 /// `comm` of a process.
 pub fn comm(pid: u32) -> std::io::Result<String> {
     Ok(std::fs::read_to_string(format!("/proc/{pid}/comm"))?.trim_end().to_string())
@@ -205,6 +221,16 @@ pub fn parse_cpuinfo(text: &str) -> CpuFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nspid_lists_every_namespace_innermost_last() {
+        let status = "Name:\tcat\nTgid:\t4321\nNSpid:\t4321\t57\t1\nNSpgid:\t4321\n";
+        assert_eq!(parse_nspid(status), Some(vec![4321, 57, 1]));
+        assert_eq!(parse_nspid("NSpid:\t812\n"), Some(vec![812]));
+        assert_eq!(parse_nspid("Name:\tx\n"), None);
+        assert_eq!(parse_nspid("NSpid:\t12 x\n"), None);
+        assert_eq!(parse_nspid("NSpid:\n"), None);
+    }
 
     #[test]
     fn thread_features_lines_from_a_shadow_stack_kernel() {

@@ -94,6 +94,24 @@ pub fn image<R: Read + Seek>(file: &Path, r: &mut ImageReader<R>) -> String {
     let _ = writeln!(o, "source host: {}", host_line(&meta.host));
     let p = &meta.process;
     let _ = writeln!(o, "process {} ({}), {} threads", p.pid, p.comm, p.threads.len());
+    match &meta.namespace {
+        Some(ns) if ns.depth > 0 => {
+            let tids: Vec<String> = ns.tids.iter().map(u32::to_string).collect();
+            let _ = writeln!(
+                o,
+                "  in its pid namespace ({} below the dumper's): task {}, threads {}; CRIU restores it as task {}",
+                ns.depth,
+                ns.pid,
+                tids.join(" "),
+                ns.pid
+            );
+        }
+        Some(_) => {}
+        None => {
+            let _ =
+                writeln!(o, "  no pid-namespace ids (an image older than format 1.2): named by the host pid");
+        }
+    }
     for t in &p.threads {
         let ss = match &t.shadow_stack {
             ShadowStack::NotAvailable => "shadow stack not available".to_string(),

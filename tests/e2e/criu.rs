@@ -32,7 +32,14 @@ fn session() -> Session {
 
 impl Session {
     fn criu(&self, lib: &Path, args: &[&str], log: &str) -> Output {
+        self.criu_env(lib, args, log, &[])
+    }
+
+    /// CRIU with extra environment variables (for the plugins it loads): never set in this
+    /// process, whose environment every test shares.
+    fn criu_env(&self, lib: &Path, args: &[&str], log: &str, env: &[(&str, &std::ffi::OsStr)]) -> Output {
         run(Command::new(criu())
+            .envs(env.iter().copied())
             .args(args)
             .arg("-D")
             .arg(&self.imgs)
@@ -183,18 +190,19 @@ fn a_second_plugin_in_the_same_directory_sees_every_pid() {
     let out = run(Command::new("cc").args(["-shared", "-fPIC", "-O2", "-o"]).arg(&witness).arg(&src));
     assert!(out.status.success(), "building the witness plugin: {}", text(&out));
     let log = s.root.join("witness.log");
-    std::env::set_var("CET_WITNESS_LOG", &log);
+    let env = [("CET_WITNESS_LOG", log.as_os_str())];
     let mut f = Fixture::start(&s.root, "r", &["--fork", "--ones", "1"]);
     let child = Fixture::adopt(
         Report(wait_file(&suffixed(&f.report, "child"))).num("pid") as u32,
         suffixed(&f.report, "child"),
     );
     let (p0, c0) = (f.ask(), child.ask());
-    s.dump(f.pid);
+    let out = s.criu_env(&s.lib, &["dump", "-t", &f.pid.to_string()], "dump.log", &env);
+    assert!(out.status.success(), "criu dump failed:\n{}", s.log("dump.log"));
     f.reap_after_dump();
     wait_gone(child.pid);
     assert!(s.image(f.pid).exists() && s.image(child.pid).exists(), "the cet plugin missed a pid");
-    let out = s.restore_with(&s.lib);
+    let out = s.criu_env(&s.lib, &["restore", "-d"], "restore.log", &env);
     assert!(out.status.success(), "{}", s.log("restore.log"));
     let parent = Fixture::adopt(f.pid, f.report.clone());
     assert_eq!(parent.ask().bitmap_view(), p0.bitmap_view());
@@ -268,22 +276,22 @@ fn a_late_restore_failure_kills_the_task_unless_told_to_warn() {
         let forged = s.root.join("forged.json");
         std::fs::write(&forged, doc.to_string()).unwrap();
         assert!(run(criu_cet().arg("encode").arg(&forged).arg("--output").arg(&img)).status.success());
-        std::env::set_var("CRIU_CET_ON_ERROR", policy);
-        let out = s.restore_with(&s.lib);
-        std::env::remove_var("CRIU_CET_ON_ERROR");
+        let env = [("CRIU_CET_ON_ERROR", std::ffi::OsStr::new(policy))];
+        let _ = s.criu_env(&s.lib, &["restore", "-d"], "restore.log", &env);
         let log = s.log("restore.log");
         assert!(log.contains("is occupied by"), "{policy}: {log}");
-        let _ = out;
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        reap(f.pid);
-        let alive = Path::new(&format!("/proc/{}", f.pid)).exists();
         match policy {
             "kill" => {
-                assert!(!alive, "the task runs with a wrong bitmap:\n{log}");
+                // The plugin sent SIGKILL before CRIU returned: the task goes away.
+                wait_gone(f.pid);
                 assert!(log.contains("killed so that it does not run with a wrong IBT bitmap"), "{log}");
             }
             _ => {
-                assert!(alive, "warn policy killed the task:\n{log}");
+                reap(f.pid);
+                assert!(
+                    Path::new(&format!("/proc/{}", f.pid)).exists(),
+                    "warn policy killed the task:\n{log}"
+                );
                 end(f.pid);
             }
         }
@@ -330,14 +338,12 @@ fn hostile_image_directories_are_refused_with_a_message_and_never_followed() {
     std::fs::write(&second, &good).unwrap();
     refused("two images for one pid", &format!("cet-0{}.img: not a name this plugin writes", f.pid));
     std::fs::remove_file(&second).unwrap();
-    // An intact image of a process that is not in the tree: used by no one, said so, harmless.
-    let vector = vector("typical-48.cetimg");
-    std::fs::copy(vector, s.imgs.join("cet-4242.img")).unwrap();
-    let out = s.restore_with(&s.lib);
-    let log = s.log("restore.log");
-    assert!(out.status.success(), "{log}");
-    assert!(log.contains("no process 4242 was restored, so this image was not used"), "{log}");
-    end(f.pid);
+    // An intact image of a task that is not in the tree would never be used: refused in init.
+    std::fs::copy(vector("typical-48.cetimg"), s.imgs.join("cet-4242.img")).unwrap();
+    refused(
+        "an image of a task CRIU does not restore",
+        &format!("cet-4242.img: CRIU's pstree.img has no task 4242 (it restores tasks {})", f.pid),
+    );
 }
 
 #[test]
@@ -374,4 +380,176 @@ fn criu_exits_cleanly_on_every_kind_of_broken_cet_image() {
         assert!(!log.contains(&twice), "{what}: the file is named twice:\n{log}");
         assert!(!Path::new(&format!("/proc/{}", f.pid)).exists(), "{what}: a task was restored");
     }
+}
+
+// --- pid namespaces: how runc, crun, Podman and Kubernetes run every process ----------------
+
+impl Session {
+    /// `criu restore -d --pidfile`: returns the restored root task's host pid.
+    fn restore_tree(&self) -> u32 {
+        let pidfile = self.root.join("restored.pid");
+        let _ = std::fs::remove_file(&pidfile);
+        let out =
+            self.criu(&self.lib, &["restore", "-d", "--pidfile", pidfile.to_str().unwrap()], "restore.log");
+        assert!(out.status.success(), "restore failed:\n{}", self.log("restore.log"));
+        std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap()
+    }
+
+    /// Destroys CRIU's own copy of the bitmap of task `id` (whose report says where it is), so
+    /// that only the plugin can bring it back; returns how many non-zero pages were destroyed.
+    fn zero_criu_copy(&self, id: u32, report: &Report) -> usize {
+        let (base, len) = report.get("bitmap").split_once(':').expect("a bitmap");
+        let parse = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+        let (base, len) = (parse(base), parse(len));
+        support::criu_images::zero_pages(&self.imgs, id, base, base + len)
+    }
+}
+
+/// Dumps a tree started in its own pid namespace, destroys CRIU's copy of every bitmap, restores
+/// it (CRIU creates a new pid namespace, so every task gets a new host pid) and returns the
+/// restored init's host pid. `reports` are the tasks' report files by their namespace pid.
+fn dump_zero_restore(
+    s: &Session,
+    ns: &mut PidNamespace,
+    reports: &[(u32, PathBuf)],
+) -> (Vec<Report>, Fixture) {
+    let before: Vec<Report> = reports.iter().map(|(_, r)| ask(r)).collect();
+    s.dump(ns.init.pid);
+    ns.reap_after_dump();
+    let dump_log = s.log("dump.log");
+    for ((id, _), report) in reports.iter().zip(&before) {
+        assert!(
+            s.image(*id).exists(),
+            "no cet-{id}.img: images must be named by the namespace pid\n{dump_log}"
+        );
+        assert!(
+            dump_log.contains(&format!("(task {id} in its pid namespace): wrote cet-{id}.img")),
+            "{dump_log}"
+        );
+        let zeroed = s.zero_criu_copy(*id, report);
+        assert_eq!(
+            zeroed as u64,
+            report.num("pages"),
+            "task {id}: CRIU's copy of the bitmap was not destroyed"
+        );
+    }
+    assert!(!s.image(ns.init.pid).exists(), "an image named by the host pid");
+    // Adopted at once, so that a failed assertion below still ends the restored tree.
+    let restored = Fixture::adopt(s.restore_tree(), reports[0].1.clone());
+    let log = s.log("restore.log");
+    for (id, _) in reports {
+        assert!(
+            log.contains(&format!("(task {id} in its pid namespace): restored cet-{id}.img")),
+            "the plugin did not restore task {id}:\n{log}"
+        );
+    }
+    assert!(
+        !log.contains("NOT restored") && !log.contains("failed:"),
+        "plugin errors in the restore log:\n{log}"
+    );
+    (before, restored)
+}
+
+#[test]
+fn a_process_in_its_own_pid_namespace_gets_its_bitmap_back_from_the_plugin() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut ns = PidNamespace::start(&s.root, "r", &["--bits", "48", "--ones", "3", "--mixed", "5"]);
+    let report = ns.init.report.clone();
+    let (before, restored) = dump_zero_restore(&s, &mut ns, &[(1, report)]);
+    let after = restored.ask();
+    assert_eq!(after.get("pid"), "1");
+    assert_eq!(after.bitmap_view(), before[0].bitmap_view());
+}
+
+#[test]
+fn a_namespace_init_and_two_children_all_with_bitmaps() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut ns = PidNamespace::start(&s.root, "r", &["--fork", "--fork", "--ones", "2", "--mixed", "4"]);
+    let r = ns.init.report.clone();
+    let kids: Vec<(u32, PathBuf)> = ["child", "child2"]
+        .iter()
+        .map(|k| {
+            let path = suffixed(&r, k);
+            (Report(wait_file(&path)).num("pid") as u32, path)
+        })
+        .collect();
+    let mut tasks = vec![(1, r.clone())];
+    tasks.extend(kids.iter().cloned());
+    let (before, restored) = dump_zero_restore(&s, &mut ns, &tasks);
+    let host_kids = children(restored.pid);
+    assert_eq!(host_kids.len(), 2, "the restored init should have two children");
+    // Ending the restored init ends its whole pid namespace, the children with it.
+    let digests: std::collections::BTreeSet<String> =
+        before.iter().map(|b| b.get("digest").to_string()).collect();
+    assert_eq!(digests.len(), 3, "the three bitmaps should differ");
+    assert_eq!(restored.ask().bitmap_view(), before[0].bitmap_view());
+    for ((_, path), b) in kids.iter().zip(&before[1..]) {
+        assert_eq!(ask(path).bitmap_view(), b.bitmap_view());
+    }
+}
+
+#[test]
+fn a_multi_threaded_process_in_its_own_pid_namespace() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut ns = PidNamespace::start(&s.root, "r", &["--threads", "4", "--ones", "1", "--mixed", "6"]);
+    let report = ns.init.report.clone();
+    let (before, restored) = dump_zero_restore(&s, &mut ns, &[(1, report)]);
+    let img = run(criu_cet().arg("decode").arg(s.image(1)));
+    let doc: serde_json::Value = serde_json::from_slice(&img.stdout).unwrap();
+    assert_eq!(doc["namespace"]["pid"], 1);
+    assert_eq!(doc["namespace"]["depth"], 1);
+    assert_eq!(doc["namespace"]["tids"].as_array().unwrap().len(), 4);
+    let after = restored.ask();
+    assert_eq!(after.num("threads"), 4);
+    assert_eq!(after.bitmap_view(), before[0].bitmap_view());
+}
+
+#[test]
+fn an_image_renamed_over_the_checked_one_during_restore_is_never_used() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut f = Fixture::start(&s.root, "r", &["--ones", "2", "--mixed", "3"]);
+    let before = f.ask();
+    s.dump(f.pid);
+    f.reap_after_dump();
+    let img = s.image(f.pid);
+    let good = std::fs::read(&img).unwrap();
+    // The forged image: valid, but with no populated pages; used, it would empty the bitmap.
+    let json = run(criu_cet().arg("decode").arg(&img));
+    let mut doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    doc["runs"] = serde_json::json!([]);
+    let forged_json = s.root.join("forged.json");
+    std::fs::write(&forged_json, doc.to_string()).unwrap();
+    let forged = s.root.join("forged.img");
+    assert!(run(criu_cet().arg("encode").arg(&forged_json).arg("--output").arg(&forged)).status.success());
+    // As soon as restore init reads the image, rename the forged one over it (an attacker
+    // watching with inotify would): init goes on checking what it opened, and the hook must use
+    // that, not whatever the name holds later.
+    let ino = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+    ino.add_watch(&s.imgs, AddWatchFlags::IN_ACCESS).unwrap();
+    let name = format!("cet-{}.img", f.pid);
+    let target = img.clone();
+    let racer = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            let events = ino.read_events().unwrap_or_default();
+            if events.iter().any(|e| e.name.as_deref().is_some_and(|n| n.to_string_lossy() == name)) {
+                std::fs::rename(&forged, &target).unwrap();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    });
+    let out = s.restore_with(&s.lib);
+    racer.join().unwrap();
+    let log = s.log("restore.log");
+    assert!(out.status.success(), "{log}");
+    assert_ne!(std::fs::read(&img).unwrap(), good, "the racer did not replace the image");
+    let restored = Fixture::adopt(f.pid, f.report.clone());
+    assert_eq!(restored.ask().bitmap_view(), before.bitmap_view(), "the replaced file was used:\n{log}");
+    assert!(log.contains(&format!("restored cet-{}.img", f.pid)), "{log}");
 }

@@ -55,6 +55,38 @@ finish() {
   [ -n "$p" ] && kill -9 "$p" 2>/dev/null
 }
 
+# start_ns NAME ARGS...: starts a fixture as the init of a new pid namespace, as container
+# runtimes start a container's first process (busybox's unshare); sets $pid to its pid here and
+# $launcher to unshare's.
+start_ns() {
+  name=$1; shift
+  mkdir -p "$S/$name"
+  rm -f "$S/$name/report"
+  setsid unshare -p -f setsid "$CET/cet-fixture" --report "$S/$name/report" "$@" </dev/null >/dev/null 2>&1 &
+  launcher=$!
+  i=0
+  while [ ! -s "$S/$name/report" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+  # Down from the launcher (setsid execs unshare in place) to the fixture, pid 1 in there.
+  pid=$launcher
+  for _ in 1 2 3; do
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = cet-fixture ] && break
+    pid=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null | cut -d' ' -f1)
+  done
+  log "$name: started fixture $pid in a new pid namespace: $(cat "$S/$name/report" 2>/dev/null)"
+}
+
+# restore_ns NAME LIBDIR: like restore, recording the restored init's pid here (a new one: CRIU
+# recreates the pid namespace) in $S/NAME/restored.pid.
+restore_ns() {
+  criu restore -d -D "$S/$1/img" -L "$2" -v4 -o "restore-$role.log" --pidfile "$S/$1/restored.pid"
+  echo $? > "$S/$1/restore-$role.rc"
+}
+
+finish_ns() {
+  p=$(cat "$S/$1/restored.pid" 2>/dev/null)
+  [ -n "$p" ] && kill -9 "$p" 2>/dev/null
+}
+
 case $role in
 B1)
   "$CET/criu-cet" host --json > "$S/B.json"
@@ -89,6 +121,20 @@ A)
   echo $? > "$S/s5/high.rc"
   "$CET/criu-cet" check "$S/s3/img/cet-$(cat "$S/s3/pid").img" --target "$S/B.json" > "$S/s5/low.out" 2>&1
   echo $? > "$S/s5/low.rc"
+  # Scenario 6: a process in a new pid namespace with its bitmap at 2^50, dumped and restored
+  # here, as a container runtime would: CRIU alone first, then with the plugin.
+  t0=$(cut -d' ' -f1 /proc/uptime)
+  for name in s6-plain s6; do
+    if [ $name = s6 ]; then lib=$LIB; else lib=$NOLIB; fi
+    start_ns $name --bits 57 --base 0x4000000000000 --ones 3 --mixed 5
+    ask $name before
+    dump $name "$lib"
+    wait "$launcher" 2>/dev/null
+    restore_ns $name "$lib"
+    ask $name after
+    finish_ns $name
+  done
+  log "scenario 6 took $(awk -v t0="$t0" '{printf "%.1f", $1 - t0}' /proc/uptime) s"
   # Scenario 4: restore what B dumped.
   restore s4 "$LIB"
   ask s4 after

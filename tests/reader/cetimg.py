@@ -152,8 +152,20 @@ def read_meta(c):
     return host, {"pid": pid, "comm": comm, "threads": threads}, bm
 
 
+def read_namespace(c, nthreads):
+    """FORMAT.md section 3, since 1.2: ids in the dumped tree's pid namespace."""
+    def ids():
+        pid = c.u32("namespace pid")
+        tids = [c.u32("namespace tid") for _ in range(c.u64("namespace tid count"))]
+        depth = c.u32("namespace depth")
+        if pid == 0 or 0 in tids or len(tids) != nthreads or len(set(tids)) != len(tids):
+            raise BadImage("namespace ids zero, duplicated, or not one per thread")
+        return {"pid": pid, "tids": tids, "depth": depth}
+    return c.option("namespace", ids)
+
+
 PAGE_CODING = 1  # incompat flag: data pages coded (FORMAT.md 5.1)
-READER_MINOR = 1  # the format version this reader was written for: 1.1
+READER_MINOR = 2  # the format version this reader was written for: 1.2
 
 
 def decode_pages(content, pages, j):
@@ -243,6 +255,7 @@ def decode(data):
         raise BadImage("META too long")
     c = Cursor(data[moff:moff + mlen], moff)
     host, process, bitmap = read_meta(c)
+    namespace = read_namespace(c, len(process["threads"])) if minor >= 2 else None
     if c.pos != mlen and minor <= READER_MINOR:
         raise BadImage("trailing bytes in META")
 
@@ -327,7 +340,7 @@ def decode(data):
     if bitmap:
         bitmap["base"] = hexaddr(bitmap["base"])
     return {"format_version": f"{major}.{minor}", "host": host, "process": process, "bitmap": bitmap,
-            "summary": summary, "runs": out_runs}
+            "namespace": namespace, "summary": summary, "runs": out_runs}
 
 
 def check_vectors(directory):

@@ -68,11 +68,13 @@ pub fn doc(
     bitmap: Option<BitmapMapping>,
     runs: Vec<RunDoc>,
 ) -> ImageDoc {
+    let tids = threads.iter().map(|t| t.tid).collect();
     ImageDoc {
         format_version: String::new(),
         host,
         process: ProcessInfo { pid, comm: "cet-fixture".into(), threads },
         bitmap,
+        namespace: Some(NamespaceIds { pid, tids, depth: 0 }),
         summary: None,
         runs,
     }
@@ -137,7 +139,14 @@ pub fn vectors() -> Vec<(&'static str, ImageDoc)> {
         Some(BitmapMapping { found_by: FoundBy::CetRegister, ..bitmap(base, 48) }),
         vec![data_run(0x10, many), ones_run(0x30, 1)],
     );
-    let empty = doc(host(47, false), 100, vec![thread(100)], Some(bitmap(0x7f80_0000_0000, 48)), vec![]);
+    // Dumped inside a pid namespace one level down: CRIU knows these tasks as 1..4.
+    let threads =
+        ImageDoc { namespace: Some(NamespaceIds { pid: 1, tids: vec![1, 2, 3, 4], depth: 1 }), ..threads };
+    // Written from the JSON of an older image, which has no namespace ids.
+    let empty = ImageDoc {
+        namespace: None,
+        ..doc(host(47, false), 100, vec![thread(100)], Some(bitmap(0x7f80_0000_0000, 48)), vec![])
+    };
     vec![("empty-48", empty), ("typical-48", typical), ("high-57", high), ("threads-cet", threads)]
 }
 

@@ -2,6 +2,8 @@
 //! on /dev/null, ended by their PID), the criu-cet binary, and CRIU 4.1.1 provisioned on demand.
 #![allow(dead_code)]
 
+pub mod criu_images;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::Once;
@@ -22,7 +24,7 @@ pub fn fixture_bin() -> PathBuf {
 
 /// The plugin library built beside the binaries.
 pub fn plugin_so() -> PathBuf {
-    let so = Path::new(env!("CARGO_BIN_EXE_criu-cet")).with_file_name("libcriu_cet.so");
+    let so = Path::new(env!("CARGO_BIN_EXE_criu-cet")).with_file_name("libcet_plugin.so");
     assert!(
         so.exists(),
         "{} is missing: the test command builds it (cargo build) before cargo test",
@@ -50,7 +52,7 @@ pub fn reap(pid: u32) {
 
 /// Waits until `pid` no longer exists (reaping it if it is ours).
 pub fn wait_gone(pid: u32) {
-    assert!(gone_within(pid, Duration::from_secs(10)), "process {pid} did not go away");
+    assert!(gone_within(pid, Duration::from_secs(120)), "process {pid} did not go away");
 }
 
 fn gone_within(pid: u32, limit: Duration) -> bool {
@@ -69,7 +71,7 @@ fn gone_within(pid: u32, limit: Duration) -> bool {
 /// effort: it runs in destructors, which must not panic.
 pub fn end(pid: u32) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-    gone_within(pid, Duration::from_secs(5));
+    gone_within(pid, Duration::from_secs(60));
 }
 
 pub struct Fixture {
@@ -101,9 +103,7 @@ impl Fixture {
 
     /// Asks for a fresh report of the bitmap as the process sees it now.
     pub fn ask(&self) -> Report {
-        let _ = std::fs::remove_file(&self.report);
-        std::fs::write(suffixed(&self.report, "req"), b"").unwrap();
-        Report(self.wait_report())
+        ask(&self.report)
     }
 
     /// After CRIU killed it at dump: reap our child so that its PID is free for restore.
@@ -124,6 +124,13 @@ impl Drop for Fixture {
     }
 }
 
+/// Asks the fixture (or restored process) reporting to `report` for a fresh report.
+pub fn ask(report: &Path) -> Report {
+    let _ = std::fs::remove_file(report);
+    std::fs::write(suffixed(report, "req"), b"").unwrap();
+    Report(wait_file(report))
+}
+
 /// `PATH.suffix`, as the fixture names its request and child report files.
 pub fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -133,14 +140,14 @@ pub fn suffixed(path: &Path, suffix: &str) -> PathBuf {
 }
 
 pub fn wait_file(path: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Ok(t) = std::fs::read_to_string(path) {
             if !t.is_empty() {
                 return t.trim().to_string();
             }
         }
-        assert!(Instant::now() < deadline, "no report at {} within 20 s", path.display());
+        assert!(Instant::now() < deadline, "no report at {} within 120 s", path.display());
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -175,15 +182,66 @@ pub fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// CRIU 4.1.1: $CRIU_CET_CRIU if set, else provisioned by tests/provision/criu.sh.
+/// CRIU: $CRIU_CET_CRIU if set (the test command runs the CRIU suite with 4.1.1 and again with
+/// 4.2.1), else 4.1.1 provisioned by tests/provision/criu.sh.
 pub fn criu() -> PathBuf {
-    if let Some(p) = std::env::var_os("CRIU_CET_CRIU") {
-        return PathBuf::from(p);
+    static CRIU: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CRIU.get_or_init(|| {
+        if let Some(p) = std::env::var_os("CRIU_CET_CRIU") {
+            return PathBuf::from(p);
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/provision/criu.sh");
+        let out = Command::new("bash").arg(&script).output().expect("run tests/provision/criu.sh");
+        assert!(out.status.success(), "provisioning CRIU failed:\n{}", text(&out));
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last().expect("criu path").trim())
+    })
+    .clone()
+}
+
+/// A fixture started as the init of a new pid namespace, as container runtimes start a
+/// container's first process: `unshare --pid --fork setsid cet-fixture ...` (itself under setsid,
+/// stdio on /dev/null). The fixture is pid 1 in there; `init.pid` is its host pid.
+pub struct PidNamespace {
+    launcher: Option<Child>,
+    pub init: Fixture,
+}
+
+impl PidNamespace {
+    pub fn start(dir: &Path, name: &str, args: &[&str]) -> PidNamespace {
+        let report = dir.join(name);
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "setsid"]).arg(fixture_bin()).arg("--report").arg(&report).args(args);
+        let launcher = criu_cet::sys::spawn_detached(&mut cmd).expect("spawn unshare");
+        let first = Report(wait_file(&report));
+        assert_eq!(first.get("pid"), "1", "the fixture is not its namespace's init: {}", first.0);
+        // The launcher's only child is the namespace's init.
+        let pid = *children(launcher.id()).first().expect("unshare's child");
+        PidNamespace { launcher: Some(launcher), init: Fixture::adopt(pid, report) }
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/provision/criu.sh");
-    let out = Command::new("bash").arg(&script).output().expect("run tests/provision/criu.sh");
-    assert!(out.status.success(), "provisioning CRIU failed:\n{}", text(&out));
-    let path = String::from_utf8_lossy(&out.stdout).lines().last().expect("criu path").trim().to_string();
-    std::env::set_var("CRIU_CET_CRIU", &path);
-    PathBuf::from(path)
+
+    /// After CRIU killed the tree at dump: reap the launcher, wait until the init is gone.
+    pub fn reap_after_dump(&mut self) {
+        if let Some(mut l) = self.launcher.take() {
+            let _ = l.wait();
+        }
+        wait_gone(self.init.pid);
+    }
+}
+
+impl Drop for PidNamespace {
+    fn drop(&mut self) {
+        if let Some(mut l) = self.launcher.take() {
+            end(l.id());
+            let _ = l.wait();
+        }
+    }
+}
+
+/// The host pids of the children of `pid` (a restored namespace init's tasks, say).
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect()
 }

@@ -1,0 +1,457 @@
+//! The CRIU plugin (`cet_plugin.so`): what happens at each hook, in safe Rust over the criu-cet
+//! engine. `unsafe` lives in `ffi` and `criu` only.
+//! `ffi` is CRIU calling in (the C ABI), `criu` is the plugin calling out (log, image directory,
+//! inventory), `config` the settings, `pstree` CRIU's task list. docs/PLUGIN.md documents every
+//! message and setting.
+//!
+//! Tasks are matched by their ids in the dumped tree's pid namespace, as CRIU names its own
+//! images (`core-<id>.img`): CRIU hands plugins host pids, which differ between dump and restore
+//! whenever the tree lives in its own pid namespace (every container).
+//!
+//! - dump, CHECKPOINT_DEVICES(pid): the tree is frozen and criu is the tracer; capture the
+//!   bitmap and CET state into `cet-<id>.img`, atomically, and register "cet" in the inventory.
+//! - restore, init: before any task is forked, load, verify and check every cet image against
+//!   this host and against the tasks of CRIU's pstree.img; any problem aborts the restore.
+//! - restore, RESUME_DEVICES_LATE(pid): memory restored, tasks stopped, criu is the tracer;
+//!   recreate the mapping if needed, write and verify its pages, from the very file that init
+//!   checked. CRIU ignores this hook's result, so on failure the task is killed (or, with
+//!   CRIU_CET_ON_ERROR=warn, left running).
+
+pub mod config;
+pub mod criu;
+pub mod ffi;
+pub mod pstree;
+
+use config::{Config, OnError, ENV_BITMAP_ADDR, ENV_ON_ERROR};
+use criu::{log, Level};
+use criu_cet::capture::{self, CaptureOptions};
+use criu_cet::check;
+use criu_cet::host::{self, HostProfile};
+use criu_cet::trace::{Stopped, Tracing};
+use criu_cet::{image, proc, restore, EngineError};
+use criu_cet_format::{Ibt, ImageSummary, Metadata, ShadowStack};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Seek};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+/// CRIU's plugin stages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// `criu dump`.
+    Dump,
+    /// `criu pre-dump`: nothing to do (the bitmap is captured at the final dump).
+    PreDump,
+    /// `criu restore`.
+    Restore,
+}
+
+/// A hook's outcome, as CRIU understands it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Success; for init, go on.
+    Done,
+    /// Nothing for this plugin here: CRIU offers the call to the next plugin.
+    NotMine,
+    /// Failure: init aborts the command, CHECKPOINT_DEVICES aborts the dump.
+    Failed,
+}
+
+/// An image that restore init opened, verified and checked, kept open so that the hook uses the
+/// very file that was checked (a file renamed over its name in between is never read).
+struct CheckedImage {
+    name: String,
+    file: File,
+    /// (device, inode, size, mtime, ctime) when checked: any write to the file changes them.
+    identity: (u64, u64, u64, i64, i64, i64, i64),
+    meta: Metadata,
+    summary: ImageSummary,
+    used: bool,
+}
+
+/// What the plugin holds between hooks: one state per stage.
+enum State {
+    Idle,
+    Dump { config: Config, host: HostProfile, registered: bool },
+    Restore { config: Config, images: BTreeMap<u32, CheckedImage> },
+}
+
+/// The plugin: a state behind a lock (CRIU calls hooks from one thread, but nothing here relies
+/// on that).
+pub struct Hooks {
+    state: Mutex<State>,
+}
+
+/// The image of the task CRIU knows as `id` (its pid in the dumped tree's pid namespace).
+fn image_name(id: u32) -> String {
+    format!("cet-{id}.img")
+}
+
+/// The id CRIU gives host pid `pid` in the dumped (or restored) tree: its innermost `NSpid`.
+fn tree_id(pid: u32) -> Result<u32, EngineError> {
+    let ids =
+        proc::nspid(pid, pid).map_err(|e| EngineError::proc_io(pid, format!("/proc/{pid}/status"), e))?;
+    Ok(ids.last().copied().unwrap_or(pid))
+}
+
+impl Hooks {
+    /// The plugin's one instance.
+    pub fn get() -> &'static Hooks {
+        static HOOKS: OnceLock<Hooks> = OnceLock::new();
+        HOOKS.get_or_init(|| Hooks { state: Mutex::new(State::Idle) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock only means an earlier hook panicked (and was reported); carry on.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// init(stage): read the settings; at restore, check every image before any task exists.
+    pub fn init(&self, stage: Stage) -> Outcome {
+        let mut st = self.lock();
+        *st = State::Idle;
+        let config = match Config::from_env() {
+            Ok(c) => c,
+            Err(e) => {
+                log(Level::Error, &e);
+                return Outcome::Failed;
+            }
+        };
+        match stage {
+            Stage::PreDump => Outcome::Done,
+            Stage::Dump => {
+                *st = State::Dump { config, host: host::probe(), registered: false };
+                Outcome::Done
+            }
+            Stage::Restore => match check_images(&config) {
+                Ok(images) => {
+                    if !images.is_empty() {
+                        log(
+                            Level::Info,
+                            &format!(
+                                "{} cet image(s) checked against this host and CRIU's task list",
+                                images.len()
+                            ),
+                        );
+                    }
+                    *st = State::Restore { config, images };
+                    Outcome::Done
+                }
+                Err(problems) => {
+                    for p in &problems {
+                        log(Level::Error, p);
+                    }
+                    log(Level::Error, "restore refused before any task was forked; nothing was changed");
+                    Outcome::Failed
+                }
+            },
+        }
+    }
+
+    /// exit(stage, success): a checked image that no restored task used is an error.
+    pub fn exit(&self, stage: Option<Stage>, success: bool) {
+        let mut st = self.lock();
+        if let (Some(Stage::Restore), true, State::Restore { images, .. }) = (stage, success, &*st) {
+            for (id, img) in images.iter().filter(|(_, i)| !i.used) {
+                log(
+                    Level::Error,
+                    &format!(
+                        "{}: task {id} of the checkpoint never reached RESUME_DEVICES_LATE, so its \
+                         bitmap was NOT restored; check CRIU's log above for why",
+                        img.name
+                    ),
+                );
+            }
+        }
+        *st = State::Idle;
+    }
+
+    /// CHECKPOINT_DEVICES(pid): capture one process of the frozen tree.
+    pub fn checkpoint(&self, pid: u32) -> Outcome {
+        let mut st = self.lock();
+        let State::Dump { config, host, registered } = &mut *st else { return Outcome::NotMine };
+        match dump_one(config, host, pid) {
+            Ok(None) => Outcome::NotMine,
+            Ok(Some(line)) => {
+                if !*registered {
+                    *registered = criu::add_inventory_plugin();
+                    if !*registered {
+                        log(
+                            Level::Error,
+                            "could not register the cet plugin in the inventory (add_inventory_plugin)",
+                        );
+                        return Outcome::Failed;
+                    }
+                }
+                log(Level::Info, &line);
+                Outcome::NotMine
+            }
+            Err(e) => {
+                log(Level::Error, &format!("process {pid}: {e}; the dump is aborted"));
+                Outcome::Failed
+            }
+        }
+    }
+
+    /// RESUME_DEVICES_LATE(pid): restore one process's bitmap from its checked image.
+    pub fn resume(&self, pid: u32) -> Outcome {
+        let mut st = self.lock();
+        let State::Restore { config, images } = &mut *st else { return Outcome::NotMine };
+        let on_error = config.on_error;
+        let id = match tree_id(pid) {
+            Ok(id) => id,
+            Err(e) => {
+                // Without its id the task cannot be matched; if it had an image, exit() says so.
+                log(Level::Error, &format!("process {pid}: {e}"));
+                return Outcome::NotMine;
+            }
+        };
+        let Some(img) = images.get_mut(&id) else { return Outcome::NotMine };
+        img.used = true;
+        let who = if id == pid {
+            format!("process {pid}")
+        } else {
+            format!("process {pid} (task {id} in its pid namespace)")
+        };
+        match restore_one(img, pid) {
+            Ok(r) => {
+                log(
+                    Level::Info,
+                    &format!(
+                        "{who}: restored {}: mapping {}, {} all-ones and {} data pages verified, {} stray pages cleared",
+                        img.name,
+                        if r.created_mapping { "created" } else { "present" },
+                        r.ones_pages,
+                        r.data_pages,
+                        r.cleared_pages
+                    ),
+                );
+                if r.ibt_not_restored > 0 {
+                    log(
+                        Level::Warn,
+                        &format!(
+                            "{who}: IBT state of {} threads cannot be set on this kernel",
+                            r.ibt_not_restored
+                        ),
+                    );
+                }
+                Outcome::NotMine
+            }
+            Err(e) => {
+                log(Level::Error, &format!("{who}: restoring {} failed: {e}", img.name));
+                if on_error == OnError::Kill {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    log(
+                        Level::Error,
+                        &format!(
+                            "{who} killed so that it does not run with a wrong IBT bitmap \
+                             ({ENV_ON_ERROR}=warn lets it run instead)"
+                        ),
+                    );
+                } else {
+                    log(Level::Warn, &format!("{who} left running without its bitmap ({ENV_ON_ERROR}=warn)"));
+                }
+                Outcome::Failed
+            }
+        }
+    }
+}
+
+/// Captures process `pid` into `cet-<id>.img`; `None` when it has neither a bitmap nor CET state.
+fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<String>, EngineError> {
+    let opts = CaptureOptions {
+        bitmap_addr: config.bitmap_addr.map(|a| (a, ENV_BITMAP_ADDR)),
+        ..Default::default()
+    };
+    let stopped = Stopped::new(pid, Tracing::AlreadyTracer)?;
+    let cap = capture::prepare(&stopped, host, &opts)?;
+    let uses_cet = cap.meta.process.threads.iter().any(|t| {
+        matches!(t.shadow_stack, ShadowStack::Available { features, .. } if features != 0)
+            || matches!(t.ibt, Ibt::Available { user_cet } if user_cet.0 != 0)
+    });
+    if cap.bitmap().is_none() && !uses_cet {
+        return Ok(None);
+    }
+    let id = cap.meta.namespace.as_ref().map_or(pid, |ns| ns.pid);
+    let dir = criu::image_dir().map_err(|e| EngineError::Refused { findings: vec![e] })?;
+    let name = image_name(id);
+    let report = image::write_atomically(&dir.join(&name), image::Durability::AsCriu, |out| {
+        cap.write(out, &opts).map(|(_, r)| r)
+    })?;
+    let w = report.written;
+    let who = if id == pid {
+        format!("process {pid}")
+    } else {
+        format!("process {pid} (task {id} in its pid namespace)")
+    };
+    Ok(Some(format!(
+        "{who}: wrote {name}: {} runs, {} all-ones and {} data pages, {} bytes; {} stale legacy bits",
+        w.runs, w.ones_pages, w.data_pages, w.file_bytes, report.stale_bits
+    )))
+}
+
+/// What identifies a file's contents without reading them: any write changes size, mtime or
+/// ctime (and ctime cannot be set back).
+fn identity(file: &File) -> std::io::Result<(u64, u64, u64, i64, i64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata()?;
+    Ok((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
+}
+
+/// Restores from the file init checked: read again through the same open file, unchanged since
+/// (by its identity, then by what its header, tables and metadata say; each block's checksum is
+/// checked again as the restore decompresses it).
+fn restore_one(img: &CheckedImage, pid: u32) -> Result<restore::RestoreReport, EngineError> {
+    let path = PathBuf::from(&img.name);
+    let io = |e| EngineError::Io { path: path.clone(), source: e };
+    let mut file = img.file.try_clone().map_err(io)?;
+    file.rewind().map_err(io)?;
+    let unchanged = identity(&file).map_err(io)? == img.identity;
+    let mut r = criu_cet_format::ImageReader::open(BufReader::with_capacity(1 << 16, file))
+        .map_err(|source| EngineError::Image { file: path.clone(), source })?;
+    if !unchanged || r.metadata() != &img.meta || r.summary() != &img.summary {
+        return Err(EngineError::Refused {
+            findings: vec![format!(
+                "{}: the file changed between the check in restore init and its use; refusing it \
+                 (was it rewritten in place while CRIU ran?)",
+                img.name
+            )],
+        });
+    }
+    let stopped = Stopped::new(pid, Tracing::AlreadyTracer)?;
+    restore::restore(&stopped, &mut r).map_err(|e| e.in_file(&path))
+}
+
+/// Restore init: every cet image in the directory must be intact, carry the id its name gives,
+/// fit this host, and belong to a task CRIU is about to restore, with the same threads.
+fn check_images(config: &Config) -> Result<BTreeMap<u32, CheckedImage>, Vec<String>> {
+    let named = criu::claim_inventory_entry();
+    let dir = criu::image_dir().map_err(|e| vec![e])?;
+    let entries = std::fs::read_dir(&dir).map_err(|e| vec![format!("reading the image directory: {e}")])?;
+    let here = host::probe();
+    let (mut images, mut problems) = (BTreeMap::new(), Vec::new());
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name
+            .strip_prefix("cet-")
+            .and_then(|s| s.strip_suffix(".img"))
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if name != image_name(id) {
+            problems.push(format!(
+                "{name}: not a name this plugin writes (it would be {}); a second image for task \
+                 {id}? remove the one that does not belong",
+                image_name(id)
+            ));
+            continue;
+        }
+        match check_one(&dir, &name, id, &here, config) {
+            Ok((img, warnings)) => {
+                for w in warnings {
+                    log(Level::Warn, &w);
+                }
+                images.insert(id, img);
+            }
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if !images.is_empty() {
+        match pstree::read(&dir) {
+            Ok(tasks) => problems.extend(match_tasks(&images, &tasks)),
+            Err(e) => problems.push(format!("{e}: cannot tell which tasks the cet images belong to")),
+        }
+    }
+    if !named && !images.is_empty() {
+        log(
+            Level::Warn,
+            "cet images found, but the inventory does not name the cet plugin; restoring them anyway",
+        );
+    }
+    if problems.is_empty() {
+        Ok(images)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Opens, verifies and checks one image; returns it with its warnings, or its problems.
+fn check_one(
+    dir: &Path,
+    name: &str,
+    id: u32,
+    here: &HostProfile,
+    config: &Config,
+) -> Result<(CheckedImage, Vec<String>), Vec<String>> {
+    let path = dir.join(name);
+    // Error messages name files by their path under /proc/self/fd/N; show the plain name.
+    let plain = |e: EngineError| vec![e.to_string().replace(&format!("{}/", dir.display()), "")];
+    let (file, r) = image::open_keeping_file(&path).map_err(plain)?;
+    let meta = r.metadata().clone();
+    let own_id = meta.namespace.as_ref().map_or(meta.process.pid, |ns| ns.pid);
+    if own_id != id {
+        return Err(vec![format!(
+            "{name}: the image records task {own_id}, not {id}; refusing an image under another task's name"
+        )]);
+    }
+    let findings = check::check(name, &meta, r.summary(), here, "this host", config.coverage);
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    for f in findings {
+        match f.severity {
+            check::Severity::Error => problems.push(f.message),
+            check::Severity::Warning => warnings.push(f.message),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let summary = *r.summary();
+    let identity = identity(&file).map_err(|e| vec![format!("{name}: {e}")])?;
+    Ok((CheckedImage { name: name.to_string(), file, identity, meta, summary, used: false }, warnings))
+}
+
+/// Every checked image must name a task of pstree.img, with the same threads.
+fn match_tasks(images: &BTreeMap<u32, CheckedImage>, tasks: &BTreeMap<u32, pstree::Task>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (id, img) in images {
+        let threads: Vec<u32> = match &img.meta.namespace {
+            Some(ns) => ns.tids.clone(),
+            None => img.meta.process.threads.iter().map(|t| t.tid).collect(),
+        };
+        let Some(task) = tasks.get(id) else {
+            let known: Vec<String> = tasks.keys().take(16).map(u32::to_string).collect();
+            let old = if img.meta.namespace.is_none() {
+                " It was written by a plugin older than format 1.2, which named images by host pid: \
+                 if the tree ran in its own pid namespace, dump it again with this plugin."
+            } else {
+                ""
+            };
+            problems.push(format!(
+                "{}: CRIU's pstree.img has no task {id} (it restores tasks {}{}), so this image would \
+                 never be used; it does not belong to this checkpoint: remove it, or restore from the \
+                 directory it was dumped to.{old}",
+                img.name,
+                known.join(", "),
+                if tasks.len() > 16 { ", …" } else { "" }
+            ));
+            continue;
+        };
+        let (mut a, mut b) = (threads.clone(), task.threads.clone());
+        a.sort_unstable();
+        b.sort_unstable();
+        if a != b {
+            problems.push(format!(
+                "{}: task {id} has threads {:?} in CRIU's pstree.img but {:?} in the cet image: the two \
+                 come from different dumps; restore from one checkpoint's directory",
+                img.name, b, a
+            ));
+        }
+    }
+    problems
+}

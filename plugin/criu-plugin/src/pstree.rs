@@ -1,0 +1,112 @@
+//! CRIU's `pstree.img`: the tasks a restore is about to create, by their ids in the dumped tree's
+//! pid namespace. Restore init checks every cet image against it before any task is forked.
+//!
+//! The file is CRIU's image framing (u32 IMG_COMMON_MAGIC, u32 PSTREE_MAGIC, then entries, each
+//! a u32 little-endian length and a `pstree_entry` protobuf message), decoded with prost from
+//! `proto/pstree.proto`.
+
+use prost::Message;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+mod proto {
+    include!(concat!(env!("OUT_DIR"), "/criu.rs"));
+}
+
+const IMG_COMMON_MAGIC: u32 = 0x5456_4319;
+const PSTREE_MAGIC: u32 = 0x5027_3030;
+/// Larger than any real tree's pstree.img (about 20 bytes a task, plus 6 a thread).
+const MAX_FILE: u64 = 64 << 20;
+
+/// A task of the tree: its pid and its threads' ids, in the dumped tree's pid namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Task {
+    pub pid: u32,
+    pub threads: Vec<u32>,
+}
+
+/// Reads `dir/pstree.img`: every task, by pid.
+pub fn read(dir: &Path) -> Result<BTreeMap<u32, Task>, String> {
+    let path = dir.join("pstree.img");
+    let name = "pstree.img";
+    let len = std::fs::symlink_metadata(&path).map_err(|e| format!("{name}: {e}"))?.len();
+    if len > MAX_FILE {
+        return Err(format!("{name}: {len} bytes, more than the {MAX_FILE} this plugin reads"));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| format!("{name}: {e}"))?;
+    parse(&bytes).map_err(|e| format!("{name}: {e}"))
+}
+
+/// Decodes pstree.img bytes.
+pub fn parse(bytes: &[u8]) -> Result<BTreeMap<u32, Task>, String> {
+    let u32_at = |at: usize| -> Option<u32> {
+        bytes.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    };
+    match (u32_at(0), u32_at(4)) {
+        (Some(IMG_COMMON_MAGIC), Some(PSTREE_MAGIC)) => {}
+        (a, b) => {
+            return Err(format!(
+            "not a CRIU pstree image (magic {:#x} {:#x}, expected {IMG_COMMON_MAGIC:#x} {PSTREE_MAGIC:#x})",
+            a.unwrap_or(0),
+            b.unwrap_or(0)
+        ))
+        }
+    }
+    let mut tasks = BTreeMap::new();
+    let mut at = 8;
+    while at < bytes.len() {
+        let len = u32_at(at).ok_or_else(|| format!("truncated entry length at offset {at}"))? as usize;
+        let body = bytes
+            .get(at + 4..at + 4 + len)
+            .ok_or_else(|| format!("entry at offset {at} claims {len} bytes, past the end of the file"))?;
+        let e = proto::PstreeEntry::decode(body).map_err(|e| format!("entry at offset {at}: {e}"))?;
+        if tasks.insert(e.pid, Task { pid: e.pid, threads: e.threads }).is_some() {
+            return Err(format!("task {} is listed twice", e.pid));
+        }
+        at += 4 + len;
+    }
+    if tasks.is_empty() {
+        return Err("lists no task".into());
+    }
+    Ok(tasks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(entries: &[proto::PstreeEntry]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend(IMG_COMMON_MAGIC.to_le_bytes());
+        out.extend(PSTREE_MAGIC.to_le_bytes());
+        for e in entries {
+            let body = e.encode_to_vec();
+            out.extend((body.len() as u32).to_le_bytes());
+            out.extend(body);
+        }
+        out
+    }
+
+    fn entry(pid: u32, threads: Vec<u32>) -> proto::PstreeEntry {
+        proto::PstreeEntry { pid, ppid: 0, pgid: pid, sid: pid, threads }
+    }
+
+    #[test]
+    fn reads_every_task_and_its_threads() {
+        let t = parse(&image(&[entry(1, vec![1, 4]), entry(2, vec![2])])).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[&1].threads, vec![1, 4]);
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_whole_pstree_image() {
+        let good = image(&[entry(1, vec![1])]);
+        assert!(parse(&good[..good.len() - 1]).unwrap_err().contains("past the end"));
+        assert!(parse(&good[4..]).unwrap_err().contains("not a CRIU pstree image"));
+        assert!(parse(&image(&[])).unwrap_err().contains("no task"));
+        assert!(parse(&image(&[entry(1, vec![1]), entry(1, vec![1])])).unwrap_err().contains("twice"));
+        let mut bad = good.clone();
+        bad[8] = 3; // the entry now claims 3 bytes: a truncated message
+        assert!(parse(&bad).is_err());
+    }
+}
