@@ -8,9 +8,10 @@ all pass.
 Bochs 3.0 loses a task's user CET state (IA32_U_CET, IA32_PL3_SSP) when the kernel switches the
 task out and back in: the kernel then finds the CET_USER xstate component in its init state
 (WARNING at arch/x86/kernel/fpu/regset.c ssp_get), NT_X86_SHSTK answers ENODEV, and the task's own
-rdssp reads 0. Scenarios that need the SSP after a context switch are therefore marked "known
-emulator failure" (xfail) and judged strictly: each must fail with exactly that signature (an
-unexpected pass or any other failure is a FAIL), and it is counted apart from T.
+rdssp reads 0. Whether that has happened by the time a tracer looks depends on what else ran in
+between, so a scenario that needs the SSP of a stopped task passes when the SSP was still there,
+is a "known emulator failure" (counted apart from T) when it failed with exactly that signature
+(the kernel's WARNING, ENODEV, rdssp 0), and fails otherwise.
 
 PYCRIU_PATH (CRIU's own image decoder, tests/provision/pycriu.sh) decodes CRIU's
 core-N.img so the plugin's SSP can be compared with CRIU's.
@@ -34,12 +35,13 @@ def verdict(ok, text):
 
 
 def xfail_verdict(passed, signature, text):
-    """A scenario Bochs 3.0's CET_U bug makes fail: PASS is unexpected, the signature expected."""
+    """A scenario Bochs 3.0's CET_U bug can make fail: a pass counts, a failure with exactly the
+    bug's signature is set apart, any other failure is a FAIL."""
     global number
     number += 1
     if passed:
-        results.append(False)
-        print(f"scenario {number}: FAIL (unexpected pass: the Bochs CET_U bug is gone; make this a plain scenario) - {text}")
+        results.append(True)
+        print(f"scenario {number}: PASS - {text}")
     elif signature:
         xfails.append(number)
         print(f"scenario {number}: known emulator failure (Bochs 3.0 drops CET_U state at context switch) - {text}")
