@@ -84,7 +84,14 @@ pub fn image<R: Read + Seek>(file: &Path, r: &mut ImageReader<R>) -> String {
             ShadowStack::NotAvailable => "shadow stack not available".to_string(),
             ShadowStack::Available { features, locked, ssp } => format!(
                 "shadow stack features {features:#x} locked {locked:#x}{}",
-                ssp.map(|a| format!(" SSP {a}")).unwrap_or_default()
+                match ssp {
+                    Some(a) => format!(" SSP {a}"),
+                    // Enabled, yet the kernel gave no SSP: NT_X86_SHSTK said ENODEV. Seen on
+                    // Bochs 3.0, whose XSAVES loses the CET_USER state (docs/PLUGIN.md).
+                    None if features & 1 != 0 =>
+                        " SSP unreadable (the kernel refused NT_X86_SHSTK)".to_string(),
+                    None => String::new(),
+                }
             ),
         };
         let ibt = match t.ibt {
