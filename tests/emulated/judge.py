@@ -204,7 +204,7 @@ verdict(ok, "plugin image vs CRIU's own state: " + ("; ".join(parts) or f"plugin
 
 passed = sum(results)
 total = len(results) + len(xfails)
-note = (f"; {len(xfails)} did not pass with exactly Bochs 3.0's CET_U signature (scenario "
+note = (f"; {len(xfails)} failed with exactly Bochs 3.0's CET_U signature (scenario "
         f"{', '.join(map(str, xfails))}): known emulator failures, which do not fail the suite") if xfails else ""
 print(f"emulated: {passed}/{total} scenarios passed{note}")
 sys.exit(0 if all(results) else 1)
