@@ -44,11 +44,7 @@ pub fn run() -> Result<ExitCode, EngineError> {
     say!("\n2. dump it (seize, read CET state of every thread, PAGEMAP_SCAN the bitmap, detach)");
     let t = Instant::now();
     let report = crate::dump(source.pid(), &img, &CaptureOptions::default())?;
-    say!(
-        "   {} ({:.1} ms)",
-        show::capture_line(source.pid(), &img, &report),
-        t.elapsed().as_secs_f64() * 1e3
-    );
+    say!("   {} ({:.1} ms)", report, t.elapsed().as_secs_f64() * 1e3);
 
     say!("\n3. show the image");
     for line in show::image(&img, &mut image::open(&img)?).lines() {
@@ -79,7 +75,7 @@ pub fn run() -> Result<ExitCode, EngineError> {
     let target = Fixture::start(dir.path(), "target", &["--no-bitmap", "--threads", "3"])?;
     say!("   fixture {}: {}", target.pid(), target.ask()?);
     let restored = crate::restore_file(target.pid(), &img)?;
-    say!("   {}", show::restore_line(target.pid(), &img, &restored));
+    say!("   {restored}");
 
     say!("\n7. ask the restored fixture what bitmap it sees now");
     let after = target.ask()?;

@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod hooks;
 pub mod host;
 pub mod image;
+pub mod job;
 pub mod proc;
 pub mod restore;
 pub mod scan;

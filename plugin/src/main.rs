@@ -3,11 +3,10 @@
 //! engine and the `criu_cet_format` crate.
 
 use clap::{Parser, Subcommand};
-use criu_cet::capture::{self, CaptureOptions};
-use criu_cet::check::{self, CoveragePolicy};
+use criu_cet::capture::CaptureOptions;
 use criu_cet::host;
-use criu_cet::trace::{Stopped, Tracing};
-use criu_cet::{image, restore, EngineError};
+use criu_cet::trace::Tracing;
+use criu_cet::{image, job, EngineError};
 use criu_cet_format::meta::parse_number;
 use criu_cet_format::{ImageDoc, WriterOptions};
 use std::path::{Path, PathBuf};
@@ -178,7 +177,7 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
                 ..Default::default()
             };
             let report = dump(pid, &output, &opts)?;
-            say!("{}", show::capture_line(pid, &output, &report));
+            say!("{report}");
         }
         Command::Show { file } => return inputs::show(&file),
         Command::Decode { file } => return inputs::decode(&file),
@@ -201,7 +200,7 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
         }
         Command::Restore { pid, file } => {
             let report = restore_file(pid, &file)?;
-            say!("{}", show::restore_line(pid, &file, &report));
+            say!("{report}");
         }
         Command::Demo => return demo::run(),
         Command::Bench { runs, criu, smoke } => return bench::run(runs, criu, smoke),
@@ -209,32 +208,22 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Seizes the process, captures it into `output` atomically, and lets it go.
-pub fn dump(pid: u32, output: &Path, opts: &CaptureOptions) -> Result<capture::CaptureReport, EngineError> {
-    let stopped = Stopped::new(pid, Tracing::Seize)?;
-    let cap = capture::prepare(&stopped, &host::probe(), opts)?;
-    image::write_atomically(output, image::Durability::Synced, |out| cap.write(out, opts).map(|(_, r)| r))
+/// The CLI's dump: seize the process, capture it into `output` (fsynced), let it go.
+pub fn dump(pid: u32, output: &Path, opts: &CaptureOptions) -> Result<job::DumpReport, EngineError> {
+    let host = host::probe();
+    let opts = job::DumpOptions {
+        host: &host,
+        tracing: Tracing::Seize,
+        durability: image::Durability::Synced,
+        capture: opts.clone(),
+        skip_without_cet: false,
+    };
+    job::dump(pid, job::Destination::File(output), &opts)?
+        .ok_or_else(|| EngineError::Refused { findings: vec![format!("process {pid}: nothing captured")] })
 }
 
-/// Checks the image against this host, then seizes the process and restores into it.
-pub fn restore_file(pid: u32, file: &Path) -> Result<restore::RestoreReport, EngineError> {
+/// The CLI's restore: check `file` against this host, seize the process, restore, let it go.
+pub fn restore_file(pid: u32, file: &Path) -> Result<job::RestoreOutcome, EngineError> {
     let mut r = image::open(file)?;
-    let findings = check::check(
-        &file.display().to_string(),
-        r.metadata(),
-        r.summary(),
-        &host::probe(),
-        "this host",
-        CoveragePolicy::Warn,
-    );
-    if check::has_errors(&findings) {
-        let mut lines: Vec<String> = findings.iter().map(|f| f.to_string()).collect();
-        if let Some(b) = &r.metadata().bitmap {
-            lines.push(restore::occupants(pid, b.base.0, b.end()));
-        }
-        lines.push(format!("restore refused: nothing was changed in process {pid}"));
-        return Err(EngineError::Refused { findings: lines });
-    }
-    let stopped = Stopped::new(pid, Tracing::Seize)?;
-    restore::restore(&stopped, &mut r).map_err(|e| e.in_file(file))
+    job::restore(pid, file, &mut r, &host::probe(), Tracing::Seize)
 }

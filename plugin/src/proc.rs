@@ -393,6 +393,14 @@ mod tests {
     }
 
     #[test]
+    fn thread_features_as_linux_6_12_prints_them() {
+        // Recorded in the emulated CET guest (Bochs 3.0, tigerlake; Debian 6.12.117): each
+        // feature word is followed by a space, and an empty locked set is an empty line.
+        let status = "Name:\tshstk\nx86_Thread_features:\tshstk \nx86_Thread_features_locked:\t\n";
+        assert_eq!(parse_thread_features(status), Some((1, 0)));
+    }
+
+    #[test]
     fn stat_state_after_a_comm_with_parentheses_and_spaces() {
         assert_eq!(parse_stat_state("4242 (a) b) ) Z 1 4242 4242 0 -1"), Some('Z'));
         assert_eq!(parse_stat_state("7 (cet-fixture) S 1 7"), Some('S'));

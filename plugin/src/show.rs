@@ -1,8 +1,6 @@
 //! Human-readable output of the CLI.
 
-use criu_cet::capture::CaptureReport;
 use criu_cet::host::HostProfile;
-use criu_cet::restore::RestoreReport;
 use criu_cet_format::addr::{self, PAGE_SIZE};
 use criu_cet_format::{Ibt, ImageReader, RunKind, ShadowStack, UserCet};
 use std::fmt::Write as _;
@@ -38,37 +36,6 @@ pub fn size(bytes: u64) -> String {
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
         b => format!("{b} bytes"),
     }
-}
-
-pub fn capture_line(pid: u32, out: &Path, r: &CaptureReport) -> String {
-    let w = &r.written;
-    format!(
-        "dumped process {pid} to {}: {} populated pages scanned, {} runs ({} all-ones, {} data pages, {} zero pages skipped), \
-         {} bytes; {} stale legacy bits{}",
-        out.display(),
-        r.populated_pages,
-        w.runs,
-        w.ones_pages,
-        w.data_pages,
-        w.zero_pages_skipped,
-        w.file_bytes,
-        r.stale_bits,
-        if r.pruned { " (pruned)" } else { "" }
-    )
-}
-
-pub fn restore_line(pid: u32, file: &Path, r: &RestoreReport) -> String {
-    format!(
-        "restored {} into process {pid}: mapping {}, {} all-ones and {} data pages written and verified, \
-         {} stray pages cleared; IBT state restored for {} threads, not restorable for {}",
-        file.display(),
-        if r.created_mapping { "created" } else { "already present" },
-        r.ones_pages,
-        r.data_pages,
-        r.cleared_pages,
-        r.ibt_restored,
-        r.ibt_not_restored
-    )
 }
 
 fn cet_line(u: UserCet) -> String {
@@ -117,7 +84,14 @@ pub fn image<R: Read + Seek>(file: &Path, r: &mut ImageReader<R>) -> String {
             ShadowStack::NotAvailable => "shadow stack not available".to_string(),
             ShadowStack::Available { features, locked, ssp } => format!(
                 "shadow stack features {features:#x} locked {locked:#x}{}",
-                ssp.map(|a| format!(" SSP {a}")).unwrap_or_default()
+                match ssp {
+                    Some(a) => format!(" SSP {a}"),
+                    // Enabled, yet the kernel gave no SSP: NT_X86_SHSTK said ENODEV. Seen on
+                    // Bochs 3.0, whose XSAVES loses the CET_USER state (docs/PLUGIN.md).
+                    None if features & 1 != 0 =>
+                        " SSP unreadable (the kernel refused NT_X86_SHSTK)".to_string(),
+                    None => String::new(),
+                }
             ),
         };
         let ibt = match t.ibt {

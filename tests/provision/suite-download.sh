@@ -2,7 +2,8 @@
 # suite-download.sh SUITE DEST PKG...: downloads the named packages of a Debian suite into DEST,
 # from the mirror this machine's own apt sources name, through a private apt state directory (the
 # host's apt configuration is not touched). With PKG "resolve:NAME", prints the package NAME's
-# first versioned dependency instead (e.g. resolve:linux-image-amd64).
+# first versioned dependency instead (e.g. resolve:linux-image-amd64); with "libclosure:NAME,NAME..."
+# prints the library packages (lib*, without -data/-common) that NAME... depend on, recursively.
 set -euo pipefail
 suite=$1 dest=$2
 shift 2
@@ -35,6 +36,12 @@ pkgs=()
 for p in "$@"; do
   case $p in
     resolve:*) apt-cache "${opts[@]}" depends "${p#resolve:}" | awk '/Depends: [a-z]/{print $2; exit}'; exit 0 ;;
+    libclosure:*)
+      # shellcheck disable=SC2046
+      apt-cache "${opts[@]}" depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+          --no-replaces --no-enhances $(echo "${p#libclosure:}" | tr ',' ' ') \
+        | grep -E '^lib' | grep -vE -- '-(data|common|bin|dev)$' | sort -u
+      exit 0 ;;
     *) pkgs+=("$p") ;;
   esac
 done

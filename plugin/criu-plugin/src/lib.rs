@@ -26,12 +26,12 @@ pub mod pstree;
 
 use config::{Config, OnError, ENV_BITMAP_ADDR, ENV_ON_ERROR};
 use criu::{log, Level};
-use criu_cet::capture::{self, CaptureOptions};
+use criu_cet::capture::CaptureOptions;
 use criu_cet::check;
 use criu_cet::host::{self, HostProfile};
-use criu_cet::trace::{Stopped, Tracing};
-use criu_cet::{image, proc, restore, EngineError};
-use criu_cet_format::{Ibt, ImageSummary, Metadata, ShadowStack};
+use criu_cet::trace::Tracing;
+use criu_cet::{image, job, proc, EngineError};
+use criu_cet_format::{ImageSummary, Metadata};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Seek};
@@ -76,18 +76,13 @@ struct CheckedImage {
 enum State {
     Idle,
     Dump { config: Config, host: HostProfile, registered: bool },
-    Restore { config: Config, images: BTreeMap<u32, CheckedImage> },
+    Restore { config: Config, host: HostProfile, images: BTreeMap<u32, CheckedImage> },
 }
 
 /// The plugin: a state behind a lock (CRIU calls hooks from one thread, but nothing here relies
 /// on that).
 pub struct Hooks {
     state: Mutex<State>,
-}
-
-/// The image of the task CRIU knows as `id` (its pid in the dumped tree's pid namespace).
-fn image_name(id: u32) -> String {
-    format!("cet-{id}.img")
 }
 
 /// The id CRIU gives host pid `pid` in the dumped (or restored) tree: its innermost `NSpid`.
@@ -127,7 +122,7 @@ impl Hooks {
                 Outcome::Done
             }
             Stage::Restore => match check_images(&config) {
-                Ok(images) => {
+                Ok((images, host)) => {
                     if !images.is_empty() {
                         log(
                             Level::Info,
@@ -137,7 +132,7 @@ impl Hooks {
                             ),
                         );
                     }
-                    *st = State::Restore { config, images };
+                    *st = State::Restore { config, host, images };
                     Outcome::Done
                 }
                 Err(problems) => {
@@ -199,7 +194,7 @@ impl Hooks {
     /// RESUME_DEVICES_LATE(pid): restore one process's bitmap from its checked image.
     pub fn resume(&self, pid: u32) -> Outcome {
         let mut st = self.lock();
-        let State::Restore { config, images } = &mut *st else { return Outcome::NotMine };
+        let State::Restore { config, host, images } = &mut *st else { return Outcome::NotMine };
         let on_error = config.on_error;
         let id = match tree_id(pid) {
             Ok(id) => id,
@@ -216,19 +211,10 @@ impl Hooks {
         } else {
             format!("process {pid} (task {id} in its pid namespace)")
         };
-        match restore_one(img, pid) {
-            Ok(r) => {
-                log(
-                    Level::Info,
-                    &format!(
-                        "{who}: restored {}: mapping {}, {} all-ones and {} data pages verified, {} stray pages cleared",
-                        img.name,
-                        if r.created_mapping { "created" } else { "present" },
-                        r.ones_pages,
-                        r.data_pages,
-                        r.cleared_pages
-                    ),
-                );
+        match restore_one(img, pid, host) {
+            Ok(outcome) => {
+                log(Level::Info, &outcome.to_string());
+                let r = outcome.report;
                 if r.ibt_not_restored > 0 {
                     log(
                         Level::Warn,
@@ -265,35 +251,22 @@ impl Hooks {
 
 /// Captures process `pid` into `cet-<id>.img`; `None` when it has neither a bitmap nor CET state.
 fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<String>, EngineError> {
-    let opts = CaptureOptions {
-        bitmap_addr: config.bitmap_addr.map(|a| (a, ENV_BITMAP_ADDR)),
-        ..Default::default()
-    };
-    let stopped = Stopped::new(pid, Tracing::AlreadyTracer)?;
-    let cap = capture::prepare(&stopped, host, &opts)?;
-    let uses_cet = cap.meta.process.threads.iter().any(|t| {
-        matches!(t.shadow_stack, ShadowStack::Available { features, .. } if features != 0)
-            || matches!(t.ibt, Ibt::Available { user_cet } if user_cet.0 != 0)
-    });
-    if cap.bitmap().is_none() && !uses_cet {
-        return Ok(None);
-    }
-    let id = cap.meta.namespace.as_ref().map_or(pid, |ns| ns.pid);
     let dir = criu::image_dir().map_err(|message| EngineError::Criu { message })?;
-    let name = image_name(id);
-    let report = image::write_atomically(&dir.join(&name), image::Durability::AsCriu, |out| {
-        cap.write(out, &opts).map(|(_, r)| r)
-    })?;
-    let w = report.written;
-    let who = if id == pid {
-        format!("process {pid}")
-    } else {
-        format!("process {pid} (task {id} in its pid namespace)")
+    let opts = job::DumpOptions {
+        host,
+        tracing: Tracing::AlreadyTracer,
+        durability: image::Durability::AsCriu,
+        capture: CaptureOptions {
+            bitmap_addr: config.bitmap_addr.map(|a| (a, ENV_BITMAP_ADDR)),
+            ..Default::default()
+        },
+        skip_without_cet: true,
     };
-    Ok(Some(format!(
-        "{who}: wrote {name}: {} runs, {} all-ones and {} data pages, {} bytes; {} stale legacy bits",
-        w.runs, w.ones_pages, w.data_pages, w.file_bytes, report.stale_bits
-    )))
+    Ok(job::dump(pid, job::Destination::ImageDirectory(&dir), &opts)?.map(|mut report| {
+        // Named in the log as in the directory, not by the descriptor path CRIU gave.
+        report.file = PathBuf::from(job::image_name(report.namespace_pid));
+        report.to_string()
+    }))
 }
 
 /// What identifies a file's contents without reading them: any write changes size, mtime or
@@ -307,7 +280,7 @@ fn identity(file: &File) -> std::io::Result<(u64, u64, u64, i64, i64, i64, i64)>
 /// Restores from the file init checked: read again through the same open file, unchanged since
 /// (by its identity, then by what its header, tables and metadata say; each block's checksum is
 /// checked again as the restore decompresses it).
-fn restore_one(img: &CheckedImage, pid: u32) -> Result<restore::RestoreReport, EngineError> {
+fn restore_one(img: &CheckedImage, pid: u32, host: &HostProfile) -> Result<job::RestoreOutcome, EngineError> {
     let path = PathBuf::from(&img.name);
     let io = |e| EngineError::Io { path: path.clone(), source: e };
     let mut file = img.file.try_clone().map_err(io)?;
@@ -324,13 +297,12 @@ fn restore_one(img: &CheckedImage, pid: u32) -> Result<restore::RestoreReport, E
             )],
         });
     }
-    let stopped = Stopped::new(pid, Tracing::AlreadyTracer)?;
-    restore::restore(&stopped, &mut r).map_err(|e| e.in_file(&path))
+    job::restore(pid, &path, &mut r, host, Tracing::AlreadyTracer)
 }
 
 /// Restore init: every cet image in the directory must be intact, carry the id its name gives,
 /// fit this host, and belong to a task CRIU is about to restore, with the same threads.
-fn check_images(config: &Config) -> Result<BTreeMap<u32, CheckedImage>, Vec<String>> {
+fn check_images(config: &Config) -> Result<(BTreeMap<u32, CheckedImage>, HostProfile), Vec<String>> {
     let named = criu::claim_inventory_entry();
     let dir = criu::image_dir().map_err(|e| vec![e])?;
     let entries = std::fs::read_dir(&dir).map_err(|e| vec![format!("reading the image directory: {e}")])?;
@@ -345,11 +317,11 @@ fn check_images(config: &Config) -> Result<BTreeMap<u32, CheckedImage>, Vec<Stri
         else {
             continue;
         };
-        if name != image_name(id) {
+        if name != job::image_name(id) {
             problems.push(format!(
                 "{name}: not a name this plugin writes (it would be {}); a second image for task \
                  {id}? remove the one that does not belong",
-                image_name(id)
+                job::image_name(id)
             ));
             continue;
         }
@@ -376,7 +348,7 @@ fn check_images(config: &Config) -> Result<BTreeMap<u32, CheckedImage>, Vec<Stri
         );
     }
     if problems.is_empty() {
-        Ok(images)
+        Ok((images, here))
     } else {
         Err(problems)
     }

@@ -1,0 +1,116 @@
+#!/bin/sh
+# Runs inside the emulated CET guest (busybox sh, from the initramfs; tests/emulated/init.sh).
+# Writes everything it observes to /tmp/out, which goes back to the host; tests/emulated/run judges.
+O=/tmp/out
+CET=/opt/cet
+CRIU=/opt/criu/bin/criu
+say() { echo "cet-guest: $*"; }
+# Times here are the guest's: under Bochs one guest second takes several seconds of the host's.
+# Every CRIU call is bounded (rc 137: killed after 60 s).
+criu() { timeout -s KILL 60 "$CRIU" "$@"; }
+
+# count FILE PATTERN: how many lines of FILE match PATTERN (0 when none or no file).
+count() { n=$(grep -c "$2" "$1" 2>/dev/null); echo "${n:-0}"; }
+
+# waitfor FILE PATTERN COUNT: waits (up to 20 s) until FILE holds COUNT lines matching PATTERN.
+waitfor() {
+  i=0
+  while [ "$(count "$1" "$2")" -lt "$3" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+}
+
+# gone PID: waits (up to 20 s) until PID has exited (gone, or a zombie nobody reaps).
+gone() {
+  i=0
+  while [ -d "/proc/$1" ] && [ "$(sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null)" != Z ] && [ $i -lt 200 ]; do
+    sleep 0.1; i=$((i + 1))
+  done
+}
+
+# start NAME THREADS [at-once]: starts the shadow-stack program with THREADS extra threads,
+# reporting to $O/NAME.report; waits until every thread has reported; sets $pid.
+start() {
+  rm -f "$O/$1.report"
+  setsid "$CET/shstk" "$O/$1.report" "$2" $3 </dev/null >/dev/null 2>&1 &
+  pid=$!
+  waitfor "$O/$1.report" '^thread' $(($2 + 1))
+  for t in /proc/$pid/task/*; do
+    echo "tid=${t##*/} $(grep '^x86_Thread_features' "$t/status" | tr '\t\n' '  ')"
+  done > "$O/$1.status"
+  say "$1: started $pid: $(tr '\n' ';' < "$O/$1.report")"
+}
+
+# good NAME: asks $pid for its good path and waits for one more "good" line. Commands go through a
+# file rather than signals: see shstk.c.
+good() {
+  n=$(count "$O/$1.report" '^good')
+  echo good > "$O/$1.report.cmd"
+  waitfor "$O/$1.report" '^good' $((n + 1))
+}
+
+# bad NAME: asks $pid for a bad return and records how it ended.
+bad() {
+  echo bad > "$O/$1.report.cmd"
+  gone "$pid"
+  if [ -d "/proc/$pid" ] && [ "$(sed 's/.*) \(.\).*/\1/' "/proc/$pid/stat")" != Z ]; then
+    echo "alive" > "$O/$1.bad"
+  else
+    echo "exited" > "$O/$1.bad"
+  fi
+  dmesg | grep "shstk\[$pid\]" > "$O/$1.fault"
+}
+
+# --- scenario 0: the CPU enforces the shadow stack (a bad return before any wait) -----------------
+start s0 0 at-once
+gone "$pid"
+dmesg | grep "shstk\[$pid\]" > "$O/s0.fault"
+say "s0: $(tr '\n' ';' < "$O/s0.report") $(cat "$O/s0.fault")"
+
+# --- scenario 1: the engine reads a real shadow-stack process -----------------------------------
+start s1 0
+"$CET/criu-cet" dump --pid "$pid" -o "$O/s1.img" > "$O/s1.dump.out" 2>&1
+echo $? > "$O/s1.dump.rc"
+"$CET/criu-cet" show "$O/s1.img" > "$O/s1.show" 2>&1
+"$CET/criu-cet" decode "$O/s1.img" > "$O/s1.json" 2>&1
+say "s1: criu-cet dump rc $(cat "$O/s1.dump.rc"): $(cat "$O/s1.dump.out")"
+cat "$O/s1.show"
+# After being read, it still runs with its shadow stack.
+good s1
+kill -9 "$pid"
+wait "$pid" 2>/dev/null
+
+say "modules: $(lsmod | tail -n +2 | cut -d' ' -f1 | tr '\n' ' ')"
+say "criu check: $(criu check 2>&1 | tail -n 3 | tr '\n' ' ')"
+
+# --- scenario 2: CRIU 4.2.1 with the plugin dumps and restores it --------------------------------
+start s2 0
+mkdir -p "$O/s2/img"
+# CRIU's log goes to the console as it is written too: a hung CRIU still shows where it stopped.
+: > "$O/s2/img/dump.log"
+tail -f "$O/s2/img/dump.log" | grep --line-buffered -E 'Error|Warn|shstk|cet|Dumping|Seized|parasite|Infect|Dumped' | sed 's/^/criu-dump: /' &
+tailer=$!
+criu dump -t "$pid" -D "$O/s2/img" -L "$CET/lib" -v4 -o dump.log
+echo $? > "$O/s2.dump.rc"
+# A failed dump leaves the process running: it is ended here either way.
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+sleep 1; kill "$tailer" 2>/dev/null
+say "s2: criu dump rc $(cat "$O/s2.dump.rc"), last log line: $(tail -n 1 "$O/s2/img/dump.log")"
+criu restore -d -D "$O/s2/img" -L "$CET/lib" -v4 -o restore.log
+echo $? > "$O/s2.restore.rc"
+say "s2: criu restore rc $(cat "$O/s2.restore.rc")"
+grep -E 'Error|Warn|shstk|cet' "$O/s2/img/restore.log" | head -n 20
+for f in "$O"/s2/img/cet-*.img; do
+  [ -f "$f" ] && "$CET/criu-cet" decode "$f" > "$O/s2.cet.json" 2>&1 && "$CET/criu-cet" show "$f"
+done
+if [ -d "/proc/$pid" ]; then
+  for t in /proc/$pid/task/*; do
+    echo "tid=${t##*/} $(grep '^x86_Thread_features' "$t/status" | tr '\t\n' '  ')"
+  done > "$O/s2.status-after"
+  good s2
+  bad s2
+fi
+say "s2: after restore: $(grep -v '^thread' "$O/s2.report" | tr '\n' ';') bad return: $(cat "$O/s2.bad" 2>/dev/null) $(cat "$O/s2.fault" 2>/dev/null)"
+# The pages images are not needed on the host; CRIU's core and the plugin's images are.
+rm -f "$O"/s2/img/pages-*.img
+say "kernel warnings: $(dmesg | grep -A 2 'WARNING' | head -n 6 | tr '\n' '|')"
+say "done"
