@@ -13,7 +13,7 @@ pub enum FormatError {
         #[source]
         source: io::Error,
     },
-    /// The file ends before a structure that its header or footer says is there.
+    /// The file is too short to hold a structure the format requires (header and footer).
     #[error("image truncated: {what} at offset {offset} needs {needed} bytes, but the file has {file_len}")]
     Truncated {
         /// The structure that is cut short.
@@ -83,7 +83,7 @@ pub enum FormatError {
     Invalid {
         /// The field's name.
         field: String,
-        /// Byte offset of the field (or of its section) in the file.
+        /// Byte offset of the field (or of its section) in the file; 0 where none applies.
         offset: u64,
         /// What the format allows.
         expected: String,

@@ -24,7 +24,7 @@ pub enum Tracing {
 pub struct Stopped {
     /// The process.
     pub pid: u32,
-    /// Every thread held stopped, from /proc/PID/task.
+    /// Every thread held stopped.
     pub tids: Vec<u32>,
     /// Threads we attached (and detach on drop), with a signal to hand back on detach.
     attached: Vec<(u32, Option<Signal>)>,

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Level {
-    /// LOG_ERROR: always shown.
+    /// LOG_ERROR.
     Error = 1,
-    /// LOG_WARN.
+    /// LOG_WARN: CRIU's default level shows it and everything above.
     Warn = 2,
     /// LOG_INFO: shown from `-v3` on.
     Info = 3,
