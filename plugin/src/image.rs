@@ -11,12 +11,14 @@ use std::path::{Path, PathBuf};
 
 /// Opens and fully validates an image (every checksum, every table, every block).
 pub fn open(path: &Path) -> Result<ImageReader<BufReader<File>>, EngineError> {
-    open_keeping_file(path).map(|(_, r)| r)
+    open_keeping_file(path).map(|(_, _, r)| r)
 }
 
 /// [`open`], also returning the open file (a second handle on it), so that a caller can read the
 /// very file it checked again later, whatever happens to its name meanwhile.
-pub fn open_keeping_file(path: &Path) -> Result<(File, ImageReader<BufReader<File>>), EngineError> {
+pub fn open_keeping_file(
+    path: &Path,
+) -> Result<(File, std::fs::Metadata, ImageReader<BufReader<File>>), EngineError> {
     let io = |source| EngineError::Io { path: display_path(path), source };
     // Looked at before it is opened: opening a socket or a FIFO says nothing useful (ENXIO) or
     // blocks.
@@ -44,7 +46,7 @@ pub fn open_keeping_file(path: &Path) -> Result<(File, ImageReader<BufReader<Fil
         return Err(io(std::io::Error::other("is not a regular file")));
     }
     let kept = file.try_clone().map_err(io)?;
-    Ok((kept, read_verified(BufReader::with_capacity(1 << 16, file), path)?))
+    Ok((kept, md, read_verified(BufReader::with_capacity(1 << 16, file), path)?))
 }
 
 /// Reads and fully validates an image from `src`; errors name `path`.

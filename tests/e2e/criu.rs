@@ -586,3 +586,42 @@ fn an_image_swapped_for_one_whose_bitmap_is_not_a_bitmap_is_refused_in_init() {
     );
     assert!(!Path::new(&format!("/proc/{}", f.pid)).exists(), "a task was restored");
 }
+
+#[test]
+fn an_image_rewritten_in_place_during_restore_is_refused_and_its_task_killed() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    use std::io::Write as _;
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut f = Fixture::start(&s.root, "r", &["--ones", "2", "--mixed", "3"]);
+    s.dump(f.pid);
+    f.reap_after_dump();
+    let img = s.image(f.pid);
+    // As soon as restore init reads the image, append to the very file it holds open.
+    let ino = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+    ino.add_watch(&s.imgs, AddWatchFlags::IN_ACCESS).unwrap();
+    let name = format!("cet-{}.img", f.pid);
+    let target = img.clone();
+    let racer = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            let events = ino.read_events().unwrap_or_default();
+            if events.iter().any(|e| e.name.as_deref().is_some_and(|n| n.to_string_lossy() == name)) {
+                let mut file = std::fs::OpenOptions::new().append(true).open(&target).unwrap();
+                file.write_all(b"tampered").unwrap();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    });
+    let _ = s.restore_with(&s.lib);
+    racer.join().unwrap();
+    let log = s.log("restore.log");
+    assert!(
+        log.contains("the file changed between the check in restore init and its use"),
+        "the rewritten image was not refused:\n{log}"
+    );
+    // The default policy kills the task rather than let it run with an unchecked bitmap.
+    wait_gone(f.pid);
+    assert!(log.contains("killed so that it does not run with a wrong IBT bitmap"), "{log}");
+}

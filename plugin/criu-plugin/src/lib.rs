@@ -65,8 +65,8 @@ pub enum Outcome {
 struct CheckedImage {
     name: String,
     file: File,
-    /// (device, inode, size, mtime, ctime) when checked: any write to the file changes them.
-    identity: (u64, u64, u64, i64, i64, i64, i64),
+    /// (device, inode, size, mtime) when checked: any write to the file changes them.
+    identity: (u64, u64, u64, i64, i64),
     meta: Metadata,
     summary: ImageSummary,
     used: bool,
@@ -269,12 +269,14 @@ fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<Stri
     }))
 }
 
-/// What identifies a file's contents without reading them: any write changes size, mtime or
-/// ctime (and ctime cannot be set back).
-fn identity(file: &File) -> std::io::Result<(u64, u64, u64, i64, i64, i64, i64)> {
+/// What identifies a file's contents without reading them: any write changes its size or mtime.
+/// Not ctime: renaming another file over the name, or unlinking it, changes the inode's ctime
+/// (its link count) while its contents, which the kept descriptor still reads, stay as checked.
+/// Content rewritten with its mtime set back is still caught by the checksums the restore
+/// verifies as it reads, and by comparing what the metadata says.
+fn identity_of(m: &std::fs::Metadata) -> (u64, u64, u64, i64, i64) {
     use std::os::unix::fs::MetadataExt;
-    let m = file.metadata()?;
-    Ok((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
+    (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec())
 }
 
 /// Restores from the file init checked: read again through the same open file, unchanged since
@@ -285,17 +287,20 @@ fn restore_one(img: &CheckedImage, pid: u32, host: &HostProfile) -> Result<job::
     let io = |e| EngineError::Io { path: path.clone(), source: e };
     let mut file = img.file.try_clone().map_err(io)?;
     file.rewind().map_err(io)?;
-    let unchanged = identity(&file).map_err(io)? == img.identity;
+    let changed = || EngineError::Refused {
+        findings: vec![format!(
+            "{}: the file changed between the check in restore init and its use; refusing it \
+                 (was it rewritten in place while CRIU ran?)",
+            img.name
+        )],
+    };
+    if identity_of(&file.metadata().map_err(io)?) != img.identity {
+        return Err(changed());
+    }
     let mut r = criu_cet_format::ImageReader::open(BufReader::with_capacity(1 << 16, file))
         .map_err(|source| EngineError::Image { file: path.clone(), source })?;
-    if !unchanged || r.metadata() != &img.meta || r.summary() != &img.summary {
-        return Err(EngineError::Refused {
-            findings: vec![format!(
-                "{}: the file changed between the check in restore init and its use; refusing it \
-                 (was it rewritten in place while CRIU ran?)",
-                img.name
-            )],
-        });
+    if r.metadata() != &img.meta || r.summary() != &img.summary {
+        return Err(changed());
     }
     job::restore(pid, &path, &mut r, host, Tracing::AlreadyTracer)
 }
@@ -365,7 +370,9 @@ fn check_one(
     let path = dir.join(name);
     // Error messages name files by their path under /proc/self/fd/N; show the plain name.
     let plain = |e: EngineError| vec![e.to_string().replace(&format!("{}/", dir.display()), "")];
-    let (file, r) = image::open_keeping_file(&path).map_err(plain)?;
+    // The file's identity as opened, before a byte was read: a change while it is checked or
+    // later is seen when the hook compares.
+    let (file, opened, r) = image::open_keeping_file(&path).map_err(plain)?;
     let meta = r.metadata().clone();
     let own_id = meta.namespace.as_ref().map_or(meta.process.pid, |ns| ns.pid);
     if own_id != id {
@@ -386,7 +393,7 @@ fn check_one(
         return Err(problems);
     }
     let summary = *r.summary();
-    let identity = identity(&file).map_err(|e| vec![format!("{name}: {e}")])?;
+    let identity = identity_of(&opened);
     Ok((CheckedImage { name: name.to_string(), file, identity, meta, summary, used: false }, warnings))
 }
 
