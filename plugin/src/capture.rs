@@ -56,12 +56,11 @@ pub struct CaptureReport {
 /// Reads mappings, thread CET state and finds the bitmap of a stopped process.
 pub fn prepare(stopped: &Stopped, host: &HostProfile, opts: &CaptureOptions) -> Result<Capture, EngineError> {
     let pid = stopped.pid;
-    let vmas =
-        proc::read_smaps(pid).map_err(|e| EngineError::proc_io(pid, format!("/proc/{pid}/smaps"), e))?;
+    let vmas = proc::read_smaps(pid)?;
     let threads =
         stopped.tids.iter().map(|&tid| cet::read_thread(pid, tid)).collect::<Result<Vec<_>, _>>()?;
     let found = find_bitmap(pid, &vmas, &threads, opts.bitmap_addr)?;
-    let comm = proc::comm(pid).map_err(|e| EngineError::proc_io(pid, format!("/proc/{pid}/comm"), e))?;
+    let comm = proc::comm(pid)?;
     let bitmap = found.as_ref().map(|(v, how): &(Vma, FoundBy)| BitmapMapping {
         base: Addr(v.start),
         length: v.len(),
@@ -82,10 +81,7 @@ pub fn prepare(stopped: &Stopped, host: &HostProfile, opts: &CaptureOptions) -> 
 /// The ids of the process and its threads in their own (innermost) pid namespace: the ids CRIU
 /// names its images by and restores the tasks under.
 fn namespace_ids(pid: u32, tids: &[u32]) -> Result<Option<NamespaceIds>, EngineError> {
-    let read = |tid: u32| {
-        proc::nspid(pid, tid)
-            .map_err(|e| EngineError::proc_io(pid, format!("/proc/{pid}/task/{tid}/status"), e))
-    };
+    let read = |tid: u32| proc::nspid(pid, tid);
     let own = read(pid)?;
     let depth = own.len() as u32 - 1;
     let mut ns_tids = Vec::with_capacity(tids.len());
@@ -207,8 +203,7 @@ impl Capture {
                 }
             }
             // The process was held still; if the mapping moved anyway, say so and write nothing.
-            let still = proc::has_mapping(pid, v.start, v.end)
-                .map_err(|e| EngineError::proc_io(pid, format!("/proc/{pid}/maps"), e))?;
+            let still = proc::has_mapping(pid, v.start, v.end)?;
             if !still {
                 return Err(self.changed(v, "the mapping is no longer there with the same range".into()));
             }

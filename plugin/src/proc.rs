@@ -1,10 +1,22 @@
 //! Reading /proc: mappings (through procfs's smaps parser), threads and their shadow-stack
-//! features, CPU facts. Every parser takes text, so tests feed recorded kernel output through the
+//! features, CPU facts. This module owns the /proc paths: what reads a process's files returns
+//! the engine's error, already naming the process and the file. Every parser takes text, so tests feed recorded kernel output through the
 //! same code that reads the live files.
 
+use crate::error::EngineError;
 use procfs::process::{MMPermissions, MMapPath, MemoryMaps, VmFlags};
 use procfs::FromRead;
 use std::path::PathBuf;
+
+/// Reads a /proc file of process `pid`; an error names the process and the file.
+fn read(pid: u32, path: &str) -> Result<Vec<u8>, EngineError> {
+    std::fs::read(path).map_err(|e| EngineError::proc_io(pid, path, e))
+}
+
+/// [`read`] as text.
+fn read_text(pid: u32, path: &str) -> Result<String, EngineError> {
+    read(pid, path).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
 
 /// What a mapping is backed by.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,22 +151,25 @@ pub fn mm_path(pid: u32, file: &str) -> String {
 }
 
 /// Every mapping of process `pid`, from its smaps (through a live thread, see `mm_path`).
-pub fn read_smaps(pid: u32) -> std::io::Result<Vec<Vma>> {
-    let text = std::fs::read(mm_path(pid, "smaps"))?;
-    parse_smaps(&text).map_err(std::io::Error::other)
+pub fn read_smaps(pid: u32) -> Result<Vec<Vma>, EngineError> {
+    let path = mm_path(pid, "smaps");
+    let text = read(pid, &path)?;
+    parse_smaps(&text).map_err(|e| EngineError::Io { path: path.into(), source: std::io::Error::other(e) })
 }
 
 /// Whether the process has a mapping of exactly `[start, end)`, from /proc/PID/maps (which,
 /// unlike smaps, costs no page-table walk).
-pub fn has_mapping(pid: u32, start: u64, end: u64) -> std::io::Result<bool> {
-    let maps = std::fs::read_to_string(mm_path(pid, "maps"))?;
+pub fn has_mapping(pid: u32, start: u64, end: u64) -> Result<bool, EngineError> {
+    let maps = read_text(pid, &mm_path(pid, "maps"))?;
     let prefix = format!("{start:x}-{end:x} ");
     Ok(maps.lines().any(|l| l.starts_with(&prefix)))
 }
 
 /// Thread ids of a process, ascending.
-pub fn tasks(pid: u32) -> std::io::Result<Vec<u32>> {
-    let mut tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))?
+pub fn tasks(pid: u32) -> Result<Vec<u32>, EngineError> {
+    let path = format!("/proc/{pid}/task");
+    let mut tids: Vec<u32> = std::fs::read_dir(&path)
+        .map_err(|e| EngineError::proc_io(pid, &path, e))?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     tids.sort_unstable();
@@ -316,14 +331,14 @@ pub fn parse_nspid(status: &str) -> Option<Vec<u32>> {
 
 /// `NSpid` of thread `tid` of `pid` (see [`parse_nspid`]); a kernel without the line gives the
 /// plain id, as if there were one pid namespace.
-pub fn nspid(pid: u32, tid: u32) -> std::io::Result<Vec<u32>> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))?;
+pub fn nspid(pid: u32, tid: u32) -> Result<Vec<u32>, EngineError> {
+    let status = read_text(pid, &format!("/proc/{pid}/task/{tid}/status"))?;
     Ok(parse_nspid(&status).unwrap_or_else(|| vec![tid]))
 }
 
 /// `comm` of a process.
-pub fn comm(pid: u32) -> std::io::Result<String> {
-    Ok(std::fs::read_to_string(format!("/proc/{pid}/comm"))?.trim_end().to_string())
+pub fn comm(pid: u32) -> Result<String, EngineError> {
+    Ok(read_text(pid, &format!("/proc/{pid}/comm"))?.trim_end().to_string())
 }
 
 /// CPU facts from /proc/cpuinfo text: virtual address bits and the flags that matter here.

@@ -206,8 +206,7 @@ fn clear_strays<R: Read + Seek>(win: &BitmapWindow, reader: &mut ImageReader<R>)
 fn ensure_mapping(stopped: &Stopped, b: &BitmapMapping) -> Result<bool, EngineError> {
     let pid = stopped.pid;
     let (start, end) = (b.base.0, b.end());
-    let vmas =
-        proc::read_smaps(pid).map_err(|e| EngineError::proc_io(pid, format!("/proc/{pid}/smaps"), e))?;
+    let vmas = proc::read_smaps(pid)?;
     let overlapping: Vec<&Vma> = vmas.iter().filter(|v| v.overlaps(start, end)).collect();
     let occupied = |by: String| EngineError::RangeOccupied { pid, start, end, by };
     if let Some(why) = check::geometry_problem(b) {

@@ -34,8 +34,7 @@ impl Stopped {
     /// Holds every thread of `pid` stopped: seizes and interrupts them, or, with
     /// `Tracing::AlreadyTracer`, lists the threads the caller already holds.
     pub fn new(pid: u32, tracing: Tracing) -> Result<Stopped, EngineError> {
-        let list =
-            |pid| proc::tasks(pid).map_err(|e| EngineError::proc_io(pid, format!("/proc/{pid}/task"), e));
+        let list = |pid| proc::tasks(pid);
         match tracing {
             Tracing::AlreadyTracer => Ok(Stopped { pid, tids: list(pid)?, attached: Vec::new() }),
             Tracing::Seize => {

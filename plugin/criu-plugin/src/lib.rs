@@ -87,8 +87,7 @@ pub struct Hooks {
 
 /// The id CRIU gives host pid `pid` in the dumped (or restored) tree: its innermost `NSpid`.
 fn tree_id(pid: u32) -> Result<u32, EngineError> {
-    let ids =
-        proc::nspid(pid, pid).map_err(|e| EngineError::proc_io(pid, format!("/proc/{pid}/status"), e))?;
+    let ids = proc::nspid(pid, pid)?;
     Ok(ids.last().copied().unwrap_or(pid))
 }
 
