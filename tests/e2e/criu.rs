@@ -507,9 +507,31 @@ fn a_multi_threaded_process_in_its_own_pid_namespace() {
     assert_eq!(after.bitmap_view(), before[0].bitmap_view());
 }
 
+/// Runs `act` from a thread as soon as something reads `file` in `dir` (inotify IN_ACCESS),
+/// as an attacker watching the image directory would; gives up after two minutes.
+fn on_first_read(
+    dir: &Path,
+    file: &Path,
+    act: impl FnOnce() + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let ino = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+    ino.add_watch(dir, AddWatchFlags::IN_ACCESS).unwrap();
+    let name = file.file_name().unwrap().to_os_string();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            let events = ino.read_events().unwrap_or_default();
+            if events.iter().any(|e| e.name.as_deref() == Some(name.as_os_str())) {
+                return act();
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    })
+}
+
 #[test]
 fn an_image_renamed_over_the_checked_one_during_restore_is_never_used() {
-    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = session();
     let mut f = Fixture::start(&s.root, "r", &["--ones", "2", "--mixed", "3"]);
@@ -529,21 +551,8 @@ fn an_image_renamed_over_the_checked_one_during_restore_is_never_used() {
     // As soon as restore init reads the image, rename the forged one over it (an attacker
     // watching with inotify would): init goes on checking what it opened, and the hook must use
     // that, not whatever the name holds later.
-    let ino = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
-    ino.add_watch(&s.imgs, AddWatchFlags::IN_ACCESS).unwrap();
-    let name = format!("cet-{}.img", f.pid);
     let target = img.clone();
-    let racer = std::thread::spawn(move || {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while std::time::Instant::now() < deadline {
-            let events = ino.read_events().unwrap_or_default();
-            if events.iter().any(|e| e.name.as_deref().is_some_and(|n| n.to_string_lossy() == name)) {
-                std::fs::rename(&forged, &target).unwrap();
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_micros(200));
-        }
-    });
+    let racer = on_first_read(&s.imgs, &img, move || std::fs::rename(&forged, &target).unwrap());
     let out = s.restore_with(&s.lib);
     racer.join().unwrap();
     let log = s.log("restore.log");
@@ -589,7 +598,6 @@ fn an_image_swapped_for_one_whose_bitmap_is_not_a_bitmap_is_refused_in_init() {
 
 #[test]
 fn an_image_rewritten_in_place_during_restore_is_refused_and_its_task_killed() {
-    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     use std::io::Write as _;
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = session();
@@ -598,21 +606,10 @@ fn an_image_rewritten_in_place_during_restore_is_refused_and_its_task_killed() {
     f.reap_after_dump();
     let img = s.image(f.pid);
     // As soon as restore init reads the image, append to the very file it holds open.
-    let ino = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
-    ino.add_watch(&s.imgs, AddWatchFlags::IN_ACCESS).unwrap();
-    let name = format!("cet-{}.img", f.pid);
     let target = img.clone();
-    let racer = std::thread::spawn(move || {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while std::time::Instant::now() < deadline {
-            let events = ino.read_events().unwrap_or_default();
-            if events.iter().any(|e| e.name.as_deref().is_some_and(|n| n.to_string_lossy() == name)) {
-                let mut file = std::fs::OpenOptions::new().append(true).open(&target).unwrap();
-                file.write_all(b"tampered").unwrap();
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_micros(200));
-        }
+    let racer = on_first_read(&s.imgs, &img, move || {
+        let mut file = std::fs::OpenOptions::new().append(true).open(&target).unwrap();
+        file.write_all(b"tampered").unwrap();
     });
     let _ = s.restore_with(&s.lib);
     racer.join().unwrap();
