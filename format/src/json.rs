@@ -106,16 +106,7 @@ impl ImageDoc {
                 data,
             });
         }
-        let summary = DocSummary {
-            coverage_bits: meta.bitmap.as_ref().map_or(0, |b| b.coverage_bits()),
-            address_bits_needed: meta.bitmap.as_ref().map_or(0, |b| addr::address_bits_needed(b.end())),
-            populated_code_end: Addr(addr::code_range_of_bitmap_page(s.populated_end_page).0),
-            runs: s.runs,
-            ones_pages: s.ones_pages,
-            data_pages: s.data_pages,
-            blocks: s.blocks,
-            data_bytes: s.data_bytes,
-        };
+        let summary = Self::summary_of(r);
         let h = r.header();
         Ok(ImageDoc {
             format_version: format!("{}.{}", h.major, h.minor),
