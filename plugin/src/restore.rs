@@ -8,8 +8,7 @@ use crate::check;
 use crate::error::{check_interrupt, EngineError};
 use crate::proc::{self, Backing, Vma};
 use crate::scan::{self, ScanMethod};
-use crate::sys;
-use crate::trace::Stopped;
+use crate::trace::{self, Stopped};
 use criu_cet_format::addr::PAGE_SIZE;
 use criu_cet_format::{BitmapMapping, Chunk, Ibt, ImageReader, PageKind};
 use nix::errno::Errno;
@@ -229,13 +228,14 @@ fn ensure_mapping(stopped: &Stopped, b: &BitmapMapping) -> Result<bool, EngineEr
     let t = stopped.any_thread();
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE;
     let prot = (b.prot & 3) as u64;
-    let r = sys::remote_syscall(t, insn, libc::SYS_mmap, [start, b.length, prot, flags as u64, u64::MAX, 0])
-        .map_err(|e| EngineError::sys(pid, "running mmap in the target", e))?;
+    let r =
+        trace::remote_syscall(t, insn, libc::SYS_mmap, [start, b.length, prot, flags as u64, u64::MAX, 0])
+            .map_err(|e| EngineError::sys(pid, "running mmap in the target", e))?;
     if r < 0 || r as u64 != start {
         let errno = if r < 0 { Errno::from_raw(-r as i32) } else { Errno::EEXIST };
         if r >= 0 {
             // The kernel placed it elsewhere (old kernel ignoring MAP_FIXED_NOREPLACE): undo.
-            let _ = sys::remote_syscall(t, insn, libc::SYS_munmap, [r as u64, b.length, 0, 0, 0, 0]);
+            let _ = trace::remote_syscall(t, insn, libc::SYS_munmap, [r as u64, b.length, 0, 0, 0, 0]);
         }
         let hint = if errno == Errno::ENOMEM {
             " (the target's address space does not reach this range: is the host 4-level?)"
@@ -250,7 +250,7 @@ fn ensure_mapping(stopped: &Stopped, b: &BitmapMapping) -> Result<bool, EngineEr
         });
     }
     if b.dontdump {
-        let r = sys::remote_syscall(
+        let r = trace::remote_syscall(
             t,
             insn,
             libc::SYS_madvise,

@@ -1,14 +1,15 @@
 //! Holding a process still. The CLI seizes every thread with PTRACE_SEIZE + PTRACE_INTERRUPT and
 //! detaches on drop, leaving the process as it was; inside CRIU the plugin is already the tracer
-//! of a frozen tree and only lists the threads.
+//! of a frozen tree and only lists the threads. Also the ptrace stop logic built on that: waiting
+//! for a stop without blocking forever, and running a system call inside a stopped thread.
 
 use crate::error::EngineError;
 use crate::proc;
-use crate::sys::{self, Stop};
+use crate::sys;
 use nix::errno::Errno;
 use nix::sys::ptrace;
 use nix::sys::signal::Signal;
-use nix::sys::wait::WaitStatus;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 /// Who stops the threads.
@@ -97,7 +98,7 @@ impl Stopped {
         self.attached.push((tid, None));
         ptrace::interrupt(t)?;
         loop {
-            match sys::wait_for_stop(t, sys::STOP_LIMIT)? {
+            match wait_for_stop(t, STOP_LIMIT)? {
                 Stop::Reported(WaitStatus::PtraceEvent(..)) | Stop::Unreported => return Ok(()),
                 // A signal was on its way in: keep it, hand it back on detach, stay stopped.
                 Stop::Reported(WaitStatus::Stopped(_, sig)) => {
@@ -129,3 +130,167 @@ impl Drop for Stopped {
         }
     }
 }
+
+/// Runs one system call inside a ptrace-stopped thread: points its instruction pointer at a
+/// `syscall` instruction already in its memory (`syscall_insn`), resumes it with PTRACE_SYSCALL
+/// to the system-call entry stop and again to the exit stop, reads the result, and puts every
+/// register back. No byte of the target's memory is changed by this mechanism.
+///
+/// No single-stepping: a single step leaves the trap flag (EFLAGS.TF) set in the thread until
+/// the tracer resumes or detaches it, and a tracer that dies (SIGKILL) does neither, so the
+/// target would then die of SIGTRAP. PTRACE_SYSCALL's per-thread flag is cleared by the kernel
+/// whenever the tracer goes away. Between the two register writes (microseconds) a SIGKILLed
+/// tracer still leaves the thread with the injected registers: docs/RELIABILITY.md says why
+/// that window cannot be closed with ptrace.
+///
+/// `orig_rax` is set to -1 so that the kernel does not treat the stop as an interrupted system
+/// call to restart; the saved registers (with the original `orig_rax`) are restored afterwards,
+/// so an interrupted call restarts exactly as it would have.
+pub fn remote_syscall(tid: Pid, syscall_insn: u64, nr: i64, args: [u64; 6]) -> Result<i64, Errno> {
+    let saved = ptrace::getregs(tid)?;
+    let mut regs = saved;
+    regs.rip = syscall_insn;
+    regs.rax = nr as u64;
+    regs.orig_rax = u64::MAX;
+    regs.rdi = args[0];
+    regs.rsi = args[1];
+    regs.rdx = args[2];
+    regs.r10 = args[3];
+    regs.r8 = args[4];
+    regs.r9 = args[5];
+    ptrace::setregs(tid, regs)?;
+    crate::hooks::pause("remote-syscall");
+    let ran = run_to_syscall_exit(tid, syscall_insn, nr);
+    let put_back = ptrace::setregs(tid, saved);
+    let rax = ran?;
+    put_back?;
+    park(tid)?;
+    Ok(rax as i64)
+}
+
+/// Moves a thread from the system-call exit stop into a PTRACE_EVENT_STOP, where it was before
+/// the remote call. A thread left in a system-call stop gets SIGTRAP if its tracer dies
+/// without detaching (the kernel's implicit detach keeps the stop's exit code, and the
+/// syscall-stop path sends it as a signal: seen here 1 time in 6); an event stop's code is
+/// ignored. PTRACE_INTERRUPT first, then PTRACE_CONT: the pending trap stops the thread before
+/// it returns to user mode, so it runs no instruction of its own. Threads not attached with
+/// PTRACE_SEIZE (EIO) stay where they are.
+fn park(tid: Pid) -> Result<(), Errno> {
+    use nix::sys::signal::Signal;
+    match ptrace::interrupt(tid) {
+        Err(Errno::EIO) => return Ok(()),
+        r => r?,
+    }
+    let mut deferred = Vec::new();
+    ptrace::cont(tid, None)?;
+    let outcome = loop {
+        match wait_for_stop(tid, STOP_LIMIT) {
+            Ok(Stop::Reported(WaitStatus::PtraceEvent(..)) | Stop::Unreported) => break Ok(()),
+            Ok(Stop::Reported(WaitStatus::Stopped(_, sig))) => {
+                if sig != Signal::SIGTRAP {
+                    deferred.push(sig);
+                }
+                if let Err(e) = ptrace::cont(tid, None) {
+                    break Err(e);
+                }
+            }
+            Ok(Stop::Reported(WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => break Err(Errno::ESRCH),
+            Ok(Stop::Reported(_)) => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    for sig in deferred {
+        let _ = sys::tgkill(tid, tid, sig);
+    }
+    outcome
+}
+
+/// Resumes `tid` (stopped with its instruction pointer at a `syscall` instruction) to the entry
+/// and the exit stop of that system call; returns `rax` at the exit stop. Signals that arrive
+/// meanwhile are held back and sent again afterwards, so the target still receives them.
+fn run_to_syscall_exit(tid: Pid, insn: u64, nr: i64) -> Result<u64, Errno> {
+    use nix::sys::signal::Signal;
+    let mut deferred = Vec::new();
+    let mut entered = false;
+    ptrace::syscall(tid, None)?;
+    let outcome = loop {
+        let stop = match wait_for_stop(tid, STOP_LIMIT) {
+            Ok(s) => s,
+            Err(e) => break Err(e),
+        };
+        let at_syscall_stop = match stop {
+            Stop::Reported(WaitStatus::PtraceSyscall(_) | WaitStatus::Stopped(_, Signal::SIGTRAP)) => true,
+            // Its notification went to another waiter: the registers tell where it stopped
+            // (a syscall stop is past the instruction; a signal stop before it is not).
+            Stop::Unreported => matches!(ptrace::getregs(tid), Ok(r) if r.rip == insn + 2),
+            // Another signal was about to be delivered: hold it back now and send it again
+            // once the registers are restored.
+            Stop::Reported(WaitStatus::Stopped(_, sig)) => {
+                deferred.push(sig);
+                false
+            }
+            Stop::Reported(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => break Err(Errno::ESRCH),
+            Stop::Reported(_) => false,
+        };
+        if at_syscall_stop {
+            let regs = match ptrace::getregs(tid) {
+                Ok(r) => r,
+                Err(e) => break Err(e),
+            };
+            if regs.rip != insn + 2 || regs.orig_rax != nr as u64 {
+                break Err(Errno::EFAULT);
+            }
+            if entered {
+                break Ok(regs.rax);
+            }
+            entered = true;
+        }
+        if let Err(e) = ptrace::syscall(tid, None) {
+            break Err(e);
+        }
+    };
+    for sig in deferred {
+        let _ = sys::tgkill(tid, tid, sig);
+    }
+    outcome
+}
+
+/// How a wait for a ptrace stop ended.
+pub enum Stop {
+    /// waitpid reported this.
+    Reported(WaitStatus),
+    /// The thread is in a ptrace stop, but its notification was consumed by another waiter in
+    /// this process (a `waitpid(-1)` elsewhere: CRIU's, or a test harness's).
+    Unreported,
+}
+
+/// Waits for a traced thread's next stop without ever blocking forever: polls
+/// `waitpid(WNOHANG)` and, between polls, asks whether the thread is already stopped
+/// (PTRACE_GETREGS succeeds only on a tracee in a ptrace stop). ETIMEDOUT after `limit`.
+pub fn wait_for_stop(tid: Pid, limit: std::time::Duration) -> Result<Stop, Errno> {
+    let start = std::time::Instant::now();
+    let mut polls = 0u32;
+    loop {
+        match waitpid(tid, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => {
+                if ptrace::getregs(tid).is_ok() {
+                    return Ok(Stop::Unreported);
+                }
+            }
+            Ok(status) => return Ok(Stop::Reported(status)),
+            Err(e) => return Err(e),
+        }
+        if start.elapsed() > limit {
+            return Err(Errno::ETIMEDOUT);
+        }
+        polls += 1;
+        if polls < 200 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+}
+
+/// How long a thread may take to reach a ptrace stop before we give up on it.
+pub const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -193,7 +193,7 @@ fn remote_syscalls_leave_every_register_as_it_was() {
     let t = stopped.any_thread();
     let before = nix::sys::ptrace::getregs(t).unwrap();
     let at = syscall_insn(f.pid);
-    let got = criu_cet::sys::remote_syscall(t, at, libc::SYS_getpid, [0; 6]).unwrap();
+    let got = criu_cet::trace::remote_syscall(t, at, libc::SYS_getpid, [0; 6]).unwrap();
     assert_eq!(got as u32, f.pid, "getpid ran inside the target");
     let after = nix::sys::ptrace::getregs(t).unwrap();
     assert_eq!(format!("{before:?}"), format!("{after:?}"));
@@ -342,7 +342,8 @@ fn seize_and_remote_syscalls_survive_a_thread_stealing_wait_notifications() {
     let at = syscall_insn(f.pid);
     for _ in 0..30 {
         let stopped = Stopped::new(f.pid, Tracing::Seize).expect("seized despite the thief");
-        let got = criu_cet::sys::remote_syscall(stopped.any_thread(), at, libc::SYS_getpid, [0; 6]).unwrap();
+        let got =
+            criu_cet::trace::remote_syscall(stopped.any_thread(), at, libc::SYS_getpid, [0; 6]).unwrap();
         assert_eq!(got as u32, f.pid);
     }
     stop.store(true, Ordering::Relaxed);
