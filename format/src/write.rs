@@ -33,7 +33,7 @@ impl Default for WriterOptions {
 type Compressed = std::io::Result<(Vec<(Vec<u8>, u32)>, Vec<u8>)>;
 
 /// What a finished image holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WriteSummary {
     /// Run records written.
     pub runs: u64,

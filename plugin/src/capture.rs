@@ -41,7 +41,7 @@ pub struct Capture {
 }
 
 /// What a capture wrote and what it saw.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CaptureReport {
     /// The image writer's totals.
     pub written: WriteSummary,

@@ -41,8 +41,8 @@ pub struct DumpOptions<'a> {
     pub skip_without_cet: bool,
 }
 
-/// What a dump did.
-#[derive(Clone, Debug)]
+/// What a dump did (`criu-cet dump --json` prints it).
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct DumpReport {
     /// The process, by the pid the caller gave (a host pid).
     pub pid: u32,
@@ -110,8 +110,8 @@ pub fn image_name(id: u32) -> String {
     format!("cet-{id}.img")
 }
 
-/// What a restore did.
-#[derive(Clone, Debug)]
+/// What a restore did (`criu-cet restore --json` prints it).
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct RestoreOutcome {
     /// The process, by host pid.
     pub pid: u32,

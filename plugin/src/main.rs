@@ -65,6 +65,9 @@ enum Command {
         /// Leave out legacy bits of code pages no executable mapping covers.
         #[arg(long)]
         prune_stale: bool,
+        /// Print the report as JSON (the counts the line gives, by name).
+        #[arg(long)]
+        json: bool,
     },
     /// A readable summary of an image, or of every cet image in a CRIU image directory or a
     /// checkpoint archive (tar, tar.gz, tar.zst, as `podman container checkpoint --export` writes).
@@ -101,6 +104,9 @@ enum Command {
         #[arg(long)]
         pid: u32,
         file: PathBuf,
+        /// Print the report as JSON (the counts the line gives, by name).
+        #[arg(long)]
+        json: bool,
     },
     /// The built-in demo: dump, show, check and restore a fixture process.
     Demo,
@@ -170,14 +176,18 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
                 say!("{}", show::host_line(&p));
             }
         }
-        Command::Dump { pid, output, bitmap, prune_stale } => {
+        Command::Dump { pid, output, bitmap, prune_stale, json } => {
             let opts = CaptureOptions {
                 bitmap_addr: bitmap.map(|a| (a, "--bitmap")),
                 prune_stale,
                 ..Default::default()
             };
             let report = dump(pid, &output, &opts)?;
-            say!("{report}");
+            if json {
+                say!("{}", serde_json::to_string_pretty(&report).expect("a report serializes"));
+            } else {
+                say!("{report}");
+            }
         }
         Command::Show { file } => return inputs::show(&file),
         Command::Decode { file } => return inputs::decode(&file),
@@ -198,9 +208,13 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
         Command::Check { file, target, strict_coverage, json, any } => {
             return inputs::check(&file, target.as_deref(), strict_coverage, json, any)
         }
-        Command::Restore { pid, file } => {
+        Command::Restore { pid, file, json } => {
             let report = restore_file(pid, &file)?;
-            say!("{report}");
+            if json {
+                say!("{}", serde_json::to_string_pretty(&report).expect("a report serializes"));
+            } else {
+                say!("{report}");
+            }
         }
         Command::Demo => return demo::run(),
         Command::Bench { runs, criu, smoke } => return bench::run(runs, criu, smoke),

@@ -17,7 +17,7 @@ use std::io::{Read, Seek};
 use std::os::unix::fs::FileExt;
 
 /// What a restore did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RestoreReport {
     /// The mapping was absent and was created.
     pub created_mapping: bool,

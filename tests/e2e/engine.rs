@@ -106,10 +106,10 @@ fn stale_bits_are_counted_and_pruned_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let f = Fixture::start(dir.path(), "r", &["--ones", "2", "--mixed", "3"]);
     let (full, pruned) = (dir.path().join("full.img"), dir.path().join("pruned.img"));
-    let out = dump(f.pid, &full, &[]);
+    let out = dump(f.pid, &full, &["--json"]);
     let msg = text(&out);
-    let stale: u64 =
-        msg.split(" stale legacy bits").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&msg);
+    let stale = report["capture"]["stale_bits"].as_u64().expect(&msg);
     // The patterns mark code ranges where nothing is mapped: 2 ones pages alone are 65536 bits.
     assert!(stale >= 65536, "{msg}");
     assert!(dump(f.pid, &pruned, &["--prune-stale"]).status.success());
@@ -147,11 +147,12 @@ fn restore_replaces_content_of_an_existing_mapping_and_clears_stray_pages() {
     let dst =
         Fixture::start(dir.path(), "dst", &["--base", &base, "--ones", "1", "--mixed", "6", "--seed", "99"]);
     assert_ne!(dst.ask().get("digest"), want.get("digest"));
-    let out = restore(dst.pid, &img);
+    let out = run(criu_cet().args(["restore", "--json", "--pid", &dst.pid.to_string()]).arg(&img));
     let msg = text(&out);
-    assert!(out.status.success() && msg.contains("already present"), "{msg}");
-    let cleared: u64 =
-        msg.split(" stray pages cleared").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(out.status.success(), "{msg}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&msg);
+    assert_eq!(report["report"]["created_mapping"], false, "{msg}");
+    let cleared = report["report"]["cleared_pages"].as_u64().expect(&msg);
     assert!(cleared >= 4, "{msg}");
     assert_eq!(dst.ask().bitmap_view(), want.bitmap_view());
 }
