@@ -260,13 +260,25 @@ fn bad_pids_and_permissions_give_clear_errors_and_no_output_file() {
     std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let exe = open.path().join("criu-cet");
     std::fs::copy(env!("CARGO_BIN_EXE_criu-cet"), &exe).unwrap();
-    let out = run(std::process::Command::new(&exe).uid(65534).gid(65534).args([
-        "dump",
-        "--pid",
-        &f.pid.to_string(),
-        "--output",
-        "/tmp/criu-cet-nobody.img",
-    ]));
+    // Another test thread forking while the copy was open for writing can hold it open in a
+    // child until that child execs: ETXTBSY for a moment, not an error of ours.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let out = loop {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.uid(65534).gid(65534).args([
+            "dump",
+            "--pid",
+            &f.pid.to_string(),
+            "--output",
+            "/tmp/criu-cet-nobody.img",
+        ]);
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            r => break r.expect("run the copy of criu-cet as nobody"),
+        }
+    };
     assert!(!out.status.success() && text(&out).contains("no permission"), "{}", text(&out));
     assert!(!std::path::Path::new("/tmp/criu-cet-nobody.img").exists());
     assert!(!img.exists());

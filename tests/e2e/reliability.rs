@@ -209,7 +209,11 @@ fn captures_race_with_threads_coming_and_going() {
 /// fails with one line and leaves no file. Returns (succeeded, failed).
 fn dump_until_gone(f: &mut Fixture, dir: &Path, tag: &str) -> (u32, u32) {
     let (mut ok, mut failed) = (0, 0);
-    for i in 0..400 {
+    // Until the process is gone and reaped: on a loaded machine a killed process can take seconds
+    // to finish exiting, so the bound is time (two minutes), not a number of dumps.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    for i in 0.. {
+        assert!(std::time::Instant::now() < deadline, "process {} still not gone after 2 minutes", f.pid);
         let img = dir.join(format!("{tag}{i}.img"));
         let o = run(&mut dump_cmd(f.pid, &img));
         if o.status.success() {
