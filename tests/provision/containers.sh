@@ -10,8 +10,6 @@
 #   PREFIX/bookworm  busybox-static (the containers' root file system), iptables (CRIU's network
 #                    lock runs iptables-restore), patchelf, and Podman 4.3.1 with conmon,
 #                    containers-common, libgpgme11 and libsubid4; these run on the host's own glibc.
-#   PREFIX/forky     python3-pycriu 4.2.1 (CRIU's image decoder), run from PREFIX/venv, a virtualenv
-#                    with python protobuf<5 (Debian's python3-protobuf is built for Python 3.13).
 #   PREFIX/bin       runc, crun, criu (CRIU 4.1.1 from tests/provision/criu.sh), iptables-restore
 #                    and ip6tables-restore, podman: what the suite puts first on PATH.
 #
@@ -23,13 +21,10 @@ cache=${CRIU_CET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/criu-cet}
 prefix=$cache/containers
 
 trixie_pkgs=(runc crun libseccomp2 libcap2 libyajl2 libsystemd0 libcriu2 libprotobuf-c1 libc6)
-# CRIU's image decoder, from forky (4.2.1): it reads the pagemaps of CRIU 4.1 and 4.2 alike (4.2
-# moved a pagemap entry's page count to a 64-bit field that 4.1's decoder does not know).
-forky_pkgs=(python3-pycriu)
 bookworm_pkgs=(busybox-static patchelf iptables libip4tc2 libip6tc2 libxtables12 libmnl0
                libnetfilter-conntrack3 libnfnetlink0 libnftnl11 podman conmon
                golang-github-containers-common libgpgme11 libsubid4 libsemanage2 libsepol2)
-stamp_text="containers-2 venv: protobuf<5 trixie: ${trixie_pkgs[*]} bookworm: ${bookworm_pkgs[*]} forky: ${forky_pkgs[*]}"
+stamp_text="containers-3 trixie: ${trixie_pkgs[*]} bookworm: ${bookworm_pkgs[*]}"
 
 criu=$(bash "$here/criu.sh" | tail -n 1)
 
@@ -42,15 +37,12 @@ fi
 # that looks complete.
 build=$cache/containers.build
 rm -rf "$build"
-mkdir -p "$build/debs-trixie" "$build/debs-bookworm" "$build/debs-forky" "$build/trixie" "$build/bookworm" \
-  "$build/forky" "$build/bin"
+mkdir -p "$build/debs-trixie" "$build/debs-bookworm" "$build/trixie" "$build/bookworm" "$build/bin"
 bash "$here/suite-download.sh" trixie "$build/debs-trixie" "${trixie_pkgs[@]}"
 bash "$here/suite-download.sh" bookworm "$build/debs-bookworm" "${bookworm_pkgs[@]}"
-bash "$here/suite-download.sh" forky "$build/debs-forky" "${forky_pkgs[@]}"
 for deb in "$build"/debs-trixie/*.deb; do dpkg -x "$deb" "$build/trixie"; done
 for deb in "$build"/debs-bookworm/*.deb; do dpkg -x "$deb" "$build/bookworm"; done
-for deb in "$build"/debs-forky/*.deb; do dpkg -x "$deb" "$build/forky"; done
-rm -rf "$build/debs-trixie" "$build/debs-bookworm" "$build/debs-forky"
+rm -rf "$build/debs-trixie" "$build/debs-bookworm"
 
 # Paths are written into binaries and wrappers as they will be after the move.
 T=$prefix/trixie B=$prefix/bookworm
@@ -82,11 +74,6 @@ export LD_LIBRARY_PATH="$B/usr/lib/x86_64-linux-gnu\${LD_LIBRARY_PATH:+:\$LD_LIB
 exec "$B/usr/bin/podman" "\$@"
 WRAP
 chmod +x "$build"/bin/*
-
-python3 -m venv "$build/venv"
-"$build/venv/bin/python3" -m pip install --quiet --disable-pip-version-check 'protobuf<5'
-site=$("$build/venv/bin/python3" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-echo "$prefix/forky/usr/lib/python3/dist-packages" > "$site/pycriu-forky.pth"
 
 echo "$stamp_text" > "$build/stamp"
 rm -rf "$prefix"

@@ -1,6 +1,7 @@
 """CRIU's RPC, the way runc, crun and Podman drive CRIU: `criu swrk` through the pycriu client.
 
-Run by tests/rpc/run, which provisions Debian trixie's python3-pycriu and protobuf<5 in a venv.
+Run by tests/rpc/run, which provisions Debian's python3-pycriu and protobuf<5 in a venv
+(tests/provision/pycriu.sh).
 
 Each scenario starts the fixture as the init of a new pid namespace, as runtimes start a
 container's first process (`setsid unshare --pid --fork setsid cet-fixture ...`, stdio on
@@ -25,7 +26,6 @@ import ctypes
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -33,11 +33,10 @@ import time
 
 import pycriu
 import pycriu.images
-from pycriu.images import magic, pb
-from google.protobuf.unknown_fields import UnknownFieldSet
 
-PAGE = 4096
-PE_PARENT, PE_PRESENT = 1 << 0, 1 << 2
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "criu_images"))
+import zero_bitmap_pages  # noqa: E402  (tests/criu_images, shared with the containers suite)
+
 PR_SET_CHILD_SUBREAPER = 36
 # A scenario that has not finished in this time is stuck (CRIU has been seen to hang after a
 # failed restore); it is reported as a failure, never waited on forever.
@@ -174,65 +173,13 @@ class PidNamespace:
 
 # --- CRIU's images: destroy CRIU's own copy of the bitmap -----------------------------------------
 
-def pagemap_entries(path):
-    """(pages_id, [(vaddr, nr_pages, flags)], fields) of a pagemap-N.img, decoded with pycriu's
-    messages; `fields` is the set of field numbers the page counts came from.
-
-    CRIU 4.1 keeps the page count in field 2 (`nr_pages`); 4.2 writes 0 there (`compat_nr_pages`)
-    and the count in field 5 (`nr_pages`, 64-bit), which trixie's pycriu (4.1.1) does not know:
-    read it from the message's unknown fields.
-    """
-    with open(path, "rb") as f:
-        data = f.read()
-    common, kind = struct.unpack_from("<II", data, 0)
-    check(common == magic.by_name["IMG_COMMON"] and kind == magic.by_name["PAGEMAP"],
-          f"{path}: not a pagemap image (magics {common:#x} {kind:#x})")
-    # The same file through pycriu's own loader: it must agree on the number of entries.
-    with open(path, "rb") as f:
-        loaded = pycriu.images.load(f)
-    at, msgs = 8, []
-    while at < len(data):
-        (size,) = struct.unpack_from("<I", data, at)
-        msgs.append(data[at + 4:at + 4 + size])
-        at += 4 + size
-    check(len(msgs) == len(loaded["entries"]), f"{path}: pycriu.images.load disagrees on entries")
-    head = pb.pagemap_head()
-    head.ParseFromString(msgs[0])
-    entries, fields = [], set()
-    for raw in msgs[1:]:
-        e = pb.pagemap_entry()
-        e.ParseFromString(raw)
-        count, field_no = e.nr_pages, 2
-        for field in UnknownFieldSet(e):
-            if field.field_number == 5:
-                count, field_no = field.data, 5
-        fields.add(field_no)
-        flags = e.flags if e.HasField("flags") else (PE_PARENT if e.in_parent else PE_PRESENT)
-        entries.append((e.vaddr, count, flags))
-    return head.pages_id, entries, fields
-
-
-def zero_criu_copy(imgs, task, start, stop):
-    """Zeroes, in pages-*.img, every page task `task`'s pagemap stores in [start, stop).
-    Returns how many of them held anything but zeros, and the pagemap fields of the counts."""
-    pages_id, entries, fields = pagemap_entries(os.path.join(imgs, f"pagemap-{task}.img"))
-    pages = os.path.join(imgs, f"pages-{pages_id}.img")
-    size = os.path.getsize(pages)
-    offset = nonzero = 0
-    with open(pages, "r+b") as f:
-        for vaddr, count, flags in entries:
-            if not flags & PE_PRESENT or flags & PE_PARENT:
-                continue
-            for i in range(count):
-                if start <= vaddr + i * PAGE < stop:
-                    f.seek(offset + i * PAGE)
-                    if f.read(PAGE).strip(b"\0"):
-                        nonzero += 1
-                    f.seek(offset + i * PAGE)
-                    f.write(bytes(PAGE))
-            offset += count * PAGE
-    check(offset == size, f"{pages}: the pagemap accounts for {offset} bytes of {size}")
-    return nonzero, "/".join(str(f) for f in sorted(fields))
+def zero_criu_copy(imgs, start, stop):
+    """Zeroes, in pages-*.img, every page CRIU stored for [start, stop) (the shared helper of the
+    Python suites, tests/criu_images); returns how many held anything but zeros."""
+    try:
+        return zero_bitmap_pages.directory(imgs, start, stop - start)
+    except ValueError as e:
+        raise Failure(f"{imgs}: {e}")
 
 
 # --- one scenario -----------------------------------------------------------------------------
@@ -292,7 +239,7 @@ def scenario(args, version, criu, delivery, plugin=True):
         else:
             check("cet:" not in dump_log, "the plugin ran in a dump without it")
         base, length = (int(x, 16) for x in before["bitmap"].split(":"))
-        zeroed, fields = zero_criu_copy(imgs, 1, base, base + length)
+        zeroed = zero_criu_copy(imgs, base, base + length)
         check(zeroed == int(before["pages"]),
               f"CRIU's copy held {zeroed} non-zero bitmap pages, the fixture reports {before['pages']}")
         try:
@@ -316,7 +263,7 @@ def scenario(args, version, criu, delivery, plugin=True):
                   f"bitmap differs: before {bitmap_view(before)}, after {bitmap_view(after)}")
             how = "CRIU_LIBS_DIR" if delivery == "env" else "config file libdir"
             text = (f"CRIU {version}, plugin via {how}: dumped host pid {ns.pid} (task 1), CRIU's copy of "
-                    f"{zeroed} bitmap pages destroyed (pagemap counts in field {fields}), restored detached as host pid {restored} (from the RPC "
+                    f"{zeroed} bitmap pages destroyed, restored detached as host pid {restored} (from the RPC "
                     f"response): plugin restored cet-1.img, {after['pages']} of {before['pages']} pages back, "
                     f"digest identical ({took:.1f} s)")
         else:

@@ -4,7 +4,8 @@ them back at restore.
 CRIU 4.x dumps the present pages of a bitmap below 2^47 itself (pagemap-N.img says which pages,
 pages-N.img holds them raw). A restore that shows the bitmap intact after this could therefore only
 have got it from the plugin's image. The pagemap is decoded with CRIU's own decoder (pycriu, from
-Debian's python3-pycriu 4.2.1, which reads CRIU 4.1 and 4.2 pagemaps).
+Debian's python3-pycriu 4.2.1, which reads CRIU 4.1 and 4.2 pagemaps: tests/provision/pycriu.sh).
+The containers and RPC suites both use it (as a command, or imported: `directory`, `archive`).
 
 usage: zero_bitmap_pages.py DIR BASE LEN         (a CRIU image directory, rewritten in place)
        zero_bitmap_pages.py --archive TAR.GZ BASE LEN   (a Podman export, rewritten whole)
@@ -41,7 +42,7 @@ def zero_in(pagemap: bytes, pages: bytearray, base: int, length: int) -> int:
                 zeroed += 1
         offset += nr * PAGE
     if offset != len(pages):
-        sys.exit(f"zero_bitmap_pages: the pagemap describes {offset} bytes of pages, the pages image has {len(pages)}")
+        raise ValueError(f"the pagemap describes {offset} bytes of pages, the pages image has {len(pages)}")
     return zeroed
 
 
@@ -97,12 +98,15 @@ def archive(path: str, base: int, length: int) -> int:
 
 def main() -> None:
     args = sys.argv[1:]
-    if len(args) == 4 and args[0] == "--archive":
-        print(archive(args[1], int(args[2], 0), int(args[3], 0)))
-    elif len(args) == 3:
-        print(directory(args[0], int(args[1], 0), int(args[2], 0)))
-    else:
-        sys.exit(__doc__)
+    try:
+        if len(args) == 4 and args[0] == "--archive":
+            print(archive(args[1], int(args[2], 0), int(args[3], 0)))
+        elif len(args) == 3:
+            print(directory(args[0], int(args[1], 0), int(args[2], 0)))
+        else:
+            sys.exit(__doc__)
+    except ValueError as e:
+        sys.exit(f"zero_bitmap_pages: {e}")
 
 
 if __name__ == "__main__":
