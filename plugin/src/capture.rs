@@ -81,14 +81,9 @@ pub fn prepare(stopped: &Stopped, host: &HostProfile, opts: &CaptureOptions) -> 
 /// The ids of the process and its threads in their own (innermost) pid namespace: the ids CRIU
 /// names its images by and restores the tasks under.
 fn namespace_ids(pid: u32, tids: &[u32]) -> Result<Option<NamespaceIds>, EngineError> {
-    let read = |tid: u32| proc::nspid(pid, tid);
-    let own = read(pid)?;
+    let own = proc::nspid(pid, pid)?;
     let depth = own.len() as u32 - 1;
-    let mut ns_tids = Vec::with_capacity(tids.len());
-    for &tid in tids {
-        let ids = read(tid)?;
-        ns_tids.push(ids.last().copied().unwrap_or(tid));
-    }
+    let ns_tids = tids.iter().map(|&tid| proc::namespace_id(pid, tid)).collect::<Result<Vec<_>, _>>()?;
     Ok(Some(NamespaceIds { pid: own.last().copied().unwrap_or(pid), tids: ns_tids, depth }))
 }
 

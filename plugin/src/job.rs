@@ -172,6 +172,6 @@ pub fn restore<R: Read + Seek>(
     }
     let stopped = Stopped::new(pid, tracing)?;
     let report = restore::restore(&stopped, reader).map_err(|e| e.in_file(file))?;
-    let namespace_pid = crate::proc::nspid(pid, pid).ok().and_then(|ids| ids.last().copied()).unwrap_or(pid);
+    let namespace_pid = crate::proc::namespace_id(pid, pid).unwrap_or(pid);
     Ok(RestoreOutcome { pid, namespace_pid, file: file.to_path_buf(), report })
 }

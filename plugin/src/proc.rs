@@ -336,6 +336,11 @@ pub fn nspid(pid: u32, tid: u32) -> Result<Vec<u32>, EngineError> {
     Ok(parse_nspid(&status).unwrap_or_else(|| vec![tid]))
 }
 
+/// The id of thread `tid` of `pid` in its own (innermost) pid namespace: what CRIU calls it.
+pub fn namespace_id(pid: u32, tid: u32) -> Result<u32, EngineError> {
+    Ok(nspid(pid, tid)?.last().copied().unwrap_or(tid))
+}
+
 /// `comm` of a process.
 pub fn comm(pid: u32) -> Result<String, EngineError> {
     Ok(read_text(pid, &format!("/proc/{pid}/comm"))?.trim_end().to_string())

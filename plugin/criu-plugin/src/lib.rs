@@ -85,12 +85,6 @@ pub struct Hooks {
     state: Mutex<State>,
 }
 
-/// The id CRIU gives host pid `pid` in the dumped (or restored) tree: its innermost `NSpid`.
-fn tree_id(pid: u32) -> Result<u32, EngineError> {
-    let ids = proc::nspid(pid, pid)?;
-    Ok(ids.last().copied().unwrap_or(pid))
-}
-
 impl Hooks {
     /// The plugin's one instance.
     pub fn get() -> &'static Hooks {
@@ -195,7 +189,7 @@ impl Hooks {
         let mut st = self.lock();
         let State::Restore { config, host, images } = &mut *st else { return Outcome::NotMine };
         let on_error = config.on_error;
-        let id = match tree_id(pid) {
+        let id = match proc::namespace_id(pid, pid) {
             Ok(id) => id,
             Err(e) => {
                 // Without its id the task cannot be matched; if it had an image, exit() says so.
