@@ -10,8 +10,7 @@ use nix::unistd::Pid;
 
 /// Reads the CET state of a ptrace-stopped thread.
 pub fn read_thread(pid: u32, tid: u32) -> Result<ThreadCet, EngineError> {
-    let path = format!("/proc/{pid}/task/{tid}/status");
-    let status = std::fs::read_to_string(&path).map_err(|e| EngineError::proc_io(pid, &path, e))?;
+    let status = proc::thread_status(pid, tid)?;
     let t = Pid::from_raw(tid as i32);
     let shadow_stack = match proc::parse_thread_features(&status) {
         None => ShadowStack::NotAvailable,

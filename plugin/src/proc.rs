@@ -1,11 +1,14 @@
 //! Reading /proc: mappings (through procfs's smaps parser), threads and their shadow-stack
-//! features, CPU facts. This module owns the /proc paths: what reads a process's files returns
-//! the engine's error, already naming the process and the file. Every parser takes text, so tests feed recorded kernel output through the
-//! same code that reads the live files.
+//! features, CPU facts. This module owns the /proc paths: what reads or writes a process's files
+//! returns the engine's error, already naming the process and the file. Every parser takes text,
+//! so tests feed recorded kernel output through the same code that reads the live files.
 
 use crate::error::EngineError;
 use procfs::process::{MMPermissions, MMapPath, MemoryMaps, VmFlags};
 use procfs::FromRead;
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 /// Reads a /proc file of process `pid`; an error names the process and the file.
@@ -143,11 +146,61 @@ pub fn mm_tid(pid: u32) -> u32 {
 
 /// `/proc/PID/FILE` for a memory file (maps, smaps, mem, pagemap), through a live thread when
 /// the main thread has exited.
-pub fn mm_path(pid: u32, file: &str) -> String {
+fn mm_path(pid: u32, file: &str) -> String {
     match mm_tid(pid) {
         t if t == pid => format!("/proc/{pid}/{file}"),
         t => format!("/proc/{pid}/task/{t}/{file}"),
     }
+}
+
+/// An open /proc file of a process (its mem or pagemap), read and written at offsets; errors
+/// name the process and the file.
+#[derive(Debug)]
+pub struct ProcFile {
+    pid: u32,
+    path: String,
+    file: File,
+}
+
+impl ProcFile {
+    /// Opens `FILE` (see [`mm_path`]) of process `pid`, for writing too when `write`.
+    fn open_mm(pid: u32, file: &str, write: bool) -> Result<ProcFile, EngineError> {
+        let path = mm_path(pid, file);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(&path)
+            .map_err(|e| EngineError::proc_io(pid, &path, e))?;
+        Ok(ProcFile { pid, path, file })
+    }
+
+    /// Fills `buf` from `offset`.
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), EngineError> {
+        self.file.read_exact_at(buf, offset).map_err(|e| EngineError::proc_io(self.pid, &self.path, e))
+    }
+
+    /// Writes all of `bytes` at `offset`.
+    pub fn write_all_at(&self, bytes: &[u8], offset: u64) -> Result<(), EngineError> {
+        self.file.write_all_at(bytes, offset).map_err(|e| EngineError::proc_io(self.pid, &self.path, e))
+    }
+}
+
+impl AsFd for ProcFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+/// The memory of process `pid` (/proc/PID/mem, through a live thread when the main thread has
+/// exited), addressed by virtual address; writable too when `write`.
+pub fn open_mem(pid: u32, write: bool) -> Result<ProcFile, EngineError> {
+    ProcFile::open_mm(pid, "mem", write)
+}
+
+/// The page table entries of process `pid` (/proc/PID/pagemap, through a live thread when the
+/// main thread has exited), 8 bytes per page.
+pub fn open_pagemap(pid: u32) -> Result<ProcFile, EngineError> {
+    ProcFile::open_mm(pid, "pagemap", false)
 }
 
 /// Every mapping of process `pid`, from its smaps (through a live thread, see `mm_path`).
@@ -276,7 +329,7 @@ pub fn headroom(pid: u32) -> Headroom {
 
 /// TracerPid of thread `tid` of `pid` (0: not traced); `None` when it cannot be read.
 pub fn tracer_of(pid: u32, tid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    let status = thread_status(pid, tid).ok()?;
     status.lines().find_map(|l| l.strip_prefix("TracerPid:"))?.trim().parse().ok()
 }
 
@@ -332,8 +385,12 @@ pub fn parse_nspid(status: &str) -> Option<Vec<u32>> {
 /// `NSpid` of thread `tid` of `pid` (see [`parse_nspid`]); a kernel without the line gives the
 /// plain id, as if there were one pid namespace.
 pub fn nspid(pid: u32, tid: u32) -> Result<Vec<u32>, EngineError> {
-    let status = read_text(pid, &format!("/proc/{pid}/task/{tid}/status"))?;
-    Ok(parse_nspid(&status).unwrap_or_else(|| vec![tid]))
+    Ok(parse_nspid(&thread_status(pid, tid)?).unwrap_or_else(|| vec![tid]))
+}
+
+/// The text of /proc/PID/task/TID/status of thread `tid` of `pid`.
+pub fn thread_status(pid: u32, tid: u32) -> Result<String, EngineError> {
+    read_text(pid, &format!("/proc/{pid}/task/{tid}/status"))
 }
 
 /// The id of thread `tid` of `pid` in its own (innermost) pid namespace: what CRIU calls it.

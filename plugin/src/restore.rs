@@ -6,15 +6,13 @@
 use crate::cet;
 use crate::check;
 use crate::error::{check_interrupt, EngineError};
-use crate::proc::{self, Backing, Vma};
+use crate::proc::{self, Backing, ProcFile, Vma};
 use crate::scan::{self, ScanMethod};
 use crate::trace::{self, Stopped};
 use criu_cet_format::addr::PAGE_SIZE;
 use criu_cet_format::{BitmapMapping, Chunk, Ibt, ImageReader, PageKind};
 use nix::errno::Errno;
-use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek};
-use std::os::unix::fs::FileExt;
 
 /// What a restore did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -43,7 +41,7 @@ const ZERO: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
 /// Writes into the target's memory, refusing anything outside `[start, end)`.
 struct BitmapWindow {
     pid: u32,
-    mem: File,
+    mem: ProcFile,
     start: u64,
     end: u64,
 }
@@ -63,9 +61,7 @@ impl BitmapWindow {
                 )],
             });
         }
-        self.mem
-            .write_all_at(bytes, addr)
-            .map_err(|e| EngineError::proc_io(self.pid, format!("/proc/{}/mem", self.pid), e))
+        self.mem.write_all_at(bytes, addr)
     }
 
     /// Writes `bytes` and reads them back: the restore verifies each piece as it goes.
@@ -88,9 +84,7 @@ impl BitmapWindow {
     }
 
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), EngineError> {
-        self.mem
-            .read_exact_at(buf, addr)
-            .map_err(|e| EngineError::proc_io(self.pid, format!("/proc/{}/mem", self.pid), e))
+        self.mem.read_exact_at(buf, addr)
     }
 }
 
@@ -108,13 +102,7 @@ pub fn restore<R: Read + Seek>(
         report.created_mapping = ensure_mapping(stopped, b)?;
         crate::hooks::pause("restore-mapped");
         check_interrupt(pid, PARTIAL)?;
-        let path = proc::mm_path(pid, "mem");
-        let mem = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| EngineError::proc_io(pid, &path, e))?;
-        let win = BitmapWindow { pid, mem, start: b.base.0, end: b.end() };
+        let win = BitmapWindow { pid, mem: proc::open_mem(pid, true)?, start: b.base.0, end: b.end() };
         let base = b.base.0;
         let mut back = Vec::new();
         reader.for_each_chunk(|c| -> Result<(), EngineError> {
@@ -359,8 +347,7 @@ fn check_memory(pid: u32, summary: &criu_cet_format::ImageSummary) -> Result<(),
 /// Address of a `syscall` instruction (0f 05) in the target's vDSO or, failing that, in one of
 /// its executable mappings.
 pub fn find_syscall_insn(pid: u32, vmas: &[Vma]) -> Result<u64, EngineError> {
-    let path = proc::mm_path(pid, "mem");
-    let mem = File::open(&path).map_err(|e| EngineError::proc_io(pid, &path, e))?;
+    let mem = proc::open_mem(pid, false)?;
     let mut order: Vec<&Vma> = vmas.iter().filter(|v| v.exec).collect();
     order.sort_by_key(|v| v.backing != Backing::Named("[vdso]".into()));
     let mut buf = vec![0u8; 1 << 20];

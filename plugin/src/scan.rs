@@ -3,12 +3,11 @@
 //! without it fall back to reading /proc/PID/pagemap, 8 bytes per page of the range.
 
 use crate::error::EngineError;
+use crate::proc::{self, ProcFile};
 use crate::sys::{self, PageRegion};
 use nix::errno::Errno;
-use std::fs::File;
 use std::ops::Range;
 use std::os::fd::AsFd;
-use std::os::unix::fs::FileExt;
 
 /// How to find populated pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -25,19 +24,18 @@ const REGIONS_PER_CALL: usize = 4096;
 /// Populated (present or swapped) address ranges of `[start, end)` in process `pid`, page
 /// aligned, ascending and merged where adjacent.
 pub fn populated(pid: u32, start: u64, end: u64, method: ScanMethod) -> Result<Vec<Range<u64>>, EngineError> {
-    let path = crate::proc::mm_path(pid, "pagemap");
-    let file = File::open(&path).map_err(|e| EngineError::proc_io(pid, &path, e))?;
+    let pagemap = proc::open_pagemap(pid)?;
     if method == ScanMethod::Auto {
-        match scan(&file, start, end) {
+        match scan(&pagemap, start, end) {
             Ok(r) => return Ok(r),
             Err(Errno::ENOTTY | Errno::EINVAL | Errno::EOPNOTSUPP) => {}
             Err(e) => return Err(EngineError::sys(pid, "PAGEMAP_SCAN", e)),
         }
     }
-    read_pagemap(&file, start, end).map_err(|e| EngineError::proc_io(pid, &path, e))
+    read_pagemap(&pagemap, start, end)
 }
 
-fn scan(file: &File, start: u64, end: u64) -> Result<Vec<Range<u64>>, Errno> {
+fn scan(file: &ProcFile, start: u64, end: u64) -> Result<Vec<Range<u64>>, Errno> {
     let mut regions: Vec<PageRegion> = Vec::new();
     let mut at = start;
     while at < end {
@@ -55,7 +53,7 @@ fn scan(file: &File, start: u64, end: u64) -> Result<Vec<Range<u64>>, Errno> {
 }
 
 /// Reads pagemap entries (bit 63 present, bit 62 swapped) in 1 MiB batches.
-fn read_pagemap(file: &File, start: u64, end: u64) -> std::io::Result<Vec<Range<u64>>> {
+fn read_pagemap(file: &ProcFile, start: u64, end: u64) -> Result<Vec<Range<u64>>, EngineError> {
     const BATCH: u64 = 128 * 1024;
     let mut buf = vec![0u8; (BATCH * 8) as usize];
     let mut out = Vec::new();
