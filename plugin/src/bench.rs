@@ -8,9 +8,7 @@ use criu_cet::check::{self, CoveragePolicy};
 use criu_cet::host;
 use criu_cet::scan::{self, ScanMethod};
 use criu_cet::trace::{Stopped, Tracing};
-use criu_cet::{image, restore, EngineError};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use criu_cet::{image, proc, restore, EngineError};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -62,14 +60,14 @@ fn bitmap_range(f: &Fixture) -> Result<(u64, u64), EngineError> {
 /// Reads the populated pages of `[start, end)` straight from /proc/PID/mem: the memory-speed
 /// baseline for capture.
 fn raw_read(pid: u32, start: u64, end: u64) -> Result<u64, EngineError> {
-    let mem = File::open(format!("/proc/{pid}/mem")).map_err(|e| EngineError::proc_io(pid, "mem", e))?;
+    let mem = proc::open_mem(pid, false)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0;
     for std::ops::Range { start: s, end: e } in scan::populated(pid, start, end, ScanMethod::Auto)? {
         let mut at = s;
         while at < e {
             let len = (e - at).min(buf.len() as u64) as usize;
-            mem.read_exact_at(&mut buf[..len], at).map_err(|e| EngineError::proc_io(pid, "mem", e))?;
+            mem.read_exact_at(&mut buf[..len], at)?;
             n += len as u64;
             at += len as u64;
         }
@@ -79,15 +77,12 @@ fn raw_read(pid: u32, start: u64, end: u64) -> Result<u64, EngineError> {
 
 /// Writes `bytes` of a fixed pattern into `[start, ..)` of a process: the baseline for restore.
 fn raw_write(pid: u32, start: u64, bytes: u64) -> Result<(), EngineError> {
-    let mem = OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/{pid}/mem"))
-        .map_err(|e| EngineError::proc_io(pid, "mem", e))?;
+    let mem = proc::open_mem(pid, true)?;
     let buf = vec![0x5au8; 1 << 20];
     let mut at = 0;
     while at < bytes {
         let len = (bytes - at).min(buf.len() as u64) as usize;
-        mem.write_all_at(&buf[..len], start + at).map_err(|e| EngineError::proc_io(pid, "mem", e))?;
+        mem.write_all_at(&buf[..len], start + at)?;
         at += len as u64;
     }
     Ok(())
