@@ -116,15 +116,6 @@ fn run_criu(criu: &Path, args: &[&str], dir: &Path, libdir: &Path, log: &str) ->
     Err(EngineError::Criu { message: format!("criu {} failed: see {}", args[0], dir.join(log).display()) })
 }
 
-/// The host pids of the children of `pid`.
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect()
-}
-
 /// `criu dump` plus `criu restore` of a tree of `n` processes with bitmaps in one pid namespace
 /// (as a container runtime has them), alternately with and without the plugin, `runs` times
 /// each. Returns the medians with and without, and whether the tree came back whole with the
@@ -164,7 +155,7 @@ fn tree_overhead(
         fixture::wait_for_report(r)?;
     }
     let before = digests(&reports)?;
-    let mut root = children(launcher.id()).first().copied().unwrap_or(0);
+    let mut root = proc::children(launcher.id()).first().copied().unwrap_or(0);
     let (mut with, mut without) = (Vec::new(), Vec::new());
     let mut whole = true;
     let imgs = d.join("tree-img");
@@ -197,7 +188,7 @@ fn tree_overhead(
             break;
         }
         root = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
-        whole &= children(root).len() as u32 == n - 1;
+        whole &= proc::children(root).len() as u32 == n - 1;
     }
     whole &= result.is_ok() && digests(&reports)? == before;
     // The tree is ours (started or restored here): end it by its init's pid.

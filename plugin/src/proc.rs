@@ -229,6 +229,16 @@ pub fn tasks(pid: u32) -> Result<Vec<u32>, EngineError> {
     Ok(tids)
 }
 
+/// The children of process `pid` (of its main thread) by host pid, as the kernel lists them; none
+/// when they cannot be read.
+pub fn children(pid: u32) -> Vec<u32> {
+    read_text(pid, &format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
 /// The state letter of a `/proc/PID/task/TID/stat` line (the field after the parenthesised comm,
 /// which may itself hold spaces and parentheses).
 pub fn parse_stat_state(stat: &str) -> Option<char> {

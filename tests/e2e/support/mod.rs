@@ -4,6 +4,7 @@
 
 pub mod criu_images;
 
+pub use criu_cet::proc::children;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::Once;
@@ -235,13 +236,4 @@ impl Drop for PidNamespace {
             let _ = l.wait();
         }
     }
-}
-
-/// The host pids of the children of `pid` (a restored namespace init's tasks, say).
-pub fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|w| w.parse().unwrap())
-        .collect()
 }
