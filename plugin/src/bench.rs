@@ -2,9 +2,9 @@
 //! baseline measured in this same process (these machines are shared and noisy, so ratios are
 //! what compare), as medians of several runs.
 
-use crate::fixture::{self, field, Fixture};
 use criu_cet::capture::{self, CaptureOptions};
 use criu_cet::check::{self, CoveragePolicy};
+use criu_cet::fixture::{self, Fixture};
 use criu_cet::host;
 use criu_cet::scan::{self, ScanMethod};
 use criu_cet::trace::{Stopped, Tracing};
@@ -52,7 +52,7 @@ fn capture_once(pid: u32, scan: ScanMethod) -> Result<(Vec<u8>, capture::Capture
 
 fn bitmap_range(f: &Fixture) -> Result<(u64, u64), EngineError> {
     let r = f.ask()?;
-    let (base, len) = field(&r, "bitmap").split_once(':').unwrap_or(("0", "0"));
+    let (base, len) = r.get("bitmap").split_once(':').unwrap_or(("0", "0"));
     let p = |s: &str| criu_cet_format::meta::parse_number(s).unwrap_or(0);
     Ok((p(base), p(base) + p(len)))
 }
@@ -122,18 +122,17 @@ fn run_criu(criu: &Path, args: &[&str], dir: &Path, libdir: &Path, log: &str) ->
 /// same bitmaps every time.
 fn tree_overhead(
     criu: &Path,
+    bin: &Path,
     d: &Path,
     n: u32,
     runs: usize,
     withlib: &Path,
     nolib: &Path,
 ) -> Result<(Duration, Duration, bool), EngineError> {
-    let exe =
-        std::env::current_exe().map_err(|source| EngineError::Io { path: "criu-cet".into(), source })?;
     let report = d.join("tree");
     let mut cmd = Command::new("unshare");
     cmd.args(["--pid", "--fork", "setsid"])
-        .arg(exe.with_file_name("cet-fixture"))
+        .arg(bin)
         .arg("--report")
         .arg(&report)
         .args(["--bits", "48", "--ones", "4", "--mixed", "4"]);
@@ -149,7 +148,7 @@ fn tree_overhead(
         }))
         .collect();
     let digests = |reports: &[PathBuf]| -> Result<Vec<String>, EngineError> {
-        reports.iter().map(|r| fixture::ask(r).map(|t| field(&t, "digest").to_string())).collect()
+        reports.iter().map(|r| fixture::ask(r).map(|t| t.get("digest").to_string())).collect()
     };
     for r in &reports {
         fixture::wait_for_report(r)?;
@@ -245,6 +244,7 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
     let d = dir.path();
     let exe =
         std::env::current_exe().map_err(|source| EngineError::Io { path: "criu-cet".into(), source })?;
+    let bin = exe.with_file_name("cet-fixture");
     say!("criu-cet bench: medians of {runs} runs (the naive pagemap read: of {} runs)", runs.min(3));
     say!("{:<44} {:>14} {:>16} {:>10}", "figure", "value", "baseline", "ratio");
     let row = |name: &str, value: String, baseline: String, ratio: String| {
@@ -253,14 +253,14 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
 
     // Sparse bitmaps: a few hundred populated pages in a 4 TiB and an 8 GiB mapping.
     let sparse = ["--base", BASE, "--ones", "100", "--mixed", "200"];
-    let f57 = Fixture::start(d, "s57", &[&["--bits", "57"], &sparse[..]].concat())?;
-    let f48 = Fixture::start(d, "s48", &[&["--bits", "48"], &sparse[..]].concat())?;
-    let (t57, (_, r57)) = timed(runs, || capture_once(f57.pid(), ScanMethod::Auto))?;
-    let (t48, _) = timed(runs, || capture_once(f48.pid(), ScanMethod::Auto))?;
+    let f57 = Fixture::start(&bin, d, "s57", &[&["--bits", "57"], &sparse[..]].concat())?;
+    let f48 = Fixture::start(&bin, d, "s48", &[&["--bits", "48"], &sparse[..]].concat())?;
+    let (t57, (_, r57)) = timed(runs, || capture_once(f57.pid, ScanMethod::Auto))?;
+    let (t48, _) = timed(runs, || capture_once(f48.pid, ScanMethod::Auto))?;
     let (naive_of, naive_bits, t_fast) = if smoke { (&f48, 48, t48) } else { (&f57, 57, t57) };
     let (s_naive, e_naive) = bitmap_range(naive_of)?;
     let (naive, _) =
-        timed(runs.min(3), || scan::populated(naive_of.pid(), s_naive, e_naive, ScanMethod::PagemapRead))?;
+        timed(runs.min(3), || scan::populated(naive_of.pid, s_naive, e_naive, ScanMethod::PagemapRead))?;
     let speedup = naive.as_secs_f64() / t_fast.as_secs_f64();
     row(
         &format!("sparse 57-bit capture ({} pages)", r57.populated_pages),
@@ -277,8 +277,8 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
     );
 
     // A typical bitmap: mostly all-ones runs, some mixed pages, plus the process's legacy code.
-    let ft = Fixture::start(d, "typical", &["--bits", "48", "--ones", "200", "--mixed", "20"])?;
-    let (_, (img, rt)) = timed(1, || capture_once(ft.pid(), ScanMethod::Auto))?;
+    let ft = Fixture::start(&bin, d, "typical", &["--bits", "48", "--ones", "200", "--mixed", "20"])?;
+    let (_, (img, rt)) = timed(1, || capture_once(ft.pid, ScanMethod::Auto))?;
     let raw = (rt.written.ones_pages + rt.written.data_pages) * 4096;
     let typical_path = d.join("typical.cet");
     std::fs::write(&typical_path, &img)
@@ -303,10 +303,10 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
             let _ = std::fs::copy(&so, withlib.join("cet_plugin.so"));
         }
         let (t_plain, (_, pages_with)) =
-            timed(runs.min(3), || criu_dump(criu, ft.pid(), &nolib, &d.join("criu-a")))?;
-        let (t_cet, _) = timed(runs.min(3), || criu_dump(criu, ft.pid(), &withlib, &d.join("criu-b")))?;
-        let fb = Fixture::start(d, "typical-nobitmap", &["--no-bitmap"])?;
-        let (_, pages_without) = criu_dump(criu, fb.pid(), &nolib, &d.join("criu-c"))?;
+            timed(runs.min(3), || criu_dump(criu, ft.pid, &nolib, &d.join("criu-a")))?;
+        let (t_cet, _) = timed(runs.min(3), || criu_dump(criu, ft.pid, &withlib, &d.join("criu-b")))?;
+        let fb = Fixture::start(&bin, d, "typical-nobitmap", &["--no-bitmap"])?;
+        let (_, pages_without) = criu_dump(criu, fb.pid, &nolib, &d.join("criu-c"))?;
         let criu_bitmap = pages_with.saturating_sub(pages_without);
         row(
             "typical image vs CRIU's pages-*.img growth",
@@ -320,7 +320,7 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
             format!("{:.1} ms without", ms(t_plain)),
             format!("{:.2}", t_cet.as_secs_f64() / t_plain.as_secs_f64()),
         );
-        let (t_with, t_without, whole) = tree_overhead(criu, d, 32, runs.min(3), &withlib, &nolib)?;
+        let (t_with, t_without, whole) = tree_overhead(criu, &bin, d, 32, runs.min(3), &withlib, &nolib)?;
         let ratio = t_with.as_secs_f64() / t_without.as_secs_f64();
         row(
             "tree32: criu dump+restore, 32 processes",
@@ -334,11 +334,15 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
 
     // Dense: 64 MiB of populated mixed content.
     let dense_pages = 16384u64;
-    let fd =
-        Fixture::start(d, "dense", &["--bits", "47", "--base", BASE, "--dense", &dense_pages.to_string()])?;
+    let fd = Fixture::start(
+        &bin,
+        d,
+        "dense",
+        &["--bits", "47", "--base", BASE, "--dense", &dense_pages.to_string()],
+    )?;
     let (sd, ed) = bitmap_range(&fd)?;
-    let (t_read, bytes) = timed(runs, || raw_read(fd.pid(), sd, ed))?;
-    let (t_cap, (dense_img, _)) = timed(runs, || capture_once(fd.pid(), ScanMethod::Auto))?;
+    let (t_read, bytes) = timed(runs, || raw_read(fd.pid, sd, ed))?;
+    let (t_cap, (dense_img, _)) = timed(runs, || capture_once(fd.pid, ScanMethod::Auto))?;
     let mib = bytes as f64 / MIB;
     let (cap_mib_s, read_mib_s) = (mib / t_cap.as_secs_f64(), mib / t_read.as_secs_f64());
     row(
@@ -350,16 +354,16 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
     let img_path = d.join("dense.cet");
     std::fs::write(&img_path, &dense_img)
         .map_err(|source| EngineError::Io { path: img_path.clone(), source })?;
-    let target = Fixture::start(d, "dense-target", &["--no-bitmap"])?;
+    let target = Fixture::start(&bin, d, "dense-target", &["--no-bitmap"])?;
     let (t_restore, _) = timed(runs, || {
         let mut r = image::open(&img_path)?;
-        let stopped = Stopped::new(target.pid(), Tracing::Seize)?;
+        let stopped = Stopped::new(target.pid, Tracing::Seize)?;
         restore::restore(&stopped, &mut r)
     })?;
-    let (t_write, _) = timed(runs, || raw_write(target.pid(), sd, bytes))?;
+    let (t_write, _) = timed(runs, || raw_write(target.pid, sd, bytes))?;
     // Put the real content back (the raw write overwrote it) and check it is what was dumped.
-    crate::restore_file(target.pid(), &img_path)?;
-    let same = field(&target.ask()?, "digest") == field(&fd.ask()?, "digest");
+    crate::restore_file(target.pid, &img_path)?;
+    let same = target.ask()?.get("digest") == fd.ask()?.get("digest");
     let (rst_mib_s, wr_mib_s) = (mib / t_restore.as_secs_f64(), mib / t_write.as_secs_f64());
     row(
         "dense restore (write, verify, clear strays)",
@@ -371,12 +375,12 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
     // Peak RSS of the CLI doing the dense capture and restore, as separate processes.
     let out = d.join("dense-cli.cet");
     let status = Command::new(&exe)
-        .args(["dump", "--pid", &fd.pid().to_string(), "--output"])
+        .args(["dump", "--pid", &fd.pid.to_string(), "--output"])
         .arg(&out)
         .output()
         .map_err(|source| EngineError::Io { path: exe.clone(), source })?;
     let status2 = Command::new(&exe)
-        .args(["restore", "--pid", &target.pid().to_string()])
+        .args(["restore", "--pid", &target.pid.to_string()])
         .arg(&out)
         .output()
         .map_err(|source| EngineError::Io { path: exe.clone(), source })?;

@@ -1,9 +1,9 @@
 //! `criu-cet demo`: the whole job on a fixture process, narrated, in a few seconds.
 
-use crate::fixture::{field, Fixture};
 use crate::show;
 use criu_cet::capture::CaptureOptions;
 use criu_cet::check::{self, CoveragePolicy};
+use criu_cet::fixture::Fixture;
 use criu_cet::host::{self, HostProfile};
 use criu_cet::{image, EngineError};
 use criu_cet_format::CetSupport;
@@ -26,6 +26,9 @@ pub fn run() -> Result<ExitCode, EngineError> {
     let dir = tempfile::tempdir()
         .map_err(|source| EngineError::Io { path: "temporary directory".into(), source })?;
     let img = dir.path().join("cet-demo.img");
+    let exe =
+        std::env::current_exe().map_err(|source| EngineError::Io { path: "criu-cet".into(), source })?;
+    let bin = exe.with_file_name("cet-fixture");
     say!("== criu-cet demo ==");
     say!("this host: {}", show::host_line(&host::probe()));
 
@@ -34,16 +37,17 @@ pub fn run() -> Result<ExitCode, EngineError> {
     say!("   4 all-ones and 6 mixed pages of synthetic patterns (for code ranges nothing maps, so the dump");
     say!("   counts them as stale legacy bits)");
     let source = Fixture::start(
+        &bin,
         dir.path(),
         "source",
         &["--bits", "48", "--base", "0x600000000000", "--threads", "3", "--ones", "4", "--mixed", "6"],
     )?;
     let before = source.ask()?;
-    say!("   fixture {}: {before}", source.pid());
+    say!("   fixture {}: {}", source.pid, before.0);
 
     say!("\n2. dump it (seize, read CET state of every thread, PAGEMAP_SCAN the bitmap, detach)");
     let t = Instant::now();
-    let report = crate::dump(source.pid(), &img, &CaptureOptions::default())?;
+    let report = crate::dump(source.pid, &img, &CaptureOptions::default())?;
     say!("   {} ({:.1} ms)", report, t.elapsed().as_secs_f64() * 1e3);
 
     say!("\n3. show the image");
@@ -72,21 +76,20 @@ pub fn run() -> Result<ExitCode, EngineError> {
     say!("   -> {}", if check::has_errors(&there) { "refused, as it should be" } else { "accepted" });
 
     say!("\n6. start a fresh fixture without any bitmap and restore the image into it");
-    let target = Fixture::start(dir.path(), "target", &["--no-bitmap", "--threads", "3"])?;
-    say!("   fixture {}: {}", target.pid(), target.ask()?);
-    let restored = crate::restore_file(target.pid(), &img)?;
+    let target = Fixture::start(&bin, dir.path(), "target", &["--no-bitmap", "--threads", "3"])?;
+    say!("   fixture {}: {}", target.pid, target.ask()?.0);
+    let restored = crate::restore_file(target.pid, &img)?;
     say!("   {restored}");
 
     say!("\n7. ask the restored fixture what bitmap it sees now");
     let after = target.ask()?;
-    say!("   fixture {}: {after}", target.pid());
-    let same =
-        ["bitmap", "pages", "ones", "mixed", "digest"].iter().all(|k| field(&before, k) == field(&after, k));
+    say!("   fixture {}: {}", target.pid, after.0);
+    let same = before.bitmap_view() == after.bitmap_view();
     let refused_elsewhere = check::has_errors(&there) && !check::has_errors(&here);
     if same && refused_elsewhere {
         say!(
             "\nverdict: PASS - the fresh process sees the same bitmap (digest {}), and the check refused the image for a host it cannot serve",
-            field(&after, "digest")
+            after.get("digest")
         );
         Ok(ExitCode::SUCCESS)
     } else {

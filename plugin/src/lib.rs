@@ -1,7 +1,7 @@
 //! criu-cet's live engine: host profiles, finding and capturing the IBT legacy bitmap and every
 //! thread's CET state, checking images against hosts, and restoring into processes. The CLI
 //! (`criu-cet`) and the CRIU plugin (`cet_plugin.so`, the `cet-plugin` crate) are thin layers
-//! over it.
+//! over it. `fixture` drives the test fixture for the demo, the benchmark and the tests.
 //!
 //! `unsafe` lives in `sys` (kernel interfaces) only.
 
@@ -13,6 +13,7 @@ pub mod cet;
 pub mod check;
 pub mod error;
 pub mod find;
+pub mod fixture;
 pub mod fleet;
 pub mod hooks;
 pub mod host;

@@ -31,7 +31,6 @@ macro_rules! say_raw {
 
 mod bench;
 mod demo;
-mod fixture;
 mod inputs;
 mod show;
 

@@ -72,8 +72,8 @@ fn dump_kill_restore_keeps_the_bitmap_of_a_three_thread_process() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = session();
     let mut f =
-        Fixture::start(&s.root, "r", &["--bits", "48", "--threads", "3", "--ones", "4", "--mixed", "6"]);
-    let before = f.ask();
+        start_fixture(&s.root, "r", &["--bits", "48", "--threads", "3", "--ones", "4", "--mixed", "6"]);
+    let before = f.ask().unwrap();
     s.dump(f.pid);
     f.reap_after_dump();
     assert!(s.image(f.pid).exists(), "no cet image");
@@ -83,7 +83,7 @@ fn dump_kill_restore_keeps_the_bitmap_of_a_three_thread_process() {
     let out = s.restore_with(&s.lib);
     assert!(out.status.success(), "restore failed:\n{}", s.log("restore.log"));
     let restored = Fixture::adopt(f.pid, f.report.clone());
-    let after = restored.ask();
+    let after = restored.ask().unwrap();
     assert_eq!(after.bitmap_view(), before.bitmap_view());
     assert_eq!(after.num("threads"), 3);
     let log = s.log("restore.log");
@@ -95,7 +95,7 @@ fn dump_kill_restore_keeps_the_bitmap_of_a_three_thread_process() {
 fn restore_without_the_plugin_is_refused_by_criu() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = session();
-    let mut f = Fixture::start(&s.root, "r", &["--ones", "1"]);
+    let mut f = start_fixture(&s.root, "r", &["--ones", "1"]);
     s.dump(f.pid);
     f.reap_after_dump();
     let out = s.restore_with(&s.empty_lib);
@@ -108,7 +108,7 @@ fn restore_without_the_plugin_is_refused_by_criu() {
 fn an_image_needing_more_address_bits_aborts_in_init_before_any_fork() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = session();
-    let mut f = Fixture::start(&s.root, "r", &["--ones", "2", "--mixed", "2"]);
+    let mut f = start_fixture(&s.root, "r", &["--ones", "2", "--mixed", "2"]);
     s.dump(f.pid);
     f.reap_after_dump();
     // Forge the cet image as a 5-level host would have written it: the bitmap at 2^50.
@@ -135,16 +135,16 @@ fn an_image_needing_more_address_bits_aborts_in_init_before_any_fork() {
 fn a_process_tree_with_and_without_bitmaps() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = session();
-    let mut f = Fixture::start(&s.root, "r", &["--fork", "--fork-plain", "--ones", "2", "--mixed", "3"]);
+    let mut f = start_fixture(&s.root, "r", &["--fork", "--fork-plain", "--ones", "2", "--mixed", "3"]);
     let child = Fixture::adopt(
-        Report(wait_file(&suffixed(&f.report, "child"))).num("pid") as u32,
+        wait_for_report(&suffixed(&f.report, "child")).unwrap().num("pid") as u32,
         suffixed(&f.report, "child"),
     );
     let plain = Fixture::adopt(
-        Report(wait_file(&suffixed(&f.report, "plain"))).num("pid") as u32,
+        wait_for_report(&suffixed(&f.report, "plain")).unwrap().num("pid") as u32,
         suffixed(&f.report, "plain"),
     );
-    let (p0, c0, q0) = (f.ask(), child.ask(), plain.ask());
+    let (p0, c0, q0) = (f.ask().unwrap(), child.ask().unwrap(), plain.ask().unwrap());
     assert_ne!(p0.get("digest"), c0.get("digest"), "parent and child should differ");
     assert_eq!(q0.get("bitmap"), "none");
     s.dump(f.pid);
@@ -156,16 +156,16 @@ fn a_process_tree_with_and_without_bitmaps() {
     let out = s.restore_with(&s.lib);
     assert!(out.status.success(), "{}", s.log("restore.log"));
     let parent = Fixture::adopt(f.pid, f.report.clone());
-    assert_eq!(parent.ask().bitmap_view(), p0.bitmap_view());
-    assert_eq!(child.ask().bitmap_view(), c0.bitmap_view());
-    assert_eq!(plain.ask().bitmap_view(), q0.bitmap_view());
+    assert_eq!(parent.ask().unwrap().bitmap_view(), p0.bitmap_view());
+    assert_eq!(child.ask().unwrap().bitmap_view(), c0.bitmap_view());
+    assert_eq!(plain.ask().unwrap().bitmap_view(), q0.bitmap_view());
 }
 
 #[test]
 fn a_corrupted_cet_image_aborts_restore_cleanly_naming_the_file() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = session();
-    let mut f = Fixture::start(&s.root, "r", &["--ones", "1", "--mixed", "2"]);
+    let mut f = start_fixture(&s.root, "r", &["--ones", "1", "--mixed", "2"]);
     s.dump(f.pid);
     f.reap_after_dump();
     let img = s.image(f.pid);
@@ -191,12 +191,12 @@ fn a_second_plugin_in_the_same_directory_sees_every_pid() {
     assert!(out.status.success(), "building the witness plugin: {}", text(&out));
     let log = s.root.join("witness.log");
     let env = [("CET_WITNESS_LOG", log.as_os_str())];
-    let mut f = Fixture::start(&s.root, "r", &["--fork", "--ones", "1"]);
+    let mut f = start_fixture(&s.root, "r", &["--fork", "--ones", "1"]);
     let child = Fixture::adopt(
-        Report(wait_file(&suffixed(&f.report, "child"))).num("pid") as u32,
+        wait_for_report(&suffixed(&f.report, "child")).unwrap().num("pid") as u32,
         suffixed(&f.report, "child"),
     );
-    let (p0, c0) = (f.ask(), child.ask());
+    let (p0, c0) = (f.ask().unwrap(), child.ask().unwrap());
     let out = s.criu_env(&s.lib, &["dump", "-t", &f.pid.to_string()], "dump.log", &env);
     assert!(out.status.success(), "criu dump failed:\n{}", s.log("dump.log"));
     f.reap_after_dump();
@@ -205,8 +205,8 @@ fn a_second_plugin_in_the_same_directory_sees_every_pid() {
     let out = s.criu_env(&s.lib, &["restore", "-d"], "restore.log", &env);
     assert!(out.status.success(), "{}", s.log("restore.log"));
     let parent = Fixture::adopt(f.pid, f.report.clone());
-    assert_eq!(parent.ask().bitmap_view(), p0.bitmap_view());
-    assert_eq!(child.ask().bitmap_view(), c0.bitmap_view());
+    assert_eq!(parent.ask().unwrap().bitmap_view(), p0.bitmap_view());
+    assert_eq!(child.ask().unwrap().bitmap_view(), c0.bitmap_view());
     let seen = std::fs::read_to_string(&log).unwrap();
     for what in ["checkpoint", "resume"] {
         for pid in [f.pid, child.pid] {
@@ -244,12 +244,12 @@ fn the_descriptor_and_pre_dump_through_the_c_abi() {
     // SAFETY: hook 11 is `int checkpoint_devices(int pid)`.
     let checkpoint: extern "C" fn(i32) -> i32 = unsafe { std::mem::transmute(desc.hooks[11]) };
     let dir = tempfile::tempdir().unwrap();
-    let f = Fixture::start(dir.path(), "r", &["--ones", "1"]);
-    let before = f.ask();
+    let f = start_fixture(dir.path(), "r", &["--ones", "1"]);
+    let before = f.ask().unwrap();
     assert_eq!((desc.init)(1), 0, "init(PRE_DUMP)");
     assert_eq!(checkpoint(f.pid as i32), -libc::ENOTSUP, "pre-dump leaves the pid to others");
     (desc.exit)(1, 0);
-    assert_eq!(f.ask(), before);
+    assert_eq!(f.ask().unwrap(), before);
     // Outside CRIU, restore init finds no image directory: an error return, not a crash.
     assert_eq!((desc.init)(2), -1);
     (desc.exit)(2, -1);
@@ -263,7 +263,7 @@ fn a_late_restore_failure_kills_the_task_unless_told_to_warn() {
     for policy in ["kill", "warn"] {
         let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let s = session();
-        let mut f = Fixture::start(&s.root, "r", &["--ones", "1"]);
+        let mut f = start_fixture(&s.root, "r", &["--ones", "1"]);
         let maps = std::fs::read_to_string(format!("/proc/{}/maps", f.pid)).unwrap();
         let text_start =
             maps.lines().find(|l| l.contains("cet-fixture")).unwrap().split('-').next().unwrap().to_string();
@@ -301,7 +301,7 @@ fn a_late_restore_failure_kills_the_task_unless_told_to_warn() {
 /// Dumps a fixture with the plugin and returns the session, the fixture (reaped) and the image.
 fn dumped(args: &[&str]) -> (Session, Fixture, Vec<u8>) {
     let s = session();
-    let mut f = Fixture::start(&s.root, "r", args);
+    let mut f = start_fixture(&s.root, "r", args);
     s.dump(f.pid);
     f.reap_after_dump();
     let img = std::fs::read(s.image(f.pid)).unwrap();
@@ -413,7 +413,7 @@ fn dump_zero_restore(
     ns: &mut PidNamespace,
     reports: &[(u32, PathBuf)],
 ) -> (Vec<Report>, Fixture) {
-    let before: Vec<Report> = reports.iter().map(|(_, r)| ask(r)).collect();
+    let before: Vec<Report> = reports.iter().map(|(_, r)| ask(r).unwrap()).collect();
     s.dump(ns.init.pid);
     ns.reap_after_dump();
     let dump_log = s.log("dump.log");
@@ -457,7 +457,7 @@ fn a_process_in_its_own_pid_namespace_gets_its_bitmap_back_from_the_plugin() {
     let mut ns = PidNamespace::start(&s.root, "r", &["--bits", "48", "--ones", "3", "--mixed", "5"]);
     let report = ns.init.report.clone();
     let (before, restored) = dump_zero_restore(&s, &mut ns, &[(1, report)]);
-    let after = restored.ask();
+    let after = restored.ask().unwrap();
     assert_eq!(after.get("pid"), "1");
     assert_eq!(after.bitmap_view(), before[0].bitmap_view());
 }
@@ -472,7 +472,7 @@ fn a_namespace_init_and_two_children_all_with_bitmaps() {
         .iter()
         .map(|k| {
             let path = suffixed(&r, k);
-            (Report(wait_file(&path)).num("pid") as u32, path)
+            (wait_for_report(&path).unwrap().num("pid") as u32, path)
         })
         .collect();
     let mut tasks = vec![(1, r.clone())];
@@ -484,9 +484,9 @@ fn a_namespace_init_and_two_children_all_with_bitmaps() {
     let digests: std::collections::BTreeSet<String> =
         before.iter().map(|b| b.get("digest").to_string()).collect();
     assert_eq!(digests.len(), 3, "the three bitmaps should differ");
-    assert_eq!(restored.ask().bitmap_view(), before[0].bitmap_view());
+    assert_eq!(restored.ask().unwrap().bitmap_view(), before[0].bitmap_view());
     for ((_, path), b) in kids.iter().zip(&before[1..]) {
-        assert_eq!(ask(path).bitmap_view(), b.bitmap_view());
+        assert_eq!(ask(path).unwrap().bitmap_view(), b.bitmap_view());
     }
 }
 
@@ -502,7 +502,7 @@ fn a_multi_threaded_process_in_its_own_pid_namespace() {
     assert_eq!(doc["namespace"]["pid"], 1);
     assert_eq!(doc["namespace"]["depth"], 1);
     assert_eq!(doc["namespace"]["tids"].as_array().unwrap().len(), 4);
-    let after = restored.ask();
+    let after = restored.ask().unwrap();
     assert_eq!(after.num("threads"), 4);
     assert_eq!(after.bitmap_view(), before[0].bitmap_view());
 }
@@ -534,8 +534,8 @@ fn on_first_read(
 fn an_image_renamed_over_the_checked_one_during_restore_is_never_used() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = session();
-    let mut f = Fixture::start(&s.root, "r", &["--ones", "2", "--mixed", "3"]);
-    let before = f.ask();
+    let mut f = start_fixture(&s.root, "r", &["--ones", "2", "--mixed", "3"]);
+    let before = f.ask().unwrap();
     s.dump(f.pid);
     f.reap_after_dump();
     let img = s.image(f.pid);
@@ -559,7 +559,11 @@ fn an_image_renamed_over_the_checked_one_during_restore_is_never_used() {
     assert!(out.status.success(), "{log}");
     assert_ne!(std::fs::read(&img).unwrap(), good, "the racer did not replace the image");
     let restored = Fixture::adopt(f.pid, f.report.clone());
-    assert_eq!(restored.ask().bitmap_view(), before.bitmap_view(), "the replaced file was used:\n{log}");
+    assert_eq!(
+        restored.ask().unwrap().bitmap_view(),
+        before.bitmap_view(),
+        "the replaced file was used:\n{log}"
+    );
     assert!(log.contains(&format!("restored cet-{}.img", f.pid)), "{log}");
 }
 
@@ -601,7 +605,7 @@ fn an_image_rewritten_in_place_during_restore_is_refused_and_its_task_killed() {
     use std::io::Write as _;
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = session();
-    let mut f = Fixture::start(&s.root, "r", &["--ones", "2", "--mixed", "3"]);
+    let mut f = start_fixture(&s.root, "r", &["--ones", "2", "--mixed", "3"]);
     s.dump(f.pid);
     f.reap_after_dump();
     let img = s.image(f.pid);

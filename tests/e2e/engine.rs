@@ -30,18 +30,18 @@ const BASE: &str = "0x600000000000";
 /// Dump a fixture, restore into a fresh bitmap-less fixture, and compare what both see.
 fn round_trip(args: &[&str]) -> (Report, Report, ImageDoc, String) {
     let dir = tempfile::tempdir().unwrap();
-    let src = Fixture::start(dir.path(), "src", &[args, &["--base", BASE]].concat());
-    let before = src.ask();
+    let src = start_fixture(dir.path(), "src", &[args, &["--base", BASE]].concat());
+    let before = src.ask().unwrap();
     let img = dir.path().join("cet.img");
     let out = dump(src.pid, &img, &[]);
     assert!(out.status.success(), "dump: {}", text(&out));
-    assert_eq!(src.ask(), before, "dump changed the source's bitmap");
+    assert_eq!(src.ask().unwrap(), before, "dump changed the source's bitmap");
     let doc = decode(&img);
-    let dst = Fixture::start(dir.path(), "dst", &["--no-bitmap", "--threads", "2"]);
-    assert_eq!(dst.ask().get("bitmap"), "none");
+    let dst = start_fixture(dir.path(), "dst", &["--no-bitmap", "--threads", "2"]);
+    assert_eq!(dst.ask().unwrap().get("bitmap"), "none");
     let out = restore(dst.pid, &img);
     assert!(out.status.success(), "restore: {}", text(&out));
-    (before, dst.ask(), doc, text(&out))
+    (before, dst.ask().unwrap(), doc, text(&out))
 }
 
 #[test]
@@ -67,7 +67,7 @@ fn dump_and_restore_a_57_bit_4_tib_bitmap() {
 #[test]
 fn many_threads_are_all_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let f = Fixture::start(dir.path(), "r", &["--threads", "9"]);
+    let f = start_fixture(dir.path(), "r", &["--threads", "9"]);
     let img = dir.path().join("cet.img");
     assert!(dump(f.pid, &img, &[]).status.success());
     let doc = decode(&img);
@@ -85,7 +85,7 @@ fn many_threads_are_all_recorded() {
 #[test]
 fn pagemap_scan_and_the_pagemap_read_capture_the_same_image() {
     let dir = tempfile::tempdir().unwrap();
-    let f = Fixture::start(dir.path(), "r", &["--bits", "47", "--ones", "3", "--mixed", "5"]);
+    let f = start_fixture(dir.path(), "r", &["--bits", "47", "--ones", "3", "--mixed", "5"]);
     let host = criu_cet::host::probe();
     let image_with = |scan| {
         let opts = CaptureOptions { scan, ..Default::default() };
@@ -104,7 +104,7 @@ fn pagemap_scan_and_the_pagemap_read_capture_the_same_image() {
 #[test]
 fn stale_bits_are_counted_and_pruned_on_request() {
     let dir = tempfile::tempdir().unwrap();
-    let f = Fixture::start(dir.path(), "r", &["--ones", "2", "--mixed", "3"]);
+    let f = start_fixture(dir.path(), "r", &["--ones", "2", "--mixed", "3"]);
     let (full, pruned) = (dir.path().join("full.img"), dir.path().join("pruned.img"));
     let out = dump(f.pid, &full, &["--json"]);
     let msg = text(&out);
@@ -137,16 +137,16 @@ fn stale_bits_are_counted_and_pruned_on_request() {
 #[test]
 fn restore_replaces_content_of_an_existing_mapping_and_clears_stray_pages() {
     let dir = tempfile::tempdir().unwrap();
-    let src = Fixture::start(dir.path(), "src", &["--ones", "2", "--mixed", "2", "--seed", "7"]);
+    let src = start_fixture(dir.path(), "src", &["--ones", "2", "--mixed", "2", "--seed", "7"]);
     let img = dir.path().join("cet.img");
     assert!(dump(src.pid, &img, &[]).status.success());
-    let base = src.ask().get("bitmap").split(':').next().unwrap().to_string();
-    let want = src.ask();
+    let base = src.ask().unwrap().get("bitmap").split(':').next().unwrap().to_string();
+    let want = src.ask().unwrap();
     drop(src);
     // Same place and size, other content (other seed, more mixed pages).
     let dst =
-        Fixture::start(dir.path(), "dst", &["--base", &base, "--ones", "1", "--mixed", "6", "--seed", "99"]);
-    assert_ne!(dst.ask().get("digest"), want.get("digest"));
+        start_fixture(dir.path(), "dst", &["--base", &base, "--ones", "1", "--mixed", "6", "--seed", "99"]);
+    assert_ne!(dst.ask().unwrap().get("digest"), want.get("digest"));
     let out = run(criu_cet().args(["restore", "--json", "--pid", &dst.pid.to_string()]).arg(&img));
     let msg = text(&out);
     assert!(out.status.success(), "{msg}");
@@ -154,20 +154,20 @@ fn restore_replaces_content_of_an_existing_mapping_and_clears_stray_pages() {
     assert_eq!(report["report"]["created_mapping"], false, "{msg}");
     let cleared = report["report"]["cleared_pages"].as_u64().expect(&msg);
     assert!(cleared >= 4, "{msg}");
-    assert_eq!(dst.ask().bitmap_view(), want.bitmap_view());
+    assert_eq!(dst.ask().unwrap().bitmap_view(), want.bitmap_view());
 }
 
 #[test]
 fn restore_refuses_an_occupied_range_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let src = Fixture::start(dir.path(), "src", &["--bits", "48", "--ones", "1"]);
+    let src = start_fixture(dir.path(), "src", &["--bits", "48", "--ones", "1"]);
     let img = dir.path().join("cet.img");
     assert!(dump(src.pid, &img, &[]).status.success());
-    let base = src.ask().get("bitmap").split(':').next().unwrap().to_string();
+    let base = src.ask().unwrap().get("bitmap").split(':').next().unwrap().to_string();
     drop(src);
     // A 47-bit bitmap at the same base: the range is occupied by a mapping of another size.
-    let dst = Fixture::start(dir.path(), "dst", &["--bits", "47", "--base", &base, "--mixed", "3"]);
-    let before = dst.ask();
+    let dst = start_fixture(dir.path(), "dst", &["--bits", "47", "--base", &base, "--mixed", "3"]);
+    let before = dst.ask().unwrap();
     let maps_before = std::fs::read_to_string(format!("/proc/{}/maps", dst.pid)).unwrap();
     let out = restore(dst.pid, &img);
     let msg = text(&out);
@@ -176,7 +176,7 @@ fn restore_refuses_an_occupied_range_and_changes_nothing() {
         msg.contains("occupied by") && msg.contains(&base) && msg.contains("nothing was changed"),
         "{msg}"
     );
-    assert_eq!(dst.ask(), before);
+    assert_eq!(dst.ask().unwrap(), before);
     assert_eq!(std::fs::read_to_string(format!("/proc/{}/maps", dst.pid)).unwrap(), maps_before);
 }
 
@@ -189,7 +189,7 @@ fn syscall_insn(pid: u32) -> u64 {
 #[test]
 fn remote_syscalls_leave_every_register_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
-    let f = Fixture::start(dir.path(), "r", &["--no-bitmap"]);
+    let f = start_fixture(dir.path(), "r", &["--no-bitmap"]);
     let stopped = Stopped::new(f.pid, Tracing::Seize).unwrap();
     let t = stopped.any_thread();
     let before = nix::sys::ptrace::getregs(t).unwrap();
@@ -200,7 +200,7 @@ fn remote_syscalls_leave_every_register_as_it_was() {
     assert_eq!(format!("{before:?}"), format!("{after:?}"));
     drop(stopped);
     // Detached and alive: it still answers.
-    assert_eq!(f.ask().get("bitmap"), "none");
+    assert_eq!(f.ask().unwrap().get("bitmap"), "none");
 }
 
 #[test]
@@ -233,13 +233,13 @@ fn check_against_a_target_profile_names_range_and_widths() {
 #[test]
 fn restore_of_an_image_for_another_host_is_refused_and_the_target_unharmed() {
     let dir = tempfile::tempdir().unwrap();
-    let f = Fixture::start(dir.path(), "r", &["--no-bitmap"]);
+    let f = start_fixture(dir.path(), "r", &["--no-bitmap"]);
     let vec = vector("high-57.cetimg");
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", f.pid)).unwrap();
     let out = restore(f.pid, &vec);
     assert!(!out.status.success() && text(&out).contains("needs 53 address bits"), "{}", text(&out));
     assert_eq!(std::fs::read_to_string(format!("/proc/{}/maps", f.pid)).unwrap(), maps);
-    assert_eq!(f.ask().get("bitmap"), "none");
+    assert_eq!(f.ask().unwrap().get("bitmap"), "none");
 }
 
 #[test]
@@ -252,7 +252,7 @@ fn bad_pids_and_permissions_give_clear_errors_and_no_output_file() {
         "{}",
         text(&out)
     );
-    let f = Fixture::start(dir.path(), "r", &[]);
+    let f = start_fixture(dir.path(), "r", &[]);
     // As nobody, from a copy nobody can execute wherever this checkout lives.
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
@@ -333,7 +333,7 @@ fn seize_and_remote_syscalls_survive_a_thread_stealing_wait_notifications() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
-    let f = Fixture::start(dir.path(), "r", &["--no-bitmap", "--threads", "2"]);
+    let f = start_fixture(dir.path(), "r", &["--no-bitmap", "--threads", "2"]);
     let stop = Arc::new(AtomicBool::new(false));
     // It waits for the fixture only (a wait for any child would also take other tests' children).
     let target = nix::unistd::Pid::from_raw(f.pid as i32);
@@ -362,7 +362,7 @@ fn seize_and_remote_syscalls_survive_a_thread_stealing_wait_notifications() {
     stop.store(true, Ordering::Relaxed);
     let stolen = thief.join().unwrap();
     println!("{stolen} notifications consumed by the other thread");
-    assert_eq!(f.ask().get("bitmap"), "none", "the target is alive and untraced");
+    assert_eq!(f.ask().unwrap().get("bitmap"), "none", "the target is alive and untraced");
 }
 
 fn encode_to(out: &std::path::Path) -> std::process::Output {
@@ -391,7 +391,7 @@ fn outputs_are_never_written_over_anything_but_a_regular_file() {
     std::os::unix::fs::symlink(&victim, &link).unwrap();
     let sub = d.join("sub");
     std::fs::create_dir(&sub).unwrap();
-    let f = Fixture::start(d, "r", &["--ones", "1"]);
+    let f = start_fixture(d, "r", &["--ones", "1"]);
     for (path, kind) in
         [(&dev, "character device"), (&fifo, "FIFO"), (&link, "symbolic link"), (&sub, "directory")]
     {
@@ -457,7 +457,7 @@ fn clearer_errors_for_targets_and_files_that_are_not_what_they_seem() {
     )));
     assert!(!o.status.success() && text(&o).contains("is criu-cet itself"), "{}", text(&o));
     // Held by another tracer (this test process): named, with its pid.
-    let f = Fixture::start(d, "r", &["--ones", "1"]);
+    let f = start_fixture(d, "r", &["--ones", "1"]);
     {
         let _held = Stopped::new(f.pid, Tracing::Seize).unwrap();
         let m = dump_text(&f.pid.to_string(), &[]);
@@ -523,7 +523,7 @@ fn a_full_disk_names_the_image_directory_not_a_descriptor_path() {
     let mut fill = std::fs::File::create(mnt.join("fill")).unwrap();
     while std::io::Write::write_all(&mut fill, &[1u8; 4096]).is_ok() {}
     drop(fill);
-    let f = Fixture::start(dir.path(), "r", &["--ones", "2", "--mixed", "30"]);
+    let f = start_fixture(dir.path(), "r", &["--ones", "2", "--mixed", "30"]);
     // As CRIU hands the plugin its image directory: /proc/self/fd/N.
     let o = run(std::process::Command::new("bash").arg("-c").arg(format!(
         "exec 3<{} && exec {} dump --pid {} --output /proc/self/fd/3/cet-{}.img",
@@ -547,10 +547,10 @@ fn a_full_disk_names_the_image_directory_not_a_descriptor_path() {
 fn a_process_whose_main_thread_exited_is_captured_and_restored_through_its_other_threads() {
     let dir = tempfile::tempdir().unwrap();
     let src =
-        Fixture::start(dir.path(), "src", &["--base", BASE, "--ones", "2", "--mixed", "5", "--leader-exits"]);
+        start_fixture(dir.path(), "src", &["--base", BASE, "--ones", "2", "--mixed", "5", "--leader-exits"]);
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", src.pid)).unwrap();
     assert_eq!(criu_cet::proc::parse_stat_state(&stat), Some('Z'), "the leader has not exited: {stat}");
-    let before = src.ask();
+    let before = src.ask().unwrap();
     assert_eq!(before.num("threads"), 2, "{before:?}");
     let img = dir.path().join("cet.img");
     let out = dump(src.pid, &img, &[]);
@@ -559,8 +559,8 @@ fn a_process_whose_main_thread_exited_is_captured_and_restored_through_its_other
     assert!(doc.bitmap.is_some() && !doc.runs.is_empty());
     assert_eq!(doc.process.threads.len(), 1, "the live thread, not the zombie leader");
     drop(src);
-    let dst = Fixture::start(dir.path(), "dst", &["--no-bitmap", "--leader-exits"]);
+    let dst = start_fixture(dir.path(), "dst", &["--no-bitmap", "--leader-exits"]);
     let out = restore(dst.pid, &img);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(dst.ask().bitmap_view(), before.bitmap_view());
+    assert_eq!(dst.ask().unwrap().bitmap_view(), before.bitmap_view());
 }

@@ -30,7 +30,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 #[test]
 fn a_dump_failing_or_killed_at_any_byte_leaves_no_image_or_the_previous_one() {
     let dir = tempfile::tempdir().unwrap();
-    let f = Fixture::start(dir.path(), "r", &["--ones", "2", "--mixed", "40"]);
+    let f = start_fixture(dir.path(), "r", &["--ones", "2", "--mixed", "40"]);
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let (old, fresh) = (out.join("old.img"), out.join("fresh.img"));
@@ -68,7 +68,7 @@ fn a_dump_failing_or_killed_at_any_byte_leaves_no_image_or_the_previous_one() {
         assert!(name == "old.img" || (name.starts_with('.') && name.ends_with(".tmp")), "{name}");
     }
     assert_eq!(cases, 48);
-    assert!(f.ask().get("pid") == f.pid.to_string(), "the target was harmed");
+    assert!(f.ask().unwrap().get("pid") == f.pid.to_string(), "the target was harmed");
 }
 
 /// Replaces the DATA section of a one-block image with `data` and fixes every offset after it.
@@ -191,7 +191,7 @@ fn tracer_of_every_thread(pid: u32) -> Vec<String> {
 #[test]
 fn captures_race_with_threads_coming_and_going() {
     let dir = tempfile::tempdir().unwrap();
-    let f = Fixture::start(dir.path(), "r", &["--churn", "--threads", "3", "--ones", "1"]);
+    let f = start_fixture(dir.path(), "r", &["--churn", "--threads", "3", "--ones", "1"]);
     for i in 0..20 {
         let img = dir.path().join(format!("c{i}.img"));
         let o = run(&mut dump_cmd(f.pid, &img));
@@ -202,7 +202,7 @@ fn captures_race_with_threads_coming_and_going() {
         assert!(doc.bitmap.is_some());
     }
     assert!(tracer_of_every_thread(f.pid).iter().all(|t| t == "0"), "a thread was left traced");
-    assert_eq!(f.ask().get("pid"), f.pid.to_string());
+    assert_eq!(f.ask().unwrap().get("pid"), f.pid.to_string());
 }
 
 /// Dumps of `f` one after another until it is gone; every dump either writes a whole image or
@@ -247,7 +247,7 @@ fn a_target_exiting_mid_dump_gives_clean_errors_and_no_file() {
     // The target ends itself (exit_group can only run between our seizes: stopped threads do
     // not exit), so most of these dumps succeed and the rest fail at seize or scan.
     let dir = tempfile::tempdir().unwrap();
-    let mut f = Fixture::start(dir.path(), "r", &["--exit-after", "150", "--churn", "--mixed", "20"]);
+    let mut f = start_fixture(dir.path(), "r", &["--exit-after", "150", "--churn", "--mixed", "20"]);
     let (ok, failed) = dump_until_gone(&mut f, dir.path(), "e");
     println!("exit_group: {ok} dumps succeeded, {failed} failed cleanly");
     assert!(ok > 0, "no dump succeeded before the exit ({failed} failed)");
@@ -260,7 +260,7 @@ fn a_target_killed_mid_dump_gives_clean_errors_and_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut killed_inside = 0;
     for round in 0..6 {
-        let mut f = Fixture::start(dir.path(), &format!("k{round}"), &["--mixed", "3000", "--threads", "4"]);
+        let mut f = start_fixture(dir.path(), &format!("k{round}"), &["--mixed", "3000", "--threads", "4"]);
         let pid = f.pid;
         let killer = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(40 + 25 * round));
@@ -277,7 +277,7 @@ fn a_target_killed_mid_dump_gives_clean_errors_and_no_file() {
 #[test]
 fn a_bitmap_unmapped_and_remapped_while_dumps_run() {
     let dir = tempfile::tempdir().unwrap();
-    let f = Fixture::start(dir.path(), "r", &["--remap-loop", "--bits", "47", "--base", "0x600000000000"]);
+    let f = start_fixture(dir.path(), "r", &["--remap-loop", "--bits", "47", "--base", "0x600000000000"]);
     let (mut with, mut without) = (0, 0);
     for i in 0..30 {
         let img = dir.path().join(format!("m{i}.img"));
@@ -301,24 +301,24 @@ fn a_bitmap_unmapped_and_remapped_while_dumps_run() {
 #[test]
 fn restore_writes_only_into_a_private_non_executable_bitmap_mapping() {
     let dir = tempfile::tempdir().unwrap();
-    let src = Fixture::start(dir.path(), "src", &["--bits", "47", "--base", "0x600000000000", "--ones", "1"]);
+    let src = start_fixture(dir.path(), "src", &["--bits", "47", "--base", "0x600000000000", "--ones", "1"]);
     let img = dir.path().join("cet.img");
     assert!(run(&mut dump_cmd(src.pid, &img)).status.success());
     drop(src);
     // Same place and size, but executable: refused, nothing written.
-    let dst = Fixture::start(
+    let dst = start_fixture(
         dir.path(),
         "dst",
         &["--bits", "47", "--base", "0x600000000000", "--exec-bitmap", "--mixed", "2"],
     );
-    let before = dst.ask();
+    let before = dst.ask().unwrap();
     let o = run(criu_cet().args(["restore", "--pid", &dst.pid.to_string()]).arg(&img));
     assert!(
         !o.status.success() && text(&o).contains("occupied by 0x600000000000-0x600100000000 rwxp"),
         "{}",
         text(&o)
     );
-    assert_eq!(dst.ask(), before);
+    assert_eq!(dst.ask().unwrap(), before);
 }
 
 #[test]
@@ -372,8 +372,8 @@ fn maps_of(pid: u32) -> Vec<(u64, u64, String, String)> {
 #[test]
 fn forged_images_aimed_at_a_stack_heap_thread_stack_or_guard_page_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let victim = Fixture::start(dir.path(), "v", &["--no-bitmap", "--threads", "2"]);
-    let before = victim.ask();
+    let victim = start_fixture(dir.path(), "v", &["--no-bitmap", "--threads", "2"]);
+    let before = victim.ask().unwrap();
     let maps = maps_of(victim.pid);
     let named = |n: &str| maps.iter().find(|m| m.3 == n).map(|m| (m.0, m.1)).unwrap();
     // A thread stack: an anonymous rw-p mapping right after its ---p guard page.
@@ -420,7 +420,7 @@ fn forged_images_aimed_at_a_stack_heap_thread_stack_or_guard_page_are_refused() 
     let img = forge(dir.path(), "huge", 0x1000_0000_0000, 63 << 40);
     let c = run(criu_cet().arg("check").arg(&img));
     assert!(!c.status.success() && text(&c).contains("not a bitmap length"), "{}", text(&c));
-    assert_eq!(victim.ask(), before, "the victim's memory changed");
+    assert_eq!(victim.ask().unwrap(), before, "the victim's memory changed");
     assert_eq!(maps_of(victim.pid), maps, "the victim's mappings changed");
 }
 
@@ -480,7 +480,7 @@ fn signal_and_wait(
 /// An image of a fixture's bitmap at BASE with some content, for the restore tests.
 #[cfg(feature = "test-hooks")]
 fn image_to_restore(dir: &Path) -> PathBuf {
-    let src = Fixture::start(dir, "src", &["--base", "0x600000000000", "--ones", "3", "--mixed", "20"]);
+    let src = start_fixture(dir, "src", &["--base", "0x600000000000", "--ones", "3", "--mixed", "20"]);
     let img = dir.join("cet.img");
     assert!(run(&mut dump_cmd(src.pid, &img)).status.success());
     img
@@ -496,14 +496,14 @@ fn sigint_or_sigterm_during_restore_leaves_the_target_running_untraced() {
     // Inside the remote mmap (the target's registers borrowed) and after it (pages being written).
     for point in ["remote-syscall", "restore-mapped"] {
         for sig in [Signal::SIGINT, Signal::SIGTERM] {
-            let dst = Fixture::start(dir.path(), &format!("d{cases}"), &["--no-bitmap", "--threads", "2"]);
+            let dst = start_fixture(dir.path(), &format!("d{cases}"), &["--no-bitmap", "--threads", "2"]);
             let pid = dst.pid.to_string();
             let (child, seen) = cli_paused_at(&["restore", "--pid", &pid, img.to_str().unwrap()], point);
             let (status, msg) = signal_and_wait(child, seen, sig);
             assert_eq!(status.code(), Some(128 + sig as i32), "{point} {sig}: {msg}");
             assert!(msg.contains(&format!("interrupted by {sig}")) && msg.contains("detached"), "{msg}");
             // Alive, answering, untraced; the mmap that was under way completed.
-            let r = dst.ask();
+            let r = dst.ask().unwrap();
             assert_eq!(r.get("pid"), pid, "{point} {sig}: the target was harmed");
             assert!(r.get("bitmap").starts_with("0x600000000000:"), "{point} {sig}: {r:?}");
             assert!(tracer_of_every_thread(dst.pid).iter().all(|t| t == "0"), "{point} {sig}");
@@ -519,7 +519,7 @@ fn sigkill_of_the_cli_after_remote_syscalls_does_not_kill_the_target() {
     let dir = tempfile::tempdir().unwrap();
     let img = image_to_restore(dir.path());
     for round in 0..10 {
-        let dst = Fixture::start(dir.path(), &format!("k{round}"), &["--no-bitmap", "--threads", "2"]);
+        let dst = start_fixture(dir.path(), &format!("k{round}"), &["--no-bitmap", "--threads", "2"]);
         let pid = dst.pid.to_string();
         let (child, seen) =
             cli_paused_at(&["restore", "--pid", &pid, img.to_str().unwrap()], "restore-mapped");
@@ -528,7 +528,7 @@ fn sigkill_of_the_cli_after_remote_syscalls_does_not_kill_the_target() {
         // With a single-stepped remote syscall the trap flag stayed set and the target died of
         // SIGTRAP as soon as its dead tracer let it go. It must live on, untraced.
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let r = dst.ask();
+        let r = dst.ask().unwrap();
         assert_eq!(r.get("pid"), pid, "round {round}: the target died");
         assert!(tracer_of_every_thread(dst.pid).iter().all(|t| t == "0"));
     }
@@ -539,7 +539,7 @@ fn sigkill_of_the_cli_after_remote_syscalls_does_not_kill_the_target() {
 fn sigint_or_sigterm_during_dump_removes_the_temporary_file() {
     use nix::sys::signal::Signal;
     let dir = tempfile::tempdir().unwrap();
-    let f = Fixture::start(dir.path(), "r", &["--ones", "2", "--mixed", "40", "--threads", "2"]);
+    let f = start_fixture(dir.path(), "r", &["--ones", "2", "--mixed", "40", "--threads", "2"]);
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let img = out.join("cet.img");
@@ -555,7 +555,7 @@ fn sigint_or_sigterm_during_dump_removes_the_temporary_file() {
         // ...and is gone after the signal; no image either.
         assert_eq!(files_in(&out), Vec::<String>::new(), "{msg}");
         assert!(tracer_of_every_thread(f.pid).iter().all(|t| t == "0"));
-        assert_eq!(f.ask().get("pid"), pid);
+        assert_eq!(f.ask().unwrap().get("pid"), pid);
     }
 }
 
@@ -636,7 +636,7 @@ fn a_restore_that_would_commit_more_than_the_machine_has_is_refused_before_anyth
     let c = run(criu_cet().arg("check").arg(&img));
     assert!(c.status.success(), "{}", text(&c));
     assert!(text(&c).contains("a restore commits up to 68853968896 bytes"), "{}", text(&c));
-    let f = Fixture::start(dir.path(), "t", &["--no-bitmap"]);
+    let f = start_fixture(dir.path(), "t", &["--no-bitmap"]);
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", f.pid)).unwrap();
     let o = run(criu_cet().args(["restore", "--pid", &f.pid.to_string()]).arg(&img));
     let msg = text(&o);
@@ -648,7 +648,7 @@ fn a_restore_that_would_commit_more_than_the_machine_has_is_refused_before_anyth
         "{msg}"
     );
     assert_eq!(std::fs::read_to_string(format!("/proc/{}/maps", f.pid)).unwrap(), maps);
-    assert_eq!(f.ask().get("bitmap"), "none");
+    assert_eq!(f.ask().unwrap().get("bitmap"), "none");
 }
 
 /// A memory cgroup (v1 here; v2 hosts put it in the unified tree) below ours, removed on drop.
@@ -687,7 +687,7 @@ fn a_restore_beyond_the_targets_memory_cgroup_limit_is_refused_naming_both_numbe
     image_with(&img, Some((0x6000_0000_0000, 1 << 33)), |w| w.push_ones(0x100, 1 << 18).unwrap());
     let cg = MemCgroup::new(512 << 20);
     {
-        let f = Fixture::start(dir.path(), "t", &["--no-bitmap"]);
+        let f = start_fixture(dir.path(), "t", &["--no-bitmap"]);
         cg.add(f.pid);
         let o = run(criu_cet().args(["restore", "--pid", &f.pid.to_string()]).arg(&img));
         let msg = text(&o);
@@ -699,6 +699,6 @@ fn a_restore_beyond_the_targets_memory_cgroup_limit_is_refused_naming_both_numbe
             "{msg}"
         );
         // Not OOM-killed, nothing mapped.
-        assert_eq!(f.ask().get("bitmap"), "none");
+        assert_eq!(f.ask().unwrap().get("bitmap"), "none");
     }
 }

@@ -52,7 +52,7 @@ def check(cond, what):
         raise Failure(what)
 
 
-# --- the fixture's report protocol (tests/e2e/support/mod.rs) -------------------------------------
+# --- the fixture's report protocol (plugin/src/fixture.rs) ----------------------------------------
 
 def wait_file(path, limit=60.0):
     end = time.monotonic() + limit
