@@ -1,9 +1,9 @@
 //! The jobs, each written once: capture a process into an image file, and restore an image into
 //! a process. The CLI, the CRIU plugin, the benchmark and the demo all call these; they differ
 //! only in the options they pass (who stops the threads, how durable the file must be, where it
-//! goes).
+//! goes), and in that the plugin writes no image for a process that uses no CET (`dump_if_cet`).
 
-use crate::capture::{self, CaptureOptions, CaptureReport};
+use crate::capture::{self, Capture, CaptureOptions, CaptureReport};
 use crate::check::{self, CoveragePolicy};
 use crate::error::EngineError;
 use crate::host::HostProfile;
@@ -36,9 +36,6 @@ pub struct DumpOptions<'a> {
     pub durability: Durability,
     /// Bitmap address, scan method, stale-bit pruning.
     pub capture: CaptureOptions,
-    /// Write nothing for a process with neither a bitmap nor CET state in use (the plugin: such
-    /// processes get no image), returning `None`.
-    pub skip_without_cet: bool,
 }
 
 /// What a dump did (`criu-cet dump --json` prints it).
@@ -79,22 +76,37 @@ impl fmt::Display for DumpReport {
 }
 
 /// Captures process `pid` into an image at `dest`, atomically: the file is complete or absent.
-pub fn dump(
+pub fn dump(pid: u32, dest: Destination<'_>, opts: &DumpOptions<'_>) -> Result<DumpReport, EngineError> {
+    let stopped = Stopped::new(pid, opts.tracing)?;
+    write(pid, &capture::prepare(&stopped, opts.host, &opts.capture)?, dest, opts)
+}
+
+/// [`dump`], except that a process with neither a bitmap nor CET state in use gets no image and
+/// `None` (the plugin: CRIU dumps such processes without one).
+pub fn dump_if_cet(
     pid: u32,
     dest: Destination<'_>,
     opts: &DumpOptions<'_>,
 ) -> Result<Option<DumpReport>, EngineError> {
     let stopped = Stopped::new(pid, opts.tracing)?;
     let cap = capture::prepare(&stopped, opts.host, &opts.capture)?;
-    if opts.skip_without_cet {
-        let uses_cet = cap.meta.process.threads.iter().any(|t| {
-            matches!(t.shadow_stack, ShadowStack::Available { features, .. } if features != 0)
-                || matches!(t.ibt, Ibt::Available { user_cet } if user_cet.0 != 0)
-        });
-        if cap.bitmap().is_none() && !uses_cet {
-            return Ok(None);
-        }
+    let uses_cet = cap.meta.process.threads.iter().any(|t| {
+        matches!(t.shadow_stack, ShadowStack::Available { features, .. } if features != 0)
+            || matches!(t.ibt, Ibt::Available { user_cet } if user_cet.0 != 0)
+    });
+    if cap.bitmap().is_none() && !uses_cet {
+        return Ok(None);
     }
+    write(pid, &cap, dest, opts).map(Some)
+}
+
+/// Writes what `cap` holds of process `pid` (still stopped) to `dest`, atomically.
+fn write(
+    pid: u32,
+    cap: &Capture,
+    dest: Destination<'_>,
+    opts: &DumpOptions<'_>,
+) -> Result<DumpReport, EngineError> {
     let namespace_pid = cap.meta.namespace.as_ref().map_or(pid, |ns| ns.pid);
     let file = match dest {
         Destination::File(path) => path.to_path_buf(),
@@ -102,7 +114,7 @@ pub fn dump(
     };
     let capture =
         image::write_atomically(&file, opts.durability, |out| cap.write(out, &opts.capture).map(|(_, r)| r))?;
-    Ok(Some(DumpReport { pid, namespace_pid, file, capture }))
+    Ok(DumpReport { pid, namespace_pid, file, capture })
 }
 
 /// The name of the image of the task CRIU knows as `id` (its pid in the dumped tree's namespace).

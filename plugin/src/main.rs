@@ -229,10 +229,8 @@ pub fn dump(pid: u32, output: &Path, opts: &CaptureOptions) -> Result<job::DumpR
         tracing: Tracing::Seize,
         durability: image::Durability::Synced,
         capture: opts.clone(),
-        skip_without_cet: false,
     };
-    job::dump(pid, job::Destination::File(output), &opts)?
-        .ok_or_else(|| EngineError::Refused { findings: vec![format!("process {pid}: nothing captured")] })
+    job::dump(pid, job::Destination::File(output), &opts)
 }
 
 /// The CLI's restore: check `file` against this host, seize the process, restore, let it go.

@@ -253,9 +253,8 @@ fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<Stri
             bitmap_addr: config.bitmap_addr.map(|a| (a, ENV_BITMAP_ADDR)),
             ..Default::default()
         },
-        skip_without_cet: true,
     };
-    Ok(job::dump(pid, job::Destination::ImageDirectory(&dir), &opts)?.map(|mut report| {
+    Ok(job::dump_if_cet(pid, job::Destination::ImageDirectory(&dir), &opts)?.map(|mut report| {
         // Named in the log as in the directory, not by the descriptor path CRIU gave.
         report.file = PathBuf::from(job::image_name(report.namespace_pid));
         report.to_string()
