@@ -169,6 +169,15 @@ impl UserCet {
         self.0 & bit != 0
     }
 
+    /// The shadow stack's bits, SH_STK_EN and WR_SHSTK_EN: the kernel's arch_prctl interface and
+    /// CRIU own them; every other bit is IBT's.
+    pub const SHADOW_STACK_BITS: u64 = Self::SH_STK_EN | Self::WR_SHSTK_EN;
+
+    /// Whether any IBT bit is set (any bit but [`Self::SHADOW_STACK_BITS`]).
+    pub fn uses_ibt(self) -> bool {
+        self.0 & !Self::SHADOW_STACK_BITS != 0
+    }
+
     /// EB_LEG_BITMAP_BASE, bits 63:12.
     pub fn legacy_bitmap_base(self) -> u64 {
         self.0 & Self::BITMAP_BASE_MASK

@@ -128,6 +128,9 @@ pub fn restore<R: Read + Seek>(
     }
     for t in &meta.process.threads {
         if let Ibt::Available { user_cet } = t.ibt {
+            if !user_cet.uses_ibt() {
+                continue; // IBT was off: a restored thread starts so
+            }
             if stopped.tids.contains(&t.tid) && cet::write_user_cet(pid, t.tid, user_cet)? {
                 report.ibt_restored += 1;
             } else {

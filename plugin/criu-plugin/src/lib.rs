@@ -30,8 +30,8 @@ use criu_cet::capture::CaptureOptions;
 use criu_cet::check;
 use criu_cet::host::{self, HostProfile};
 use criu_cet::trace::Tracing;
-use criu_cet::{image, job, proc, EngineError};
-use criu_cet_format::{ImageSummary, Metadata};
+use criu_cet::{cet, image, job, proc, EngineError};
+use criu_cet_format::{ImageSummary, Metadata, UserCet};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Seek};
@@ -75,8 +75,19 @@ struct CheckedImage {
 /// What the plugin holds between hooks: one state per stage.
 enum State {
     Idle,
-    Dump { config: Config, host: HostProfile, registered: bool },
-    Restore { config: Config, host: HostProfile, images: BTreeMap<u32, CheckedImage> },
+    Dump {
+        config: Config,
+        host: HostProfile,
+        registered: bool,
+        /// Threads whose IBT tracking is off while CRIU's parasite runs: (pid, tid, value to
+        /// put back at exit).
+        suspended: Vec<(u32, u32, UserCet)>,
+    },
+    Restore {
+        config: Config,
+        host: HostProfile,
+        images: BTreeMap<u32, CheckedImage>,
+    },
 }
 
 /// The plugin: a state behind a lock (CRIU calls hooks from one thread, but nothing here relies
@@ -111,7 +122,7 @@ impl Hooks {
         match stage {
             Stage::PreDump => Outcome::Done,
             Stage::Dump => {
-                *st = State::Dump { config, host: host::probe(), registered: false };
+                *st = State::Dump { config, host: host::probe(), registered: false, suspended: Vec::new() };
                 Outcome::Done
             }
             Stage::Restore => match check_images(&config) {
@@ -139,9 +150,14 @@ impl Hooks {
         }
     }
 
-    /// exit(stage, success): a checked image that no restored task used is an error.
+    /// exit(stage, success): IBT tracking goes back on where the dump turned it off (CRIU calls
+    /// this while it still holds the tasks, before it kills or releases them); at restore, a
+    /// checked image that no restored task used is an error.
     pub fn exit(&self, stage: Option<Stage>, success: bool) {
         let mut st = self.lock();
+        if let State::Dump { suspended, .. } = &*st {
+            resume_ibt(suspended);
+        }
         if let (Some(Stage::Restore), true, State::Restore { images, .. }) = (stage, success, &*st) {
             for (id, img) in images.iter().filter(|(_, i)| !i.used) {
                 log(
@@ -160,10 +176,31 @@ impl Hooks {
     /// CHECKPOINT_DEVICES(pid): capture one process of the frozen tree.
     pub fn checkpoint(&self, pid: u32) -> Outcome {
         let mut st = self.lock();
-        let State::Dump { config, host, registered } = &mut *st else { return Outcome::NotMine };
+        let State::Dump { config, host, registered, suspended } = &mut *st else { return Outcome::NotMine };
         match dump_one(config, host, pid) {
             Ok(None) => Outcome::NotMine,
             Ok(Some(line)) => {
+                // CRIU's parasite has no ENDBR: in a process with IBT tracking on, its first
+                // indirect branch would kill the process (#CP). Off until exit puts it back.
+                let off = proc::tasks(pid).and_then(|tids| cet::suspend_ibt(pid, &tids));
+                match off {
+                    Ok(off) if off.is_empty() => {}
+                    Ok(off) => {
+                        log(
+                            Level::Info,
+                            &format!(
+                                "process {pid}: IBT tracking off in {} thread(s) while CRIU's parasite \
+                                 runs; back on at the end of the dump",
+                                off.len()
+                            ),
+                        );
+                        suspended.extend(off.into_iter().map(|(tid, v)| (pid, tid, v)));
+                    }
+                    Err(e) => {
+                        log(Level::Error, &format!("process {pid}: {e}; the dump is aborted"));
+                        return Outcome::Failed;
+                    }
+                }
                 if !*registered {
                     *registered = criu::add_inventory_plugin();
                     if !*registered {
@@ -238,6 +275,28 @@ impl Hooks {
                 }
                 Outcome::Failed
             }
+        }
+    }
+}
+
+/// Puts back the IBT state that the dump turned off.
+fn resume_ibt(suspended: &[(u32, u32, UserCet)]) {
+    for &(pid, tid, value) in suspended {
+        let why = match cet::write_user_cet(pid, tid, value) {
+            Ok(true) => {
+                let line =
+                    format!("process {pid}: thread {tid}: IBT tracking back on (IA32_U_CET {:#x})", value.0);
+                log(Level::Info, &line);
+                continue;
+            }
+            Ok(false) => "the interface is gone".to_string(),
+            Err(e) => e.to_string(),
+        };
+        // A thread that has gone needs nothing back.
+        if proc::tasks(pid).is_ok_and(|tids| tids.contains(&tid)) {
+            let line =
+                format!("process {pid}: thread {tid}: IBT tracking could NOT be turned back on: {why}");
+            log(Level::Error, &line);
         }
     }
 }
