@@ -82,6 +82,12 @@ say "modules: $(lsmod | tail -n +2 | cut -d' ' -f1 | tr '\n' ' ')"
 say "criu check: $(criu check 2>&1 | tail -n 3 | tr '\n' ' ')"
 
 # --- scenario 2: CRIU 4.2.1 with the plugin dumps and restores it --------------------------------
+# A kretprobe records what the kernel's rt_sigreturn shadow-stack check answers (CRIU's parasite
+# leaves the process through rt_sigreturn).
+T=/sys/kernel/tracing
+mount -t tracefs tracefs $T 2>/dev/null
+echo 'r:cet_sigreturn_shstk restore_signal_shadow_stack ret=$retval' >> $T/kprobe_events \
+  && echo 1 > $T/events/kprobes/cet_sigreturn_shstk/enable && echo 1 > $T/tracing_on
 start s2 0
 mkdir -p "$O/s2/img"
 # CRIU's log goes to the console as it is written too: a hung CRIU still shows where it stopped.
@@ -110,7 +116,86 @@ if [ -d "/proc/$pid" ]; then
   bad s2
 fi
 say "s2: after restore: $(grep -v '^thread' "$O/s2.report" | tr '\n' ';') bad return: $(cat "$O/s2.bad" 2>/dev/null) $(cat "$O/s2.fault" 2>/dev/null)"
+grep "shstk-$pid " $T/trace > "$O/s2.sigreturn" 2>/dev/null
+echo 0 > $T/tracing_on
 # The pages images are not needed on the host; CRIU's core and the plugin's images are.
 rm -f "$O"/s2/img/pages-*.img
+# --- IBT: the test-only module, a fixture with user IBT on and a legacy code bitmap --------------
+insmod "$CET/cet_ibt_test.ko" > "$O/ibt.insmod" 2>&1
+echo $? > "$O/ibt.insmod.rc"
+say "test module: rc $(cat "$O/ibt.insmod.rc") $(cat "$O/ibt.insmod") $(ls -l /dev/cet_ibt_test 2>&1)"
+
+# alive PID: the process runs (not gone, not a zombie)
+alive() { [ -d "/proc/$1" ] && [ "$(sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+
+# ibt_start NAME: starts the IBT fixture reporting to $O/NAME.report and waits for its "ready"
+# line; sets $pid.
+ibt_start() {
+  rm -f "$O/$1.report"
+  setsid "$CET/ibt" "$O/$1.report" </dev/null >"$O/$1.err" 2>&1 &
+  pid=$!
+  waitfor "$O/$1.report" '^ready' 1
+  say "$1: started $pid: $(cat "$O/$1.report" "$O/$1.err")"
+}
+
+# ibt_cmd NAME CMD: sends CMD and waits (up to 20 s) for its line or the process's end. After a
+# call that faults, records the kernel's line about it in $O/NAME.fault.
+ibt_cmd() {
+  n=$(count "$O/$1.report" .)
+  echo "$2" > "$O/$1.report.cmd"
+  i=0
+  while [ "$(count "$O/$1.report" .)" -le "$n" ] && alive "$pid" && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+  alive "$pid" || { sleep 0.5; dmesg | grep "ibt\[$pid\]" > "$O/$1.fault"; }
+}
+
+# --- scenario i1: the CPU enforces the legacy code bitmap --------------------------------------
+ibt_start i1
+ibt_cmd i1 legacy; ibt_cmd i1 endbr; ibt_cmd i1 clear; ibt_cmd i1 endbr; ibt_cmd i1 legacy
+alive "$pid" && { echo alive > "$O/i1.end"; kill -9 "$pid"; } || echo exited > "$O/i1.end"
+wait "$pid" 2>/dev/null
+say "i1: $(tr '\n' ';' < "$O/i1.report") end: $(cat "$O/i1.end") $(cat "$O/i1.fault" 2>/dev/null)"
+
+# --- scenario i2: criu-cet dump reads the IBT state through the module ------------------------
+ibt_start i2
+"$CET/criu-cet" dump --pid "$pid" -o "$O/i2.img" > "$O/i2.dump.out" 2>&1
+echo $? > "$O/i2.dump.rc"
+"$CET/criu-cet" show "$O/i2.img" > "$O/i2.show" 2>&1
+"$CET/criu-cet" decode "$O/i2.img" > "$O/i2.json" 2>&1
+ibt_cmd i2 legacy
+say "i2: criu-cet dump rc $(cat "$O/i2.dump.rc"): $(cat "$O/i2.dump.out")"
+cat "$O/i2.show"
+kill -9 "$pid"; wait "$pid" 2>/dev/null
+
+# ibt_criu NAME [PLUGIN_DIR]: CRIU 4.2.1 dumps the IBT fixture and restores it (with the plugin
+# when PLUGIN_DIR is given), then asks the restored process for a legacy call, an ENDBR call, clears
+# the bit and makes the legacy call again.
+ibt_criu() {
+  name=$1 plugin=${2:+-L $2}
+  ibt_start "$name"
+  ibt_cmd "$name" legacy
+  mkdir -p "$O/$name/img"
+  # shellcheck disable=SC2086
+  criu dump -t "$pid" -D "$O/$name/img" $plugin -v4 -o dump.log
+  echo $? > "$O/$name.dump.rc"
+  # A control-protection fault during the dump (CRIU's parasite runs inside the process).
+  sleep 0.5; dmesg | grep "ibt\[$pid\]" > "$O/$name.dumpfault"
+  kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  # shellcheck disable=SC2086
+  criu restore -d -D "$O/$name/img" $plugin -v4 -o restore.log
+  echo $? > "$O/$name.restore.rc"
+  if alive "$pid"; then
+    ibt_cmd "$name" legacy; ibt_cmd "$name" endbr; ibt_cmd "$name" clear; ibt_cmd "$name" legacy
+  fi
+  alive "$pid" && { echo alive > "$O/$name.end"; kill -9 "$pid"; } || echo exited > "$O/$name.end"
+  grep -E 'Error|cet:' "$O/$name/img/dump.log" "$O/$name/img/restore.log" | head -n 20
+  rm -f "$O/$name"/img/pages-*.img
+  say "$name: dump rc $(cat "$O/$name.dump.rc"), restore rc $(cat "$O/$name.restore.rc"): $(tr '\n' ';' < "$O/$name.report") end: $(cat "$O/$name.end") $(cat "$O/$name.fault" 2>/dev/null)"
+}
+
+# --- scenario i3: CRIU 4.2.1 with the plugin: IBT state and bitmap come back, enforced ----------
+ibt_criu i3 "$CET/lib"
+# --- scenario i4: CRIU 4.2.1 alone (its parasite has no ENDBR) -----------------------------------
+ibt_criu i4
+
 say "kernel warnings: $(dmesg | grep -A 2 'WARNING' | head -n 6 | tr '\n' '|')"
 say "done"

@@ -3,16 +3,7 @@
 
 Usage: judge.py OUT_DIR [PYCRIU_PATH]
 Prints one line per scenario and, last, "emulated: P/T scenarios passed"; exit status 0 only if
-every scenario passed or failed with exactly the known emulator signature below.
-
-Bochs 3.0 loses a task's user CET state (IA32_U_CET, IA32_PL3_SSP) when the kernel switches the
-task out and back in: the kernel then finds the CET_USER xstate component in its init state
-(WARNING at arch/x86/kernel/fpu/regset.c ssp_get), NT_X86_SHSTK answers ENODEV, and the task's own
-rdssp reads 0. Whether that has happened by the time a tracer looks depends on what else ran in
-between, so a scenario that needs the SSP of a stopped task passes when the SSP was still there,
-is a "known emulator failure" (counted in T but not in P, and not failing the suite) when it
-failed with exactly that signature
-(the kernel's WARNING, ENODEV, rdssp 0), and fails otherwise.
+every scenario passed.
 
 PYCRIU_PATH (CRIU's own image decoder, tests/provision/pycriu.sh) decodes CRIU's
 core-N.img so the plugin's SSP can be compared with CRIU's.
@@ -24,7 +15,6 @@ import sys
 
 out = sys.argv[1]
 results = []
-xfails = []
 number = 0
 
 
@@ -33,22 +23,6 @@ def verdict(ok, text):
     number += 1
     results.append(ok)
     print(f"scenario {number}: {'PASS' if ok else 'FAIL'} - {text}")
-
-
-def xfail_verdict(passed, signature, text):
-    """A scenario Bochs 3.0's CET_U bug can make fail: a pass counts, a failure with exactly the
-    bug's signature is set apart, any other failure is a FAIL."""
-    global number
-    number += 1
-    if passed:
-        results.append(True)
-        print(f"scenario {number}: PASS - {text}")
-    elif signature:
-        xfails.append(number)
-        print(f"scenario {number}: known emulator failure (Bochs 3.0 drops CET_U state at context switch) - {text}")
-    else:
-        results.append(False)
-        print(f"scenario {number}: FAIL - {text}")
 
 
 def read(name):
@@ -111,7 +85,7 @@ def compare(report, threads):
 
 
 dmesg = read("dmesg.txt")
-bochs_bug = "WARNING" in dmesg and "ssp_get" in dmesg
+ssp_get_warning = "WARNING" in dmesg and "ssp_get" in dmesg
 
 # --- scenario 1: the CPU enforces the shadow stack -------------------------------------------------
 r0 = lines("s0.report", "thread")
@@ -138,10 +112,9 @@ verdict(ok, f"criu-cet dump of a running shadow-stack process: features "
 ok, text = compare(report, threads)
 good = lines("s1.report", "good")
 after = good[-1]["ssp"] if good else "?"
-signature = (not ok and bochs_bug and threads is not None
-             and all(v[1] is None for v in threads.values()) and after == "0")
-xfail_verdict(ok, signature, f"{text}; kernel ssp_get WARNING: {'yes' if bochs_bug else 'no'}; "
-                             f"the process's own rdssp after it had waited: {after}")
+verdict(ok and not ssp_get_warning and after == report[0]["ssp"],
+        f"{text}; kernel ssp_get WARNING: {'yes' if ssp_get_warning else 'no'}; "
+        f"the process's own rdssp after it had waited: {after}")
 
 # --- scenario 4: CRIU 4.2.1 + plugin dump and restore it, enforcement after ------------------------
 before = lines("s2.report", "thread")
@@ -163,8 +136,12 @@ text = (f"CRIU 4.2.1 + plugin: dump rc {dump_rc or '?'}, restore rc {restore_rc 
         f"bad return after restore: {bad or 'not tried'}{(' (' + fault.split(']', 1)[-1].strip() + ')') if fault else ''}")
 if stops:
     text += "; where it stopped: " + " | ".join(stops[:3])
-signature = dump_rc != "0" and bochs_bug and "cannot write SSP: No such device" in read("s2/img/dump.log")
-xfail_verdict(ok, signature, text)
+sigreturn = read("s2.sigreturn")
+check = re.search(r"ret=(-?\w+)", sigreturn)
+bad_frame = re.search(r"shstk\[\d+\] bad frame in rt_sigreturn", dmesg)
+text += (f"; the kernel's shadow-stack check of the parasite's rt_sigreturn: "
+         f"{check.group(1) if check else 'not seen'}{'; dmesg: ' + bad_frame.group(0) if bad_frame else ''}")
+verdict(ok, text)
 
 # --- scenario 5: the plugin's image and CRIU agree on each thread's shadow-stack state -------------
 plugin = image_threads("s2.cet.json")
@@ -202,9 +179,109 @@ for tid, (feat, ssp) in sorted((plugin or {}).items()):
                  + ("" if same else " MISMATCH"))
 verdict(ok, "plugin image vs CRIU's own state: " + ("; ".join(parts) or f"plugin {plugin}, CRIU {criu_state}"))
 
-passed = sum(results)
-total = len(results) + len(xfails)
-note = (f"; {len(xfails)} failed with exactly Bochs 3.0's CET_U signature (scenario "
-        f"{', '.join(map(str, xfails))}): known emulator failures, which do not fail the suite") if xfails else ""
-print(f"emulated: {passed}/{total} scenarios passed{note}")
+# --- IBT: the test-only module and the CPU-enforced legacy code bitmap ----------------------------
+
+
+def ibt_lines(name):
+    """The IBT fixture's report: [(kind, {key: value})]."""
+    found = []
+    for line in read(f"{name}.report").splitlines():
+        words = line.split()
+        if words:
+            found.append((words[0], dict(w.split("=", 1) for w in words[1:] if "=" in w)))
+    return found
+
+
+def endbranch_fault(name):
+    f = read(f"{name}.fault").strip()
+    return "control protection" in f and "endbranch" in f, f.split("]", 1)[-1].strip()
+
+
+def ready(name):
+    r = [kv for kind, kv in ibt_lines(name) if kind == "ready"]
+    return r[0] if r else {}
+
+
+def shown(seq):
+    return "; ".join(f"{k} " + " ".join(f"{a}={b}" for a, b in kv.items()) for k, kv in seq)
+
+
+IBT_ON = 0xC  # ENDBR_EN | LEG_IW_EN
+
+# --- scenario 6: the module sets IA32_U_CET for a task and reads it back ------------------------
+r = ready("i1")
+ok = (read("ibt.insmod.rc").strip() == "0" and bool(r)
+      and int(r.get("user_cet", "0"), 16) == int(r.get("bitmap", "0"), 16) | IBT_ON)
+verdict(ok, f"test module: insmod rc {read('ibt.insmod.rc').strip() or '?'}; the fixture's IA32_U_CET read back "
+            f"{r.get('user_cet', '?')} = bitmap {r.get('bitmap', '?')} | ENDBR_EN | LEG_IW_EN")
+
+# --- scenario 7: the CPU enforces the legacy code bitmap -----------------------------------------
+seq = ibt_lines("i1")
+kinds = [k for k, _ in seq]
+fault_ok, fault = endbranch_fault("i1")
+ok = (kinds == ["ready", "legacy", "endbr", "clear", "endbr"] and seq[1][1].get("ret") == "42"
+      and seq[1][1].get("bit") == "1" and seq[2][1].get("ret") == "7" and seq[3][1].get("bit") == "0"
+      and seq[4][1].get("ret") == "7" and read("i1.end").strip() == "exited" and fault_ok)
+verdict(ok, f"legacy call with its page marked, ENDBR call, bit cleared, ENDBR call, legacy call: "
+            f"{shown(seq[1:])}; then {read('i1.end').strip() or '?'}: {fault or 'NO FAULT'}")
+
+# --- scenario 8: criu-cet dump reads the IBT state through the module ----------------------------
+r = ready("i2")
+try:
+    doc = json.loads(read("i2.json"))
+    ibt = doc["process"]["threads"][0]["ibt"]
+    image_cet = int(ibt["available"]["user_cet"]["raw"], 16) if "available" in ibt else None
+    mapping = doc.get("bitmap") or {}
+except (ValueError, KeyError, IndexError, TypeError):
+    doc, image_cet, mapping = None, None, {}
+after = [kv for k, kv in ibt_lines("i2") if k == "legacy"]
+ok = (read("i2.dump.rc").strip() == "0" and image_cet is not None and bool(r)
+      and image_cet & ~0xC00 == int(r["user_cet"], 16) & ~0xC00 and bool(after) and after[-1].get("ret") == "42")
+verdict(ok, f"criu-cet dump: rc {read('i2.dump.rc').strip() or '?'}, image IA32_U_CET "
+            f"{hex(image_cet) if image_cet is not None else 'none'} (the fixture: {r.get('user_cet', '?')}); "
+            f"bitmap in the image: {json.dumps(mapping)[:200] if mapping else 'none'}; "
+            f"legacy call after the dump: {after[-1] if after else 'none'}")
+
+
+def criu_ibt(name):
+    seq = ibt_lines(name)
+    after = seq[2:] if len(seq) > 2 else []  # ready, legacy (before the dump), then after restore
+    fault_ok, fault = endbranch_fault(name)
+    stops = [f"{log}: {line.strip()}" for log in ("dump.log", "restore.log")
+             for line in read(f"{name}/img/{log}").splitlines() if "Error" in line]
+    return seq, after, fault_ok, fault, stops
+
+
+# --- scenario 9: CRIU 4.2.1 with the plugin: IBT state and bitmap restored, enforced -------------
+r = ready("i3")
+seq, after, fault_ok, fault, stops = criu_ibt("i3")
+base = int(r.get("user_cet", "0"), 16) & ~0xFFF
+kinds = [k for k, _ in after]
+restored = "IBT state restored for 1 threads" in read("i3/img/restore.log")
+dump_log = read("i3/img/dump.log")
+suspended = "IBT tracking off in 1 thread(s) while CRIU's parasite runs" in dump_log and "IBT tracking back on" in dump_log
+ok = (read("i3.dump.rc").strip() == "0" and read("i3.restore.rc").strip() == "0" and restored and suspended
+      and not read("i3.dumpfault").strip()
+      and kinds == ["legacy", "endbr", "clear"] and after[0][1].get("ret") == "42"
+      and int(after[0][1].get("user_cet", "0"), 16) & ~0xFFF == base and base != 0
+      and int(after[0][1].get("user_cet", "0"), 16) & IBT_ON == IBT_ON
+      and read("i3.end").strip() == "exited" and fault_ok)
+verdict(ok, f"CRIU 4.2.1 + plugin: dump rc {read('i3.dump.rc').strip() or '?'}, restore rc "
+            f"{read('i3.restore.rc').strip() or '?'}, plugin's restore line "
+            f"{'says IBT state restored for 1 thread' if restored else 'MISSING'}; IBT tracking off for the "
+            f"parasite and back on after: {'yes' if suspended else 'NO'}; after restore: {shown(after)}; "
+            f"then the legacy call with the bit cleared: {read('i3.end').strip() or '?'} "
+            f"({fault or 'NO FAULT'}){'; ' + ' | '.join(stops[:3]) if stops else ''}")
+
+# --- scenario 10: CRIU 4.2.1 alone cannot dump it: its parasite dies of #CP, and the process too ---
+seq, after, fault_ok, fault, stops = criu_ibt("i4")
+dumpfault = read("i4.dumpfault").strip()
+in_parasite = "control protection" in dumpfault and "endbranch" in dumpfault and "CRIUMFD" in dumpfault
+ok = (read("i4.dump.rc").strip() not in ("", "0") and in_parasite and not after
+      and "stopped by 11 unexpectedly" in read("i4/img/dump.log"))
+verdict(ok, f"CRIU 4.2.1 alone (the control): dump rc {read('i4.dump.rc').strip() or '?'}; in CRIU's parasite "
+            f"(memfd CRIUMFD): {dumpfault.split(']', 1)[-1].strip() or 'NO FAULT'}; the process "
+            f"{'died with it' if not after else 'survived'}{'; ' + ' | '.join(stops[:2]) if stops else ''}")
+
+print(f"emulated: {sum(results)}/{len(results)} scenarios passed")
 sys.exit(0 if all(results) else 1)
