@@ -10,7 +10,7 @@ use crate::proc::{self, Backing, ProcFile, Vma};
 use crate::scan::{self, ScanMethod};
 use crate::trace::{self, Stopped};
 use criu_cet_format::addr::PAGE_SIZE;
-use criu_cet_format::{BitmapMapping, Chunk, Ibt, ImageReader, PageKind};
+use criu_cet_format::{BitmapMapping, Chunk, Ibt, ImageReader, Metadata, PageKind};
 use nix::errno::Errno;
 use std::io::{Read, Seek};
 
@@ -126,12 +126,16 @@ pub fn restore<R: Read + Seek>(
         })?;
         report.cleared_pages = clear_strays(&win, reader)?;
     }
-    for t in &meta.process.threads {
+    for (i, t) in meta.process.threads.iter().enumerate() {
         if let Ibt::Available { user_cet } = t.ibt {
             if !user_cet.uses_ibt() {
                 continue; // IBT was off: a restored thread starts so
             }
-            if stopped.tids.contains(&t.tid) && cet::write_user_cet(pid, t.tid, user_cet)? {
+            let written = match restored_tid(pid, &stopped.tids, &meta, i)? {
+                Some(tid) => cet::write_user_cet(pid, tid, user_cet)?,
+                None => false,
+            };
+            if written {
                 report.ibt_restored += 1;
             } else {
                 report.ibt_not_restored += 1;
@@ -139,6 +143,24 @@ pub fn restore<R: Read + Seek>(
         }
     }
     Ok(report)
+}
+
+/// The held thread of restored process `pid` that was thread `i` of the image: in images that
+/// record the tree's pid namespace, the thread whose innermost NSpid is the id recorded there
+/// (CRIU gives restored threads their ids in the namespace back, not their host tids); in older
+/// images, the same tid. `None` when no held thread matches.
+fn restored_tid(pid: u32, held: &[u32], meta: &Metadata, i: usize) -> Result<Option<u32>, EngineError> {
+    let Some(ns) = &meta.namespace else {
+        let dumped = meta.process.threads[i].tid;
+        return Ok(held.contains(&dumped).then_some(dumped));
+    };
+    let Some(&id) = ns.tids.get(i) else { return Ok(None) };
+    for &tid in held {
+        if proc::namespace_id(pid, tid)? == id {
+            return Ok(Some(tid));
+        }
+    }
+    Ok(None)
 }
 
 /// Zeroes every populated page of the mapping that the image does not have and that is not
