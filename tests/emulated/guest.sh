@@ -166,12 +166,27 @@ say "i2: criu-cet dump rc $(cat "$O/i2.dump.rc"): $(cat "$O/i2.dump.out")"
 cat "$O/i2.show"
 kill -9 "$pid"; wait "$pid" 2>/dev/null
 
-# ibt_criu NAME [PLUGIN_DIR]: CRIU 4.2.1 dumps the IBT fixture and restores it (with the plugin
-# when PLUGIN_DIR is given), then asks the restored process for a legacy call, an ENDBR call, clears
-# the bit and makes the legacy call again.
+# ibt_start_ns NAME: like ibt_start, the fixture being the init of a new pid namespace, as
+# container runtimes start a container's first process; sets $pid to its pid here.
+ibt_start_ns() {
+  rm -f "$O/$1.report"
+  setsid unshare -p -f setsid "$CET/ibt" "$O/$1.report" </dev/null >"$O/$1.err" 2>&1 &
+  pid=$!
+  waitfor "$O/$1.report" '^ready' 1
+  # Down from the launcher (setsid execs unshare in place) to the fixture, pid 1 in there.
+  for _ in 1 2 3; do
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = ibt ] && break
+    pid=$(cut -d' ' -f1 "/proc/$pid/task/$pid/children" 2>/dev/null)
+  done
+  say "$1: started $pid in a new pid namespace: $(cat "$O/$1.report" "$O/$1.err")"
+}
+
+# ibt_criu NAME [PLUGIN_DIR [ns]]: CRIU 4.2.1 dumps the IBT fixture (started in a new pid namespace
+# with "ns") and restores it (with the plugin when PLUGIN_DIR is given), then asks the restored
+# process for a legacy call, an ENDBR call, clears the bit and makes the legacy call again.
 ibt_criu() {
   name=$1 plugin=${2:+-L $2}
-  ibt_start "$name"
+  if [ "${3:-}" = ns ]; then ibt_start_ns "$name"; else ibt_start "$name"; fi
   ibt_cmd "$name" legacy
   mkdir -p "$O/$name/img"
   # shellcheck disable=SC2086
@@ -181,8 +196,10 @@ ibt_criu() {
   sleep 0.5; dmesg | grep "ibt\[$pid\]" > "$O/$name.dumpfault"
   kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
   # shellcheck disable=SC2086
-  criu restore -d -D "$O/$name/img" $plugin -v4 -o restore.log
+  criu restore -d -D "$O/$name/img" $plugin -v4 -o restore.log --pidfile "$O/$name.pid"
   echo $? > "$O/$name.restore.rc"
+  # In a new pid namespace the restored process has another pid here.
+  [ -s "$O/$name.pid" ] && pid=$(cat "$O/$name.pid")
   if alive "$pid"; then
     ibt_cmd "$name" legacy; ibt_cmd "$name" endbr; ibt_cmd "$name" clear; ibt_cmd "$name" legacy
   fi
@@ -196,6 +213,8 @@ ibt_criu() {
 ibt_criu i3 "$CET/lib"
 # --- scenario i4: CRIU 4.2.1 alone (its parasite has no ENDBR) -----------------------------------
 ibt_criu i4
+# --- scenario i5: CRIU 4.2.1 with the plugin, the process in a new pid namespace ----------------
+ibt_criu i5 "$CET/lib" ns
 
 say "kernel warnings: $(dmesg | grep -A 2 'WARNING' | head -n 6 | tr '\n' '|')"
 say "done"

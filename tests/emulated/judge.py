@@ -252,26 +252,34 @@ def criu_ibt(name):
     return seq, after, fault_ok, fault, stops
 
 
+def criu_plugin_verdict(name, what):
+    """A CRIU 4.2.1 + plugin dump and restore of the IBT fixture (scenarios 9 and 11)."""
+    r = ready(name)
+    seq, after, fault_ok, fault, stops = criu_ibt(name)
+    base = int(r.get("user_cet", "0"), 16) & ~0xFFF
+    kinds = [k for k, _ in after]
+    restore_log = read(f"{name}/img/restore.log")
+    line = re.search(r"cet: (process \d+[^:]*): restored [^;]*; IBT state restored for (\d+) threads", restore_log)
+    restored = line is not None and line.group(2) == "1"
+    dump_log = read(f"{name}/img/dump.log")
+    suspended = ("IBT tracking off in 1 thread(s) while CRIU's parasite runs" in dump_log
+                 and "IBT tracking back on" in dump_log)
+    ok = (read(f"{name}.dump.rc").strip() == "0" and read(f"{name}.restore.rc").strip() == "0" and restored
+          and suspended and not read(f"{name}.dumpfault").strip()
+          and kinds == ["legacy", "endbr", "clear"] and after[0][1].get("ret") == "42"
+          and int(after[0][1].get("user_cet", "0"), 16) & ~0xFFF == base and base != 0
+          and int(after[0][1].get("user_cet", "0"), 16) & IBT_ON == IBT_ON
+          and read(f"{name}.end").strip() == "exited" and fault_ok)
+    verdict(ok, f"{what}: dump rc {read(f'{name}.dump.rc').strip() or '?'}, restore rc "
+                f"{read(f'{name}.restore.rc').strip() or '?'}; the plugin: "
+                f"{line.group(1) + ', IBT state restored for ' + line.group(2) + ' thread(s)' if line else 'NO restore line'}; "
+                f"IBT tracking off for the parasite and back on after: {'yes' if suspended else 'NO'}; "
+                f"after restore: {shown(after)}; then the legacy call with the bit cleared: "
+                f"{read(f'{name}.end').strip() or '?'} ({fault or 'NO FAULT'}){'; ' + ' | '.join(stops[:3]) if stops else ''}")
+
+
 # --- scenario 9: CRIU 4.2.1 with the plugin: IBT state and bitmap restored, enforced -------------
-r = ready("i3")
-seq, after, fault_ok, fault, stops = criu_ibt("i3")
-base = int(r.get("user_cet", "0"), 16) & ~0xFFF
-kinds = [k for k, _ in after]
-restored = "IBT state restored for 1 threads" in read("i3/img/restore.log")
-dump_log = read("i3/img/dump.log")
-suspended = "IBT tracking off in 1 thread(s) while CRIU's parasite runs" in dump_log and "IBT tracking back on" in dump_log
-ok = (read("i3.dump.rc").strip() == "0" and read("i3.restore.rc").strip() == "0" and restored and suspended
-      and not read("i3.dumpfault").strip()
-      and kinds == ["legacy", "endbr", "clear"] and after[0][1].get("ret") == "42"
-      and int(after[0][1].get("user_cet", "0"), 16) & ~0xFFF == base and base != 0
-      and int(after[0][1].get("user_cet", "0"), 16) & IBT_ON == IBT_ON
-      and read("i3.end").strip() == "exited" and fault_ok)
-verdict(ok, f"CRIU 4.2.1 + plugin: dump rc {read('i3.dump.rc').strip() or '?'}, restore rc "
-            f"{read('i3.restore.rc').strip() or '?'}, plugin's restore line "
-            f"{'says IBT state restored for 1 thread' if restored else 'MISSING'}; IBT tracking off for the "
-            f"parasite and back on after: {'yes' if suspended else 'NO'}; after restore: {shown(after)}; "
-            f"then the legacy call with the bit cleared: {read('i3.end').strip() or '?'} "
-            f"({fault or 'NO FAULT'}){'; ' + ' | '.join(stops[:3]) if stops else ''}")
+criu_plugin_verdict("i3", "CRIU 4.2.1 + plugin")
 
 # --- scenario 10: CRIU 4.2.1 alone cannot dump it: its parasite dies of #CP, and the process too ---
 seq, after, fault_ok, fault, stops = criu_ibt("i4")
@@ -282,6 +290,13 @@ ok = (read("i4.dump.rc").strip() not in ("", "0") and in_parasite and not after
 verdict(ok, f"CRIU 4.2.1 alone (the control): dump rc {read('i4.dump.rc').strip() or '?'}; in CRIU's parasite "
             f"(memfd CRIUMFD): {dumpfault.split(']', 1)[-1].strip() or 'NO FAULT'}; the process "
             f"{'died with it' if not after else 'survived'}{'; ' + ' | '.join(stops[:2]) if stops else ''}")
+
+# --- scenario 11: the same in a new pid namespace, as containers run processes -------------------
+r = ready("i5")
+criu_plugin_verdict("i5", f"CRIU 4.2.1 + plugin, the process pid {r.get('pid', '?')} of a new pid namespace")
+if r.get("pid") != "1":
+    results[-1] = False
+    print(f"scenario {number}: FAIL - the fixture was not the init of a new pid namespace (pid {r.get('pid', '?')})")
 
 print(f"emulated: {sum(results)}/{len(results)} scenarios passed")
 sys.exit(0 if all(results) else 1)
