@@ -1,7 +1,7 @@
 //! The host profile: what a host offers a restored process. The same structure is recorded in
 //! every image (as its source host) and printed by `criu-cet host --json` for `check --target`.
 
-use crate::proc::{parse_cpuinfo, parse_thread_features};
+use crate::proc::{self, parse_cpuinfo, parse_thread_features};
 use crate::sys;
 use criu_cet_format::{CetSupport, SourceHost};
 
@@ -10,8 +10,7 @@ pub type HostProfile = SourceHost;
 
 /// Probes this host.
 pub fn probe() -> HostProfile {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let (cpuinfo, status) = proc::cpuinfo_and_self_status();
     let release = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown".into());

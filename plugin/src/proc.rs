@@ -299,6 +299,13 @@ fn read_u64(path: &std::path::Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// This machine's /proc/cpuinfo and this process's /proc/self/status, as text (empty when
+/// unreadable: the host probe then records the facts as absent).
+pub fn cpuinfo_and_self_status() -> (String, String) {
+    let read = |path| std::fs::read_to_string(path).unwrap_or_default();
+    (read("/proc/cpuinfo"), read("/proc/self/status"))
+}
+
 /// The headroom of process `pid` (see [`Headroom`]). Limits that cannot be read are not counted.
 pub fn headroom(pid: u32) -> Headroom {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();

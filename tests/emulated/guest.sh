@@ -26,11 +26,11 @@ gone() {
   done
 }
 
-# start NAME THREADS [at-once]: starts the shadow-stack program with THREADS extra threads,
-# reporting to $O/NAME.report; waits until every thread has reported; sets $pid.
+# start NAME THREADS [at-once]: starts the shadow-stack program ($SHSTK, default shstk) with THREADS
+# extra threads, reporting to $O/NAME.report; waits until every thread has reported; sets $pid.
 start() {
   rm -f "$O/$1.report"
-  setsid "$CET/shstk" "$O/$1.report" "$2" $3 </dev/null >/dev/null 2>&1 &
+  setsid "$CET/${SHSTK:-shstk}" "$O/$1.report" "$2" $3 </dev/null >/dev/null 2>&1 &
   pid=$!
   waitfor "$O/$1.report" '^thread' $(($2 + 1))
   for t in /proc/$pid/task/*; do
@@ -56,13 +56,13 @@ bad() {
   else
     echo "exited" > "$O/$1.bad"
   fi
-  dmesg | grep "shstk\[$pid\]" > "$O/$1.fault"
+  dmesg | grep "\[$pid\] control protection" > "$O/$1.fault"
 }
 
 # --- scenario 0: the CPU enforces the shadow stack (a bad return before any wait) -----------------
 start s0 0 at-once
 gone "$pid"
-dmesg | grep "shstk\[$pid\]" > "$O/s0.fault"
+dmesg | grep "\[$pid\] control protection" > "$O/s0.fault"
 say "s0: $(tr '\n' ';' < "$O/s0.report") $(cat "$O/s0.fault")"
 
 # --- scenario 1: the engine reads a real shadow-stack process -----------------------------------
@@ -77,6 +77,15 @@ cat "$O/s1.show"
 good s1
 kill -9 "$pid"
 wait "$pid" 2>/dev/null
+
+# --- scenario 1b: shadow stack as glibc turns it on (GLIBC_TUNABLES), read by criu-cet dump -------
+GLIBC_TUNABLES=glibc.cpu.x86_shstk=on SHSTK=shstk-glibc start g1 0
+"$CET/criu-cet" dump --pid "$pid" -o "$O/g1.img" > "$O/g1.dump.out" 2>&1
+echo $? > "$O/g1.dump.rc"
+"$CET/criu-cet" decode "$O/g1.img" > "$O/g1.json" 2>&1
+good g1
+bad g1
+say "g1: $(tr '\n' ';' < "$O/g1.report") bad return: $(cat "$O/g1.bad") $(cat "$O/g1.fault")"
 
 say "modules: $(lsmod | tail -n +2 | cut -d' ' -f1 | tr '\n' ' ')"
 

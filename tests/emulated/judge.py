@@ -116,7 +116,28 @@ verdict(ok and not ssp_get_warning and after == report[0]["ssp"],
         f"{text}; kernel ssp_get WARNING: {'yes' if ssp_get_warning else 'no'}; "
         f"the process's own rdssp after it had waited: {after}")
 
-# --- scenario 4: CRIU 4.2.1 + plugin dump and restore it, enforcement after ------------------------
+# --- scenario 4: the same program built as users build it, run as users would turn shadow stack on --
+# trixie's gcc-14 and glibc 2.41, -fcf-protection, -z shstk, GLIBC_TUNABLES=glibc.cpu.x86_shstk=on.
+# Debian builds glibc without CET (its libc carries no x86 feature marking), so glibc does not turn
+# it on and the program does it itself; either way the verdict says which, and what is checked is
+# that the engine reads this binary's state and the CPU enforces it.
+enabled = lines("g1.report", "enabled")
+report = lines("g1.report", "thread")
+threads = image_threads("g1.json")
+ok, text = compare(report, threads)
+good = lines("g1.report", "good")
+fault = read("g1.fault").strip()
+by = enabled[0].get("by", "?") if enabled else "?"
+ok = (ok and by in ("glibc", "arch_prctl") and read("g1.dump.rc").strip() == "0"
+      and bool(good) and good[-1]["ssp"] == report[0]["ssp"]
+      and read("g1.bad").strip() == "exited" and "control protection" in fault and "near ret" in fault)
+verdict(ok, f"trixie gcc-14 + glibc 2.41 build (-fcf-protection, -z shstk) under "
+            f"GLIBC_TUNABLES=glibc.cpu.x86_shstk=on: shadow stack turned on by {by}"
+            f"{' (Debian builds glibc without CET)' if by == 'arch_prctl' else ''}; criu-cet dump: {text}; "
+            f"good path after: {good[-1]['ssp'] if good else 'none'}; a bad return: "
+            f"{fault.split(']', 1)[-1].strip() or 'NO FAULT'}")
+
+# --- scenario 5: CRIU 4.2.1 + plugin dump and restore it, enforcement after ------------------------
 before = lines("s2.report", "thread")
 good = lines("s2.report", "good")
 dump_rc, restore_rc = read("s2.dump.rc").strip(), read("s2.restore.rc").strip()
@@ -143,7 +164,7 @@ text += (f"; the kernel's shadow-stack check of the parasite's rt_sigreturn: "
          f"{check.group(1) if check else 'not seen'}{'; dmesg: ' + bad_frame.group(0) if bad_frame else ''}")
 verdict(ok, text)
 
-# --- scenario 5: the plugin's image and CRIU agree on each thread's shadow-stack state -------------
+# --- scenario 6: the plugin's image and CRIU agree on each thread's shadow-stack state -------------
 plugin = image_threads("s2.cet.json")
 criu_state, source = {}, "core-N.img"
 imgdir = os.path.join(out, "s2", "img")
@@ -208,14 +229,14 @@ def shown(seq):
 
 IBT_ON = 0xC  # ENDBR_EN | LEG_IW_EN
 
-# --- scenario 6: the module sets IA32_U_CET for a task and reads it back ------------------------
+# --- scenario 7: the module sets IA32_U_CET for a task and reads it back ------------------------
 r = ready("i1")
 ok = (read("ibt.insmod.rc").strip() == "0" and bool(r)
       and int(r.get("user_cet", "0"), 16) == int(r.get("bitmap", "0"), 16) | IBT_ON)
 verdict(ok, f"test module: insmod rc {read('ibt.insmod.rc').strip() or '?'}; the fixture's IA32_U_CET read back "
             f"{r.get('user_cet', '?')} = bitmap {r.get('bitmap', '?')} | ENDBR_EN | LEG_IW_EN")
 
-# --- scenario 7: the CPU enforces the legacy code bitmap -----------------------------------------
+# --- scenario 8: the CPU enforces the legacy code bitmap -----------------------------------------
 seq = ibt_lines("i1")
 kinds = [k for k, _ in seq]
 fault_ok, fault = endbranch_fault("i1")
@@ -225,7 +246,7 @@ ok = (kinds == ["ready", "legacy", "endbr", "clear", "endbr"] and seq[1][1].get(
 verdict(ok, f"legacy call with its page marked, ENDBR call, bit cleared, ENDBR call, legacy call: "
             f"{shown(seq[1:])}; then {read('i1.end').strip() or '?'}: {fault or 'NO FAULT'}")
 
-# --- scenario 8: criu-cet dump reads the IBT state through the module ----------------------------
+# --- scenario 9: criu-cet dump reads the IBT state through the module ----------------------------
 r = ready("i2")
 try:
     doc = json.loads(read("i2.json"))
@@ -278,10 +299,10 @@ def criu_plugin_verdict(name, what):
                 f"{read(f'{name}.end').strip() or '?'} ({fault or 'NO FAULT'}){'; ' + ' | '.join(stops[:3]) if stops else ''}")
 
 
-# --- scenario 9: CRIU 4.2.1 with the plugin: IBT state and bitmap restored, enforced -------------
+# --- scenario 10: CRIU 4.2.1 with the plugin: IBT state and bitmap restored, enforced -------------
 criu_plugin_verdict("i3", "CRIU 4.2.1 + plugin")
 
-# --- scenario 10: CRIU 4.2.1 alone cannot dump it: its parasite dies of #CP, and the process too ---
+# --- scenario 11: CRIU 4.2.1 alone cannot dump it: its parasite dies of #CP, and the process too ---
 seq, after, fault_ok, fault, stops = criu_ibt("i4")
 dumpfault = read("i4.dumpfault").strip()
 in_parasite = "control protection" in dumpfault and "endbranch" in dumpfault and "CRIUMFD" in dumpfault
@@ -291,7 +312,7 @@ verdict(ok, f"CRIU 4.2.1 alone (the control): dump rc {read('i4.dump.rc').strip(
             f"(memfd CRIUMFD): {dumpfault.split(']', 1)[-1].strip() or 'NO FAULT'}; the process "
             f"{'died with it' if not after else 'survived'}{'; ' + ' | '.join(stops[:2]) if stops else ''}")
 
-# --- scenario 11: the same in a new pid namespace, as containers run processes -------------------
+# --- scenario 12: the same in a new pid namespace, as containers run processes -------------------
 r = ready("i5")
 criu_plugin_verdict("i5", f"CRIU 4.2.1 + plugin, the process pid {r.get('pid', '?')} of a new pid namespace")
 if r.get("pid") != "1":

@@ -3,8 +3,10 @@
  * Usage: shstk REPORT [THREADS [at-once]]
  *
  * Enables shadow stack for itself with arch_prctl(ARCH_SHSTK_ENABLE, ARCH_SHSTK_SHSTK) made by an
- * inline syscall (the static glibc this is linked with predates the upstream shadow-stack ABI), then
- * never returns from main: the function that enabled it has no shadow-stack entry to return to.
+ * inline syscall (this host's static glibc predates the upstream shadow-stack ABI), then never
+ * returns from main: the function that enabled it has no shadow-stack entry to return to. Built
+ * against trixie's glibc 2.41 with -Wl,-z,shstk and run with GLIBC_TUNABLES=glibc.cpu.x86_shstk=on,
+ * it finds shadow stack already on (glibc turned it on before main, as users get it) and says so.
  * THREADS extra threads are started after that; the kernel gives each its own shadow stack.
  * Every thread appends one line to REPORT as it settles:
  *   thread tid=T ssp=0xS features=0xF
@@ -159,13 +161,19 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGUSR2, &sa, NULL);
-    long r = raw_syscall2(SYS_arch_prctl, ARCH_SHSTK_ENABLE, ARCH_SHSTK_SHSTK);
-    if (r != 0) {
-        say("enable failed: arch_prctl(ARCH_SHSTK_ENABLE) = %ld\n", r);
-        _exit(4);
+    /* Built against a glibc with shadow-stack support, marked SHSTK and run with
+     * GLIBC_TUNABLES=glibc.cpu.x86_shstk=on, glibc has enabled it before main. */
+    const char *by = "glibc";
+    if (!(status() & ARCH_SHSTK_SHSTK)) {
+        by = "arch_prctl";
+        long r = raw_syscall2(SYS_arch_prctl, ARCH_SHSTK_ENABLE, ARCH_SHSTK_SHSTK);
+        if (r != 0) {
+            say("enable failed: arch_prctl(ARCH_SHSTK_ENABLE) = %ld\n", r);
+            _exit(4);
+        }
     }
     /* From here on main must never return. Helper threads take no signals. */
-    say("enabled tid=%ld ssp=%#llx features=%#llx\n", (long)syscall(SYS_gettid), rdssp(), status());
+    say("enabled by=%s tid=%ld ssp=%#llx features=%#llx\n", by, (long)syscall(SYS_gettid), rdssp(), status());
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGUSR1);
