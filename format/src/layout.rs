@@ -399,6 +399,51 @@ pub fn reseal(b: &mut [u8]) -> Result<(), FormatError> {
     Ok(())
 }
 
+/// Where section `kind` lies in encoded image `b`, as `(offset, length)`, read from the section
+/// table the footer locates (no checksum is checked); `None` when the footer or the table is not
+/// readable or has no such section. For tools that edit images, with [`splice`] and [`reseal`].
+pub fn find_section(b: &[u8], kind: u32) -> Option<(usize, usize)> {
+    let n = b.len();
+    if n < HEADER_SIZE + FOOTER_SIZE {
+        return None;
+    }
+    let table_offset = u64_at(b, n - 24) as usize;
+    let count = (u32_at(b, n - 16) as usize).min(MAX_SECTIONS as usize);
+    (0..count)
+        .map(|i| table_offset.checked_add(SECTION_ENTRY_SIZE * i))
+        .map(|at| at.and_then(|at| b.get(at..at.checked_add(SECTION_ENTRY_SIZE)?)))
+        .map(|e| e.map(SectionEntry::decode))
+        .find(|e| e.is_none_or(|e| e.kind == kind))?
+        .map(|e| (e.offset as usize, e.length as usize))
+}
+
+/// `b` with the content of section `kind` replaced by `content`: the sections after it and the
+/// section table move with it, and every checksum is resealed ([`reseal`]). For tools that edit
+/// images (the format's tests forge hostile ones this way).
+pub fn splice(b: &[u8], kind: u32, content: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let missing = || FormatError::invalid("section table", 0, format!("a section of kind {kind}"), "none");
+    let (off, len) = find_section(b, kind).ok_or_else(missing)?;
+    let body = b.get(off..off + len).ok_or_else(missing)?;
+    let mut out = [&b[..off], content, &b[off + body.len()..]].concat();
+    let delta = content.len() as i64 - len as i64;
+    let n = out.len();
+    let table_offset = (u64_at(&out, n - 24) as i64 + delta) as u64;
+    out[n - 24..n - 16].copy_from_slice(&table_offset.to_le_bytes());
+    let count = u32_at(&out, n - 16) as usize;
+    for i in 0..count {
+        let at = table_offset as usize + SECTION_ENTRY_SIZE * i;
+        let mut e = SectionEntry::decode(&out[at..at + SECTION_ENTRY_SIZE]);
+        if e.kind == kind {
+            e.length = content.len() as u64;
+        } else if e.offset as usize > off {
+            e.offset = (e.offset as i64 + delta) as u64;
+        }
+        out[at..at + SECTION_ENTRY_SIZE].copy_from_slice(&e.encode());
+    }
+    reseal(&mut out)?;
+    Ok(out)
+}
+
 /// Largest compressed size a block of `raw_len` bytes may have (zstd's worst-case bound).
 pub fn max_compressed_len(raw_len: usize) -> usize {
     zstd::zstd_safe::compress_bound(raw_len)

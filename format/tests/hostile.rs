@@ -11,38 +11,11 @@ fn reseal(b: &mut [u8]) {
 }
 
 fn section(b: &[u8], kind: u32) -> (usize, usize) {
-    let n = b.len();
-    let table_offset = u64::from_le_bytes(b[n - 24..n - 16].try_into().unwrap()) as usize;
-    let count = u32::from_le_bytes(b[n - 16..n - 12].try_into().unwrap()) as usize;
-    (0..count)
-        .map(|i| SectionEntry::decode(&b[table_offset + 32 * i..]))
-        .find(|e| e.kind == kind)
-        .map(|e| (e.offset as usize, e.length as usize))
-        .unwrap()
+    layout::find_section(b, kind).expect("the section")
 }
 
-/// `b` with the content of section `kind` replaced by `content`: later sections and the section
-/// table move with it, and every checksum is resealed.
 fn splice(b: &[u8], kind: u32, content: &[u8]) -> Vec<u8> {
-    let (off, len) = section(b, kind);
-    let mut out = [&b[..off], content, &b[off + len..]].concat();
-    let delta = content.len() as i64 - len as i64;
-    let n = out.len();
-    let table_offset = (u64::from_le_bytes(out[n - 24..n - 16].try_into().unwrap()) as i64 + delta) as u64;
-    out[n - 24..n - 16].copy_from_slice(&table_offset.to_le_bytes());
-    let count = u32::from_le_bytes(out[n - 16..n - 12].try_into().unwrap()) as usize;
-    for i in 0..count {
-        let at = table_offset as usize + 32 * i;
-        let mut e = SectionEntry::decode(&out[at..at + 32]);
-        if e.kind == kind {
-            e.length = content.len() as u64;
-        } else if e.offset as usize > off {
-            e.offset = (e.offset as i64 + delta) as u64;
-        }
-        out[at..at + 32].copy_from_slice(&e.encode());
-    }
-    reseal(&mut out);
-    out
+    layout::splice(b, kind, content).expect("a spliceable image")
 }
 
 fn typical() -> Vec<u8> {
