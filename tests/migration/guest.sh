@@ -91,6 +91,9 @@ case $role in
 B1)
   "$CET/criu-cet" host --json > "$S/B.json"
   # Scenario 4 (B to A): a 48-bit bitmap below 2^47, dumped here.
+  # CRIU restores a process under its pid, which must be free on the other guest: far above the
+  # pids either guest's boot and scenarios use (without this, A once had 164 taken).
+  echo 30000 > /proc/sys/kernel/ns_last_pid
   start s4 --bits 48 --base 0x600000000000 --ones 3 --mixed 5
   ask s4 before
   dump s4 "$LIB"
@@ -112,6 +115,7 @@ A)
   ask s1 after
   finish s1
   # Scenario 3's images: a 48-bit bitmap below 2^47.
+  echo 31000 > /proc/sys/kernel/ns_last_pid   # free on B (see scenario 4)
   start s3 --bits 48 --base 0x600000000000 --ones 3 --mixed 5
   ask s3 before
   dump s3 "$LIB"
