@@ -35,8 +35,14 @@ impl Fixture {
         cmd.arg("--report").arg(&report).args(args);
         let child =
             sys::spawn_detached(&mut cmd).map_err(|source| EngineError::Io { path: bin.into(), source })?;
-        let f = Fixture { pid: child.id(), child: Some(child), report };
-        wait_for_report(&f.report)?;
+        let mut f = Fixture { pid: child.id(), child: Some(child), report };
+        // A fixture that exits before its first report (bad arguments, a range it cannot map)
+        // is said at once, not after the whole wait.
+        let child = f.child.as_mut().expect("just started");
+        wait_until_reported(&f.report, || match child.try_wait() {
+            Ok(Some(status)) => Some(format!("the fixture exited before its first report ({status})")),
+            _ => None,
+        })?;
         Ok(f)
     }
 
@@ -74,21 +80,29 @@ pub fn ask(report: &Path) -> Result<Report, EngineError> {
 
 /// Waits for the report file `report` (two minutes at most).
 pub fn wait_for_report(report: &Path) -> Result<Report, EngineError> {
+    wait_until_reported(report, || None)
+}
+
+/// Waits for `report` as [`wait_for_report`] does, giving up early with the reason `gone` returns
+/// once it returns one.
+fn wait_until_reported(
+    report: &Path,
+    mut gone: impl FnMut() -> Option<String>,
+) -> Result<Report, EngineError> {
     let deadline = Instant::now() + REPORT_WITHIN;
+    let failed =
+        |why: String| EngineError::Io { path: report.to_path_buf(), source: std::io::Error::other(why) };
     loop {
         if let Ok(text) = std::fs::read_to_string(report) {
             if !text.is_empty() {
                 return Ok(Report(text.trim().to_string()));
             }
         }
+        if let Some(why) = gone() {
+            return Err(failed(why));
+        }
         if Instant::now() > deadline {
-            return Err(EngineError::Io {
-                path: report.to_path_buf(),
-                source: std::io::Error::other(format!(
-                    "the fixture did not report within {} s",
-                    REPORT_WITHIN.as_secs()
-                )),
-            });
+            return Err(failed(format!("the fixture did not report within {} s", REPORT_WITHIN.as_secs())));
         }
         std::thread::sleep(Duration::from_millis(5));
     }

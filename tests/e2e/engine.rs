@@ -137,7 +137,10 @@ fn stale_bits_are_counted_and_pruned_on_request() {
 #[test]
 fn restore_replaces_content_of_an_existing_mapping_and_clears_stray_pages() {
     let dir = tempfile::tempdir().unwrap();
-    let src = start_fixture(dir.path(), "src", &["--ones", "2", "--mixed", "2", "--seed", "7"]);
+    // At BASE, far from where a fresh process's libraries land: the second fixture maps the
+    // same range.
+    let src =
+        start_fixture(dir.path(), "src", &["--base", BASE, "--ones", "2", "--mixed", "2", "--seed", "7"]);
     let img = dir.path().join("cet.img");
     assert!(dump(src.pid, &img, &[]).status.success());
     let base = src.ask().unwrap().get("bitmap").split(':').next().unwrap().to_string();
@@ -160,7 +163,7 @@ fn restore_replaces_content_of_an_existing_mapping_and_clears_stray_pages() {
 #[test]
 fn restore_refuses_an_occupied_range_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let src = start_fixture(dir.path(), "src", &["--bits", "48", "--ones", "1"]);
+    let src = start_fixture(dir.path(), "src", &["--bits", "48", "--base", BASE, "--ones", "1"]);
     let img = dir.path().join("cet.img");
     assert!(dump(src.pid, &img, &[]).status.success());
     let base = src.ask().unwrap().get("bitmap").split(':').next().unwrap().to_string();
