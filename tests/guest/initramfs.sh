@@ -3,8 +3,9 @@
 
 # initramfs_busybox ROOT BUSYBOX: busybox-static as /bin/busybox, and the usual mount points.
 initramfs_busybox() {
-  mkdir -p "$1/bin" "$1/proc" "$1/sys" "$1/dev" "$1/tmp" "$1/run"
+  mkdir -p "$1/bin" "$1/etc" "$1/proc" "$1/sys" "$1/dev" "$1/tmp" "$1/run"
   cp "$2" "$1/bin/busybox"
+  cp "$(dirname "${BASH_SOURCE[0]}")/boot.sh" "$1/etc/guest-boot.sh"
 }
 
 # initramfs_criu ROOT CRIU: CRIU's private prefix (the one the wrapper CRIU runs from) at a fixed
