@@ -173,9 +173,14 @@ impl UserCet {
     /// CRIU own them; every other bit is IBT's.
     pub const SHADOW_STACK_BITS: u64 = Self::SH_STK_EN | Self::WR_SHSTK_EN;
 
-    /// Whether any IBT bit is set (any bit but [`Self::SHADOW_STACK_BITS`]).
+    /// The IBT bits: every bit but [`Self::SHADOW_STACK_BITS`].
+    pub fn ibt_bits(self) -> u64 {
+        self.0 & !Self::SHADOW_STACK_BITS
+    }
+
+    /// Whether any IBT bit is set.
     pub fn uses_ibt(self) -> bool {
-        self.0 & !Self::SHADOW_STACK_BITS != 0
+        self.ibt_bits() != 0
     }
 
     /// EB_LEG_BITMAP_BASE, bits 63:12.

@@ -102,7 +102,7 @@ pub fn write_user_cet(pid: u32, tid: u32, user_cet: UserCet) -> Result<bool, Eng
         Err(Errno::EINVAL | Errno::ENODEV | Errno::EIO) => {
             return match sys::test_module_user_cet(t, Some(user_cet.0)) {
                 // The module keeps the shadow-stack bits as the kernel has them.
-                Ok(Some(now)) if ibt_bits(now) == ibt_bits(user_cet.0) => Ok(true),
+                Ok(Some(now)) if UserCet(now).ibt_bits() == user_cet.ibt_bits() => Ok(true),
                 Ok(Some(now)) => Err(EngineError::sys(
                     pid,
                     format!("{}: the thread has {now:#x} afterwards", writing()),
@@ -117,8 +117,4 @@ pub fn write_user_cet(pid: u32, tid: u32, user_cet: UserCet) -> Result<bool, Eng
     b[..8].copy_from_slice(&user_cet.0.to_le_bytes());
     sys::set_regset(t, sys::NT_X86_CET, &b).map_err(|e| EngineError::sys(pid, writing(), e))?;
     Ok(true)
-}
-
-fn ibt_bits(user_cet: u64) -> u64 {
-    user_cet & !UserCet::SHADOW_STACK_BITS
 }

@@ -126,12 +126,19 @@ pub fn restore<R: Read + Seek>(
         })?;
         report.cleared_pages = clear_strays(&win, reader)?;
     }
-    for (i, t) in meta.process.threads.iter().enumerate() {
-        if let Ibt::Available { user_cet } = t.ibt {
+    // Threads are matched (which reads /proc for each) only when some thread has IBT state to put back.
+    if meta
+        .process
+        .threads
+        .iter()
+        .any(|t| matches!(t.ibt, Ibt::Available { user_cet } if user_cet.uses_ibt()))
+    {
+        for (t, tid) in meta.process.threads.iter().zip(restored_tids(pid, &stopped.tids, &meta)?) {
+            let Ibt::Available { user_cet } = t.ibt else { continue };
             if !user_cet.uses_ibt() {
                 continue; // IBT was off: a restored thread starts so
             }
-            let written = match restored_tid(pid, &stopped.tids, &meta, i)? {
+            let written = match tid {
                 Some(tid) => cet::write_user_cet(pid, tid, user_cet)?,
                 None => false,
             };
@@ -145,22 +152,22 @@ pub fn restore<R: Read + Seek>(
     Ok(report)
 }
 
-/// The held thread of restored process `pid` that was thread `i` of the image: in images that
-/// record the tree's pid namespace, the thread whose innermost NSpid is the id recorded there
-/// (CRIU gives restored threads their ids in the namespace back, not their host tids); in older
-/// images, the same tid. `None` when no held thread matches.
-fn restored_tid(pid: u32, held: &[u32], meta: &Metadata, i: usize) -> Result<Option<u32>, EngineError> {
-    let Some(ns) = &meta.namespace else {
-        let dumped = meta.process.threads[i].tid;
-        return Ok(held.contains(&dumped).then_some(dumped));
+/// For each thread of the image, the held thread of restored process `pid` that it became: in
+/// images that record the tree's pid namespace, the thread whose innermost NSpid is the id recorded
+/// there (CRIU gives restored threads their ids in the namespace back, not their host tids); in
+/// older images, the same tid. `None` where no held thread matches.
+fn restored_tids(pid: u32, held: &[u32], meta: &Metadata) -> Result<Vec<Option<u32>>, EngineError> {
+    let (held_ids, image_ids): (Vec<u32>, Vec<Option<u32>>) = match &meta.namespace {
+        Some(ns) => (
+            held.iter().map(|&tid| proc::namespace_id(pid, tid)).collect::<Result<_, _>>()?,
+            (0..meta.process.threads.len()).map(|i| ns.tids.get(i).copied()).collect(),
+        ),
+        None => (held.to_vec(), meta.process.threads.iter().map(|t| Some(t.tid)).collect()),
     };
-    let Some(&id) = ns.tids.get(i) else { return Ok(None) };
-    for &tid in held {
-        if proc::namespace_id(pid, tid)? == id {
-            return Ok(Some(tid));
-        }
-    }
-    Ok(None)
+    Ok(image_ids
+        .into_iter()
+        .map(|id| id.and_then(|id| held_ids.iter().position(|&h| h == id).map(|k| held[k])))
+        .collect())
 }
 
 /// Zeroes every populated page of the mapping that the image does not have and that is not

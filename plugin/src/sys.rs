@@ -173,9 +173,9 @@ struct TestModuleRequest {
 
 /// `_IOWR('C', 1, struct cet_ibt_test_req)`: read a thread's IA32_U_CET.
 const TEST_MODULE_GET: libc::c_ulong = 0xc010_4301;
-/// `_IOW('C', 2, struct cet_ibt_test_req)`: write its IBT bits (the shadow-stack bits stay the
-/// kernel's).
-const TEST_MODULE_SET: libc::c_ulong = 0x4010_4302;
+/// `_IOWR('C', 2, struct cet_ibt_test_req)`: write its IBT bits (the shadow-stack bits stay the
+/// kernel's); the module answers with the value the thread then has.
+const TEST_MODULE_SET: libc::c_ulong = 0xc010_4302;
 
 /// IA32_U_CET of ptrace-stopped thread `tid` through the test-only module; `Ok(None)` when the
 /// module is not loaded. With `set`, writes it first and returns what the thread then has.
@@ -187,13 +187,10 @@ pub fn test_module_user_cet(tid: Pid, set: Option<u64>) -> Result<Option<u64>, E
     };
     let mut req = TestModuleRequest { tid: tid.as_raw() as u32, pad: 0, user_cet: set.unwrap_or(0) };
     let request = if set.is_some() { TEST_MODULE_SET } else { TEST_MODULE_GET };
-    // SAFETY: both requests read and (GET) write exactly one `TestModuleRequest`, a repr(C)
-    // struct of the module's layout that lives for the duration of the call.
+    // SAFETY: both requests read and write exactly one `TestModuleRequest`, a repr(C) struct of
+    // the module's layout that lives for the duration of the call.
     let r = unsafe { libc::ioctl(device.as_raw_fd(), request, &mut req as *mut TestModuleRequest) };
     Errno::result(r)?;
-    if set.is_some() {
-        return test_module_user_cet(tid, None);
-    }
     Ok(Some(req.user_cet))
 }
 

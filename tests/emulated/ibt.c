@@ -54,9 +54,9 @@ struct cet_ibt_test_req {
     u32 pad;
     u64 user_cet;
 };
-/* _IOWR('C', 1, 16 bytes) and _IOW('C', 2, 16 bytes) */
+/* _IOWR('C', 1, 16 bytes) and _IOWR('C', 2, 16 bytes) */
 #define CET_IBT_TEST_GET 0xc0104301UL
-#define CET_IBT_TEST_SET 0x40104302UL
+#define CET_IBT_TEST_SET 0xc0104302UL
 #define ENDBR_EN 0x4UL
 #define LEG_IW_EN 0x8UL
 

@@ -12,7 +12,8 @@
  *   /dev/cet_ibt_test, ioctl CET_IBT_TEST_GET / CET_IBT_TEST_SET with struct cet_ibt_test_req
  *   { __u32 tid; __u32 pad; __u64 user_cet; }. tid 0 is the caller; any other thread must be in a
  *   ptrace stop of the caller (as PTRACE_GETREGSET requires). SET changes only the IBT bits: the
- *   shadow-stack bits (SH_STK_EN, WR_SHSTK_EN) stay the kernel's. Reserved bits (9:6) or a
+ *   shadow-stack bits (SH_STK_EN, WR_SHSTK_EN) stay the kernel's; it answers with the value the
+ *   task then has. Reserved bits (9:6) or a
  *   non-canonical bitmap base give EINVAL.
  */
 #include <linux/fs.h>
@@ -33,7 +34,7 @@ struct cet_ibt_test_req {
 };
 
 #define CET_IBT_TEST_GET _IOWR('C', 1, struct cet_ibt_test_req)
-#define CET_IBT_TEST_SET _IOW('C', 2, struct cet_ibt_test_req)
+#define CET_IBT_TEST_SET _IOWR('C', 2, struct cet_ibt_test_req)
 
 #define U_CET_SHSTK_BITS 0x3ULL		/* SH_STK_EN, WR_SHSTK_EN */
 #define U_CET_RESERVED 0x3c0ULL		/* bits 9:6 */
