@@ -9,6 +9,8 @@
 pub mod addr;
 pub mod coding;
 mod error;
+#[cfg(feature = "forge")]
+pub mod forge;
 pub mod json;
 pub mod layout;
 pub mod meta;

@@ -7,15 +7,15 @@ use criu_cet_format::layout::{self, SectionEntry};
 use criu_cet_format::*;
 
 fn reseal(b: &mut [u8]) {
-    layout::reseal(b).expect("a footer that locates the table");
+    forge::reseal(b).expect("a footer that locates the table");
 }
 
 fn section(b: &[u8], kind: u32) -> (usize, usize) {
-    layout::find_section(b, kind).expect("the section")
+    forge::find_section(b, kind).expect("the section")
 }
 
 fn splice(b: &[u8], kind: u32, content: &[u8]) -> Vec<u8> {
-    layout::splice(b, kind, content).expect("a spliceable image")
+    forge::splice(b, kind, content).expect("a spliceable image")
 }
 
 fn typical() -> Vec<u8> {

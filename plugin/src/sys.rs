@@ -149,49 +149,87 @@ pub fn can_map_at(addr: u64) -> bool {
 }
 
 /// Whether this kernel offers threads' IBT state: ARCH_X86_CET_STATUS (0x3001) of the CET series
-/// succeeds, or the test-only module's device is there ([`TEST_MODULE_DEVICE`]).
+/// succeeds, or (built with the `ibt-test-module` feature only) the test-only module's device is
+/// there.
 pub fn kernel_offers_ibt() -> bool {
     let mut buf = [0u64; 3];
     // SAFETY: arch_prctl with this code writes at most three u64 into `buf` on kernels that know
     // it, and fails with EINVAL (touching nothing) on kernels that do not.
     let r = unsafe { libc::syscall(libc::SYS_arch_prctl, 0x3001, buf.as_mut_ptr()) };
-    r == 0 || std::path::Path::new(TEST_MODULE_DEVICE).exists()
+    r == 0 || test_module::present()
 }
 
-/// The device of the TEST-ONLY kernel module of the emulated CET guest
-/// (tests/emulated/cet_ibt_test), never shipped: it reads and writes a thread's IA32_U_CET as the
-/// NT_X86_CET regset of the CET patch series would, on a kernel that has no user IBT.
-pub const TEST_MODULE_DEVICE: &str = "/dev/cet_ibt_test";
+pub use test_module::user_cet as test_module_user_cet;
 
-/// The module's request: `struct cet_ibt_test_req` of tests/emulated/cet_ibt_test/cet_ibt_test.c.
-#[repr(C)]
-struct TestModuleRequest {
-    tid: u32,
-    pad: u32,
-    user_cet: u64,
+/// The interface of the TEST-ONLY kernel module of the emulated CET guest
+/// (tests/emulated/cet_ibt_test), compiled only with the `ibt-test-module` cargo feature, which
+/// only tests/emulated/run enables: it reads and writes a thread's IA32_U_CET as the NT_X86_CET
+/// regset of the CET patch series would, on a kernel that has no user IBT. Without the feature
+/// nothing here opens a device or sends an ioctl, and no build that ships contains it.
+#[cfg(feature = "ibt-test-module")]
+mod test_module {
+    use nix::errno::Errno;
+    use nix::unistd::Pid;
+    use std::os::fd::AsRawFd;
+
+    /// The module's device.
+    const DEVICE: &str = "/dev/cet_ibt_test";
+
+    /// The module's request: `struct cet_ibt_test_req` of tests/emulated/cet_ibt_test/cet_ibt_test.c.
+    #[repr(C)]
+    struct Request {
+        tid: u32,
+        pad: u32,
+        user_cet: u64,
+    }
+    const _: () = assert!(std::mem::size_of::<Request>() == 16);
+
+    /// `_IOWR('C', 1, struct cet_ibt_test_req)`: read a thread's IA32_U_CET.
+    const GET: libc::c_ulong = nix::request_code_readwrite!(b'C', 1, std::mem::size_of::<Request>());
+    /// `_IOWR('C', 2, struct cet_ibt_test_req)`: write its IBT bits (the shadow-stack bits stay
+    /// the kernel's); the module answers with the value the thread then has.
+    const SET: libc::c_ulong = nix::request_code_readwrite!(b'C', 2, std::mem::size_of::<Request>());
+
+    /// Whether the module's device is there.
+    pub fn present() -> bool {
+        std::path::Path::new(DEVICE).exists()
+    }
+
+    /// IA32_U_CET of ptrace-stopped thread `tid` through the module; `Ok(None)` when it is not
+    /// loaded. With `set`, writes it first and returns what the thread then has.
+    pub fn user_cet(tid: Pid, set: Option<u64>) -> Result<Option<u64>, Errno> {
+        let device = match std::fs::OpenOptions::new().read(true).write(true).open(DEVICE) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+        };
+        let tid = u32::try_from(tid.as_raw()).map_err(|_| Errno::ESRCH)?;
+        let mut req = Request { tid, pad: 0, user_cet: set.unwrap_or(0) };
+        let request = if set.is_some() { SET } else { GET };
+        // SAFETY: both requests read and write exactly one `Request`, a repr(C) struct of the
+        // module's layout (16 bytes, asserted above) that lives for the duration of the call.
+        let r = unsafe { libc::ioctl(device.as_raw_fd(), request, &mut req as *mut Request) };
+        Errno::result(r)?;
+        Ok(Some(req.user_cet))
+    }
 }
 
-/// `_IOWR('C', 1, struct cet_ibt_test_req)`: read a thread's IA32_U_CET.
-const TEST_MODULE_GET: libc::c_ulong = 0xc010_4301;
-/// `_IOWR('C', 2, struct cet_ibt_test_req)`: write its IBT bits (the shadow-stack bits stay the
-/// kernel's); the module answers with the value the thread then has.
-const TEST_MODULE_SET: libc::c_ulong = 0xc010_4302;
+/// Builds without the `ibt-test-module` feature: no module, no device, no ioctl.
+#[cfg(not(feature = "ibt-test-module"))]
+mod test_module {
+    use nix::errno::Errno;
+    use nix::unistd::Pid;
 
-/// IA32_U_CET of ptrace-stopped thread `tid` through the test-only module; `Ok(None)` when the
-/// module is not loaded. With `set`, writes it first and returns what the thread then has.
-pub fn test_module_user_cet(tid: Pid, set: Option<u64>) -> Result<Option<u64>, Errno> {
-    let device = match std::fs::OpenOptions::new().read(true).write(true).open(TEST_MODULE_DEVICE) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
-    };
-    let mut req = TestModuleRequest { tid: tid.as_raw() as u32, pad: 0, user_cet: set.unwrap_or(0) };
-    let request = if set.is_some() { TEST_MODULE_SET } else { TEST_MODULE_GET };
-    // SAFETY: both requests read and write exactly one `TestModuleRequest`, a repr(C) struct of
-    // the module's layout that lives for the duration of the call.
-    let r = unsafe { libc::ioctl(device.as_raw_fd(), request, &mut req as *mut TestModuleRequest) };
-    Errno::result(r)?;
-    Ok(Some(req.user_cet))
+    #[inline(always)]
+    pub fn present() -> bool {
+        false
+    }
+
+    /// Always `Ok(None)`: no build that ships reads IA32_U_CET through the test-only module.
+    #[inline(always)]
+    pub fn user_cet(_tid: Pid, _set: Option<u64>) -> Result<Option<u64>, Errno> {
+        Ok(None)
+    }
 }
 
 /// Sends `sig` to thread `tid` of process `tgid` (tgkill(2)).

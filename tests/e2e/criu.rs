@@ -357,7 +357,7 @@ fn criu_exits_cleanly_on_every_kind_of_broken_cet_image() {
     huge_table[n - 16..n - 12].copy_from_slice(&u32::MAX.to_le_bytes());
     let mut newer = good.clone();
     newer[8] = 9;
-    criu_cet_format::layout::reseal(&mut newer).unwrap();
+    criu_cet_format::forge::reseal(&mut newer).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty file", vec![], "image truncated"),
         ("truncated to half", good[..good.len() / 2].to_vec(), "truncated or was never finished"),

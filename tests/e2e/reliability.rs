@@ -3,6 +3,7 @@
 
 mod support;
 
+use criu_cet_format::forge;
 use criu_cet_format::layout::{self, SectionEntry};
 #[cfg(feature = "test-hooks")]
 use std::os::unix::process::ExitStatusExt;
@@ -100,7 +101,7 @@ fn replace_data(good: &[u8], data: &[u8]) -> Vec<u8> {
     let blocks = SectionEntry::decode(&b[new_table + 96..]);
     let at = blocks.offset as usize + 8;
     b[at..at + 4].copy_from_slice(&(data.len() as u32).to_le_bytes());
-    layout::reseal(&mut b).unwrap();
+    forge::reseal(&mut b).unwrap();
     b
 }
 
@@ -125,7 +126,7 @@ fn hostile_claims_stay_within_a_memory_limit() {
     let forge = |at: usize, value: &[u8]| {
         let mut b = good.clone();
         b[at..at + value.len()].copy_from_slice(value);
-        layout::reseal(&mut b).unwrap();
+        forge::reseal(&mut b).unwrap();
         b
     };
     // META field offsets of typical-48 (docs/FORMAT.md section 3): kernel_release is 14 bytes.
