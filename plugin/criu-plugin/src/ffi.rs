@@ -3,6 +3,8 @@
 //! the hook, and turns its outcome back into CRIU's int; each catches panics, which must never
 //! unwind into CRIU.
 
+#![allow(unsafe_code)]
+
 use super::criu::{log, Level};
 use super::{Hooks, Outcome, Stage};
 use std::ffi::{c_char, c_int, c_uint, c_void};
@@ -12,7 +14,6 @@ const PLUGIN_VERSION: c_uint = 0x200;
 /// CRIU 4.1 refuses more than 12 hooks ("Corrupted plugin"); 4.2 and later accept 12.
 const MAX_HOOKS: usize = 12;
 const HOOK_RESUME_DEVICES_LATE: usize = 9;
-const HOOK_PAUSE_DEVICES: usize = 10;
 const HOOK_CHECKPOINT_DEVICES: usize = 11;
 
 /// cr_plugin_desc_t. x86-64 offsets: name 0, init 8, exit 16, version 24, max_hooks 28, hooks 32.
@@ -26,14 +27,27 @@ pub struct CrPluginDesc {
     hooks: [*const c_void; MAX_HOOKS],
 }
 
+// The layout CRIU reads (shared/FACTS.md section 3), checked by the compiler.
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(offset_of!(CrPluginDesc, name) == 0);
+    assert!(offset_of!(CrPluginDesc, init) == 8);
+    assert!(offset_of!(CrPluginDesc, exit) == 16);
+    assert!(offset_of!(CrPluginDesc, version) == 24);
+    assert!(offset_of!(CrPluginDesc, max_hooks) == 28);
+    assert!(offset_of!(CrPluginDesc, hooks) == 32);
+    assert!(size_of::<CrPluginDesc>() == 32 + 8 * MAX_HOOKS);
+};
+
 // SAFETY: the descriptor is immutable after load; its pointers refer to static data and
 // functions, which are safe to share between threads.
 unsafe impl Sync for CrPluginDesc {}
 
+/// The hooks this plugin has; CRIU skips an empty slot (criu/plugin.c chains only non-null
+/// hooks, and a hook no plugin answers counts as -ENOTSUP).
 const fn hooks() -> [*const c_void; MAX_HOOKS] {
     let mut h = [std::ptr::null(); MAX_HOOKS];
     h[HOOK_RESUME_DEVICES_LATE] = resume_devices_late as *const c_void;
-    h[HOOK_PAUSE_DEVICES] = pause_devices as *const c_void;
     h[HOOK_CHECKPOINT_DEVICES] = checkpoint_devices as *const c_void;
     h
 }
@@ -105,10 +119,6 @@ extern "C" fn exit(raw: c_int, ret: c_int) {
 
 extern "C" fn checkpoint_devices(raw: c_int) -> c_int {
     code(guarded("CHECKPOINT_DEVICES", || pid(raw).map_or(Outcome::NotMine, |p| Hooks::get().checkpoint(p))))
-}
-
-extern "C" fn pause_devices(_pid: c_int) -> c_int {
-    code(Outcome::NotMine)
 }
 
 extern "C" fn resume_devices_late(raw: c_int) -> c_int {

@@ -1,6 +1,7 @@
 //! Just enough of CRIU's own image files for the tests to destroy CRIU's copy of a bitmap's
-//! pages between dump and restore, so that only the plugin can bring them back. Messages as CRIU
-//! defines them in images/pagemap.proto (4.1 and 4.2), decoded with prost.
+//! pages between dump and restore, so that only the plugin can bring them back, and to make
+//! pstree.img disagree with a cet image. Messages as CRIU defines them in images/pagemap.proto
+//! and images/pstree.proto (4.1 and 4.2), decoded with prost.
 
 use prost::Message;
 use std::io::{Seek, SeekFrom, Write};
@@ -8,6 +9,7 @@ use std::path::Path;
 
 const IMG_COMMON_MAGIC: u32 = 0x5456_4319;
 const PAGEMAP_MAGIC: u32 = 0x5608_4025;
+const PSTREE_MAGIC: u32 = 0x5027_3030;
 const PE_PARENT: u32 = 1 << 0;
 const PE_PRESENT: u32 = 1 << 2;
 
@@ -33,10 +35,24 @@ struct PagemapEntry {
     nr_pages_64: Option<u64>,
 }
 
-/// The size-prefixed messages of a CRIU image file, after its two magics.
-fn messages(bytes: &[u8]) -> Vec<&[u8]> {
+#[derive(Clone, PartialEq, Message)]
+struct PstreeEntry {
+    #[prost(uint32, required, tag = "1")]
+    pid: u32,
+    #[prost(uint32, required, tag = "2")]
+    ppid: u32,
+    #[prost(uint32, required, tag = "3")]
+    pgid: u32,
+    #[prost(uint32, required, tag = "4")]
+    sid: u32,
+    #[prost(uint32, repeated, packed = "false", tag = "5")]
+    threads: Vec<u32>,
+}
+
+/// The size-prefixed messages of a CRIU image file, after its two magics (the second `magic`).
+fn messages(bytes: &[u8], magic: u32) -> Vec<&[u8]> {
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-    assert_eq!((u32_at(0), u32_at(4)), (IMG_COMMON_MAGIC, PAGEMAP_MAGIC), "not a pagemap image");
+    assert_eq!((u32_at(0), u32_at(4)), (IMG_COMMON_MAGIC, magic), "not the image expected");
     let (mut out, mut at) = (Vec::new(), 8);
     while at < bytes.len() {
         let len = u32_at(at) as usize;
@@ -50,7 +66,7 @@ fn messages(bytes: &[u8]) -> Vec<&[u8]> {
 /// addresses in `[start, end)`. Returns how many of those pages held anything but zeros.
 pub fn zero_pages(imgs: &Path, id: u32, start: u64, end: u64) -> usize {
     let pagemap = std::fs::read(imgs.join(format!("pagemap-{id}.img"))).expect("pagemap image");
-    let msgs = messages(&pagemap);
+    let msgs = messages(&pagemap, PAGEMAP_MAGIC);
     let head = PagemapHead::decode(msgs[0]).expect("pagemap head");
     let pages_path = imgs.join(format!("pages-{}.img", head.pages_id));
     let mut pages =
@@ -85,4 +101,26 @@ pub fn zero_pages(imgs: &Path, id: u32, start: u64, end: u64) -> usize {
         pages_path.display()
     );
     nonzero
+}
+
+/// Rewrites pstree.img so that task `pid` lists `extra` more threads (ids from 100000 on), as a
+/// checkpoint whose image came from another dump would. Returns the task's thread count now.
+pub fn add_threads(imgs: &Path, pid: u32, extra: u32) -> usize {
+    let path = imgs.join("pstree.img");
+    let bytes = std::fs::read(&path).expect("pstree image");
+    let mut out = bytes[..8].to_vec();
+    let mut count = 0;
+    for m in messages(&bytes, PSTREE_MAGIC) {
+        let mut e = PstreeEntry::decode(m).expect("pstree entry");
+        if e.pid == pid {
+            e.threads.extend(100_000..100_000 + extra);
+            count = e.threads.len();
+        }
+        let m = e.encode_to_vec();
+        out.extend_from_slice(&u32::try_from(m.len()).unwrap().to_le_bytes());
+        out.extend_from_slice(&m);
+    }
+    assert!(count > 0, "pstree.img has no task {pid}");
+    std::fs::write(&path, out).unwrap();
+    count
 }
