@@ -3,9 +3,10 @@
 //! (`criu-cet`) and the CRIU plugin (`cet_plugin.so`, the `cet-plugin` crate) are thin layers
 //! over it. `fixture` drives the test fixture for the demo, the benchmark and the tests.
 //!
-//! `unsafe` lives in `sys` (kernel interfaces) only.
+//! `unsafe` lives in `sys` (kernel interfaces) only: the compiler refuses it anywhere else.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod archive;
 pub mod capture;

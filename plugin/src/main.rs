@@ -2,6 +2,8 @@
 //! processes, check images against hosts, and run the demo. Thin glue over the `criu_cet`
 //! engine and the `criu_cet_format` crate.
 
+#![forbid(unsafe_code)]
+
 use clap::{Parser, Subcommand};
 use criu_cet::capture::CaptureOptions;
 use criu_cet::host;

@@ -6,6 +6,8 @@
 //! # References
 //! ptrace(2), proc_pid_pagemap(5) (PAGEMAP_SCAN, Linux 6.7+), arch_prctl(2), mmap(2).
 
+#![allow(unsafe_code)]
+
 use nix::errno::Errno;
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -85,9 +87,31 @@ struct RawRegion {
     categories: u64,
 }
 
+// The kernel's layouts (include/uapi/linux/fs.h; shared/FACTS.md section 6), checked by the
+// compiler: pm_scan_arg is 12 u64 in this order, page_region 3.
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<PmScanArg>() == 96);
+    assert!(offset_of!(PmScanArg, size) == 0);
+    assert!(offset_of!(PmScanArg, flags) == 8);
+    assert!(offset_of!(PmScanArg, start) == 16);
+    assert!(offset_of!(PmScanArg, end) == 24);
+    assert!(offset_of!(PmScanArg, walk_end) == 32);
+    assert!(offset_of!(PmScanArg, vec) == 40);
+    assert!(offset_of!(PmScanArg, vec_len) == 48);
+    assert!(offset_of!(PmScanArg, max_pages) == 56);
+    assert!(offset_of!(PmScanArg, category_inverted) == 64);
+    assert!(offset_of!(PmScanArg, category_mask) == 72);
+    assert!(offset_of!(PmScanArg, category_anyof_mask) == 80);
+    assert!(offset_of!(PmScanArg, return_mask) == 88);
+    assert!(size_of::<RawRegion>() == 24);
+    assert!(offset_of!(RawRegion, start) == 0);
+    assert!(offset_of!(RawRegion, end) == 8);
+    assert!(offset_of!(RawRegion, categories) == 16);
+};
+
 /// `_IOWR('f', 16, struct pm_scan_arg)`.
-const PAGEMAP_SCAN: libc::c_ulong =
-    (3 << 30) | ((std::mem::size_of::<PmScanArg>() as libc::c_ulong) << 16) | (0x66 << 8) | 16;
+const PAGEMAP_SCAN: libc::c_ulong = nix::request_code_readwrite!(b'f', 16, std::mem::size_of::<PmScanArg>());
 
 /// One PAGEMAP_SCAN call over `[start, end)` of the process whose pagemap `fd` is: the regions of
 /// pages present or swapped, leaving out the shared zero page and file pages (as CRIU asks).
@@ -185,10 +209,12 @@ mod test_module {
     const _: () = assert!(std::mem::size_of::<Request>() == 16);
 
     /// `_IOWR('C', 1, struct cet_ibt_test_req)`: read a thread's IA32_U_CET.
-    const GET: libc::c_ulong = nix::request_code_readwrite!(b'C', 1, std::mem::size_of::<Request>());
+    pub(super) const GET: libc::c_ulong =
+        nix::request_code_readwrite!(b'C', 1, std::mem::size_of::<Request>());
     /// `_IOWR('C', 2, struct cet_ibt_test_req)`: write its IBT bits (the shadow-stack bits stay
     /// the kernel's); the module answers with the value the thread then has.
-    const SET: libc::c_ulong = nix::request_code_readwrite!(b'C', 2, std::mem::size_of::<Request>());
+    pub(super) const SET: libc::c_ulong =
+        nix::request_code_readwrite!(b'C', 2, std::mem::size_of::<Request>());
 
     /// Whether the module's device is there.
     pub fn present() -> bool {
@@ -282,4 +308,15 @@ pub fn spawn_detached(cmd: &mut std::process::Command) -> std::io::Result<std::p
         cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
     }
     cmd.spawn()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The numbers the kernel's and the test module's headers give, as strace prints them.
+    #[test]
+    fn ioctl_numbers_match_the_headers() {
+        assert_eq!(super::PAGEMAP_SCAN, 0xc060_6610);
+        #[cfg(feature = "ibt-test-module")]
+        assert_eq!((super::test_module::GET, super::test_module::SET), (0xc010_4301, 0xc010_4302));
+    }
 }
