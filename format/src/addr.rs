@@ -6,6 +6,19 @@
 
 /// Size of a page, both of code and of the bitmap.
 pub const PAGE_SIZE: u64 = 4096;
+/// The same, as a length in memory.
+pub const PAGE_BYTES: usize = 4096;
+const _: () = assert!(PAGE_BYTES as u64 == PAGE_SIZE);
+
+// criu-cet is built for x86-64 only, where usize is 64 bits wide: every u64 fits in one.
+const _: () = assert!(usize::BITS == u64::BITS);
+
+/// `x` as a length or index in memory: lossless, usize being as wide as u64 (asserted at
+/// compile time above). Whether such a length is sane is for the caller to check first.
+#[allow(clippy::cast_possible_truncation)]
+pub const fn usize_from(x: u64) -> usize {
+    x as usize
+}
 /// Code address space covered by one bitmap page (4096 bytes * 8 bits * 4 KiB): 128 MiB.
 pub const BYTES_COVERED_PER_BITMAP_PAGE: u64 = PAGE_SIZE * 8 * PAGE_SIZE;
 /// The narrowest coverage a bitmap can have: a single bitmap page covers 2^27 bytes.
@@ -38,7 +51,8 @@ pub fn bitmap_length_for_bits(bits: u8) -> Option<u64> {
 /// The address bits a bitmap of `length` bytes covers: the largest N with 2^(N-15) <= length.
 /// `None` for a bitmap smaller than one byte of bits.
 pub fn coverage_bits(length: u64) -> Option<u8> {
-    (length > 0).then(|| (63 - length.leading_zeros() as u8) + 15)
+    // leading_zeros() is at most 63 here, so the sum is 15..=78.
+    (length > 0).then(|| u8::try_from(78 - length.leading_zeros()))?.ok()
 }
 
 /// The number of address bits needed to map `[.., end)`: the smallest N with `end <= 2^N`.
@@ -47,7 +61,8 @@ pub fn coverage_bits(length: u64) -> Option<u8> {
 pub fn address_bits_needed(end: u64) -> u8 {
     match end {
         0 | 1 => 0,
-        e => 64 - (e - 1).leading_zeros() as u8,
+        // 1..=64 bits.
+        e => u8::try_from(64 - (e - 1).leading_zeros()).unwrap_or(64),
     }
 }
 

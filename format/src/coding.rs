@@ -5,16 +5,17 @@
 //! lengths instead of the bits makes the bytes zstd has to compress (and to inflate on restore)
 //! about ten times fewer on a dense bitmap, which is where the time of a dense capture went.
 
-use crate::addr::PAGE_SIZE;
+use crate::addr::PAGE_BYTES;
 
 /// The page's 4096 bytes follow.
 pub const VERBATIM: u8 = 0;
 /// The lengths of the page's runs of equal bits follow (zeros first), as unsigned LEB128.
 pub const RUNS: u8 = 1;
 /// Bits in one bitmap page.
-pub const PAGE_BITS: u32 = PAGE_SIZE as u32 * 8;
+pub const PAGE_BITS: u32 = 8 * 4096;
+const _: () = assert!(PAGE_BITS as usize == 8 * PAGE_BYTES);
 /// Most bytes one coded page takes: a tag and 4096 bytes.
-pub const MAX_CODED_PAGE: usize = 1 + PAGE_SIZE as usize;
+pub const MAX_CODED_PAGE: usize = 1 + PAGE_BYTES;
 /// Most bytes of one run length: 32768 needs 3 LEB128 bytes.
 const MAX_LENGTH_BYTES: usize = 3;
 
@@ -23,9 +24,9 @@ const MAX_LENGTH_BYTES: usize = 3;
 /// VERBATIM: a page of many short runs, where the lengths would cost zstd more than the bits do,
 /// stays verbatim. Any choice reads back the same; this one is pinned by the golden vectors.
 pub fn encode_page(page: &[u8], out: &mut Vec<u8>) {
-    debug_assert_eq!(page.len(), PAGE_SIZE as usize);
+    debug_assert_eq!(page.len(), PAGE_BYTES);
     let (runs, mixed) = census(page);
-    let limit = (2 * mixed + 32).min(PAGE_SIZE as usize - 1);
+    let limit = (2 * mixed + 32).min(PAGE_BYTES - 1);
     // Every run costs at least one byte: a page with too many runs is settled without coding it.
     if runs > limit || !encode_runs(page, limit, out) {
         out.push(VERBATIM);
@@ -50,7 +51,7 @@ fn census(page: &[u8]) -> (usize, usize) {
         carry = w >> 63;
         uniform += (zero_bytes(w) | zero_bytes(!w)).count_ones();
     }
-    (changes as usize + 1, PAGE_SIZE as usize - uniform as usize)
+    (changes as usize + 1, PAGE_BYTES - uniform as usize)
 }
 
 /// Writes one run length (below 2^21) at `buf[n..]`, touching 3 bytes whatever its size, without
@@ -60,7 +61,7 @@ fn put_length(buf: &mut [u8], n: usize, len: u32) -> usize {
     let (more0, more1) = (u8::from(len >= 0x80), u8::from(len >= 0x4000));
     buf[n] = (len & 0x7f) as u8 | more0 << 7;
     buf[n + 1] = (len >> 7 & 0x7f) as u8 | more1 << 7;
-    buf[n + 2] = (len >> 14) as u8;
+    buf[n + 2] = (len >> 14 & 0x7f) as u8;
     n + 1 + usize::from(more0) + usize::from(more1)
 }
 
@@ -68,17 +69,17 @@ fn put_length(buf: &mut [u8], n: usize, len: u32) -> usize {
 fn encode_runs(page: &[u8], limit: usize, out: &mut Vec<u8>) -> bool {
     // One word adds at most 64 lengths of 3 bytes, and `put_length` touches 3 bytes: checking
     // after each word keeps within this.
-    let mut buf = [0u8; PAGE_SIZE as usize + 65 * MAX_LENGTH_BYTES];
+    let mut buf = [0u8; PAGE_BYTES + 65 * MAX_LENGTH_BYTES];
     let mut n = 0;
     // All zeros while in a run of zeros, all ones in a run of ones: `word ^ fill` has a bit set
     // wherever the current run ends.
     let mut fill = 0u64;
     let mut run_start = 0u32;
-    for (i, word) in words(page).enumerate() {
+    for (i, word) in (0u32..).zip(words(page)) {
         let mut ends = word ^ fill;
         while ends != 0 {
             let bit = ends.trailing_zeros();
-            let at = i as u32 * 64 + bit;
+            let at = i * 64 + bit;
             n = put_length(&mut buf, n, at - run_start);
             run_start = at;
             fill = !fill;
@@ -172,16 +173,16 @@ fn decode_runs(input: &[u8], page: &mut [u8]) -> Result<usize, String> {
 /// `out.len() / 4096` pages back to back. Errors name the page within the block.
 pub fn decode_pages(coded: &[u8], out: &mut [u8]) -> Result<(), String> {
     let mut at = 0usize;
-    for (n, page) in out.chunks_exact_mut(PAGE_SIZE as usize).enumerate() {
+    for (n, page) in out.chunks_exact_mut(PAGE_BYTES).enumerate() {
         let tag = *coded.get(at).ok_or_else(|| format!("page {n}: the block ends before it"))?;
         at += 1;
         match tag {
             VERBATIM => {
                 let bytes = coded
-                    .get(at..at + PAGE_SIZE as usize)
+                    .get(at..at + PAGE_BYTES)
                     .ok_or_else(|| format!("page {n}: the block ends inside its 4096 bytes"))?;
                 page.copy_from_slice(bytes);
-                at += PAGE_SIZE as usize;
+                at += PAGE_BYTES;
             }
             RUNS => at += decode_runs(&coded[at..], page).map_err(|e| format!("page {n}: {e}"))?,
             t => return Err(format!("page {n}: tag {t}, expected 0 (verbatim) or 1 (runs)")),

@@ -3,6 +3,7 @@
 //! Compiled only with the `forge` cargo feature, which the test builds enable: nothing that
 //! ships can forge an image.
 
+use crate::addr::usize_from;
 use crate::error::FormatError;
 use crate::layout::{crc, Footer, SectionEntry, FOOTER_SIZE, HEADER_SIZE, MAX_SECTIONS, SECTION_ENTRY_SIZE};
 
@@ -59,7 +60,7 @@ fn seal(b: &mut [u8], table_offset: usize, entries: &[SectionEntry]) {
     b[60..64].copy_from_slice(&c.to_le_bytes());
     for (i, e) in entries.iter().enumerate() {
         // `table` checked every entry lies inside the file.
-        let (start, end) = (e.offset as usize, (e.offset + e.length) as usize);
+        let (start, end) = (usize_from(e.offset), usize_from(e.offset + e.length));
         let e = SectionEntry { crc: crc(&b[start..end]), ..*e };
         let at = table_offset + SECTION_ENTRY_SIZE * i;
         b[at..at + SECTION_ENTRY_SIZE].copy_from_slice(&e.encode());
@@ -86,7 +87,7 @@ pub fn reseal(b: &mut [u8]) -> Result<(), FormatError> {
 pub fn find_section(b: &[u8], kind: u32) -> Option<(usize, usize)> {
     let (_, entries) = table(b).ok()?;
     let e = entries.into_iter().find(|e| e.kind == kind)?;
-    Some((e.offset as usize, e.length as usize))
+    Some((usize_from(e.offset), usize_from(e.length)))
 }
 
 /// `b` with the content of the first section of kind `kind` replaced by `content`: the sections
@@ -102,8 +103,10 @@ pub fn splice(b: &[u8], kind: u32, content: &[u8]) -> Result<Vec<u8>, FormatErro
             "none",
         )
     })?;
-    let (off, len) = (entries[i].offset as usize, entries[i].length as usize);
-    if let Some(j) = entries.iter().position(|e| e.offset as usize > off && (e.offset as usize) < off + len) {
+    let (off, len) = (usize_from(entries[i].offset), usize_from(entries[i].length));
+    if let Some(j) =
+        entries.iter().position(|e| usize_from(e.offset) > off && usize_from(e.offset) < off + len)
+    {
         let at = (table_offset + SECTION_ENTRY_SIZE * j) as u64;
         let expected = format!("a section starting outside section {i} ({off}+{len})");
         return Err(FormatError::invalid(
@@ -119,11 +122,11 @@ pub fn splice(b: &[u8], kind: u32, content: &[u8]) -> Result<Vec<u8>, FormatErro
     for (j, e) in entries.iter_mut().enumerate() {
         if j == i {
             e.length = content.len() as u64;
-        } else if e.offset as usize > off {
+        } else if usize_from(e.offset) > off {
             e.offset = moved(e.offset);
         }
     }
-    let table_offset = moved(table_offset as u64) as usize;
+    let table_offset = usize_from(moved(table_offset as u64));
     seal(&mut out, table_offset, &entries);
     Ok(out)
 }

@@ -256,7 +256,7 @@ fn keep<E: serde::ser::Error>(failed: &std::cell::RefCell<Option<FormatError>>, 
 impl<R: Read + Seek> Serialize for StreamRuns<'_, '_, R> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
-        let mut seq = ser.serialize_seq(Some(self.runs as usize))?;
+        let mut seq = ser.serialize_seq(Some(addr::usize_from(self.runs)))?;
         for i in 0..self.runs {
             let run = self.reader.borrow_mut().run_at(i).map_err(|e| keep(self.failed, e))?;
             let (code_start, _) = addr::code_range_of_bitmap_page(run.page);
@@ -282,7 +282,7 @@ impl<R: Read + Seek> Serialize for StreamRuns<'_, '_, R> {
 impl<R: Read + Seek> Serialize for StreamPages<'_, '_, R> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
-        let mut seq = ser.serialize_seq(Some(self.count as usize))?;
+        let mut seq = ser.serialize_seq(Some(addr::usize_from(self.count)))?;
         for p in self.first..self.first + self.count {
             let page = self.reader.borrow_mut().read_page(p).map_err(|e| keep(self.failed, e))?;
             match page {
@@ -315,13 +315,16 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The bytes of one page written as 8192 hex digits (either case); the error says what is wrong.
 pub fn unhex(text: &str) -> Result<Vec<u8>, String> {
-    if text.len() != 2 * PAGE_SIZE as usize {
+    if text.len() != 2 * addr::PAGE_BYTES {
         return Err(format!(
             "expected {} hex digits (one 4096-byte page), found {}",
             2 * PAGE_SIZE,
             text.len()
         ));
     }
-    let digit = |c: u8| (c as char).to_digit(16).ok_or_else(|| format!("{:?} is not a hex digit", c as char));
-    text.as_bytes().chunks_exact(2).map(|p| Ok((digit(p[0])? << 4 | digit(p[1])?) as u8)).collect()
+    let digit = |c: u8| {
+        let d = (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+        d.ok_or_else(|| format!("{:?} is not a hex digit", c as char))
+    };
+    text.as_bytes().chunks_exact(2).map(|p| Ok(digit(p[0])? << 4 | digit(p[1])?)).collect()
 }

@@ -13,6 +13,9 @@ pub const MAJOR: u16 = 1;
 pub const MINOR: u16 = 2;
 /// Size in bytes of the header.
 pub const HEADER_SIZE: usize = 64;
+/// The header's size as its own field holds it.
+const HEADER_SIZE_U32: u32 = 64;
+const _: () = assert!(HEADER_SIZE_U32 as usize == HEADER_SIZE);
 /// Size in bytes of the footer.
 pub const FOOTER_SIZE: usize = 32;
 /// Size in bytes of one section table entry.
@@ -95,7 +98,7 @@ impl Header {
 
     /// Most bytes a block of `pages` data pages may inflate to: its frame content.
     pub fn max_frame_content(&self, pages: usize) -> usize {
-        let verbatim = crate::addr::PAGE_SIZE as usize;
+        let verbatim = crate::addr::PAGE_BYTES;
         let per_page = if self.page_coding() { crate::coding::MAX_CODED_PAGE } else { verbatim };
         pages * per_page
     }
@@ -106,10 +109,10 @@ impl Header {
         b[0..8].copy_from_slice(&MAGIC);
         b[8..10].copy_from_slice(&self.major.to_le_bytes());
         b[10..12].copy_from_slice(&self.minor.to_le_bytes());
-        b[12..16].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
+        b[12..16].copy_from_slice(&HEADER_SIZE_U32.to_le_bytes());
         b[16..24].copy_from_slice(&self.incompat_flags.to_le_bytes());
         b[24..32].copy_from_slice(&self.compat_flags.to_le_bytes());
-        b[32..36].copy_from_slice(&(crate::addr::PAGE_SIZE as u32).to_le_bytes());
+        b[32..36].copy_from_slice(&(crate::coding::PAGE_BITS / 8).to_le_bytes());
         b[36..40].copy_from_slice(&self.block_pages.to_le_bytes());
         let c = crc(&b[..60]);
         b[60..64].copy_from_slice(&c.to_le_bytes());

@@ -6,10 +6,10 @@ use crate::layout::MAX_META_LEN;
 use crate::meta::{BitmapMapping, Metadata, NamespaceIds, ProcessInfo, SourceHost};
 use bincode::config::{self, Configuration, Fixint, Limit, LittleEndian};
 
-type Legacy = Configuration<LittleEndian, Fixint, Limit<{ MAX_META_LEN as usize }>>;
+type Legacy = Configuration<LittleEndian, Fixint, Limit<{ crate::addr::usize_from(MAX_META_LEN) }>>;
 
 fn config() -> Legacy {
-    config::legacy().with_limit::<{ MAX_META_LEN as usize }>()
+    config::legacy().with_limit::<{ crate::addr::usize_from(MAX_META_LEN) }>()
 }
 
 /// The fields of 1.0 and 1.1, in their order; 1.2 appends `namespace`.

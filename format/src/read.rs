@@ -2,7 +2,7 @@
 //! reading the file once with a bounded buffer; afterwards runs and pages are read lazily, one
 //! block of page data in memory at a time. No allocation is sized by an unchecked field.
 
-use crate::addr::PAGE_SIZE;
+use crate::addr::{usize_from, PAGE_BYTES, PAGE_SIZE};
 use crate::error::FormatError;
 use crate::layout::{self, Block, Footer, Header, Run, RunKind, SectionEntry};
 use crate::meta::Metadata;
@@ -143,7 +143,7 @@ impl<R: Read + Seek> ImageReader<R> {
                 footer.table_offset.to_string(),
             ));
         }
-        let mut table = vec![0u8; table_len as usize];
+        let mut table = vec![0u8; usize_from(table_len)];
         read_at(&mut src, footer.table_offset, &mut table, "reading the section table")?;
         let computed = crc32c::crc32c_append(crc32c::crc32c(&table), &fb[..28]);
         if computed != footer_crc {
@@ -236,11 +236,11 @@ impl<R: Read + Seek> ImageReader<R> {
                 meta_s.length.to_string(),
             ));
         }
-        let mut meta_bytes = vec![0u8; meta_s.length as usize];
+        let mut meta_bytes = vec![0u8; usize_from(meta_s.length)];
         read_at(&mut src, meta_s.offset, &mut meta_bytes, "reading the metadata")?;
         let meta = crate::meta_codec::decode(&meta_bytes, meta_s.offset, header.minor)?;
 
-        let block_bytes = header.block_pages as usize * PAGE_SIZE as usize;
+        let block_bytes = header.block_pages as usize * PAGE_BYTES;
         let mut reader = ImageReader {
             src,
             header,
@@ -398,11 +398,11 @@ impl<R: Read + Seek> ImageReader<R> {
 
     fn block_pages(&self, j: u64) -> usize {
         let bp = u64::from(self.header.block_pages);
-        bp.min(self.summary.data_pages - j * bp) as usize
+        usize_from(bp.min(self.summary.data_pages - j * bp))
     }
 
     fn block_raw_len(&self, j: u64) -> usize {
-        self.block_pages(j) * PAGE_SIZE as usize
+        self.block_pages(j) * PAGE_BYTES
     }
 
     /// Reads block `j`'s compressed bytes and what checking it needs.
@@ -481,7 +481,7 @@ impl<R: Read + Seek> ImageReader<R> {
                         let n = (bp - within).min(run.count - done);
                         let block = stream.get(self, j)?;
                         let bytes =
-                            &block[(within * PAGE_SIZE) as usize..((within + n) * PAGE_SIZE) as usize];
+                            &block[usize_from(within * PAGE_SIZE)..usize_from((within + n) * PAGE_SIZE)];
                         f(Chunk::Data { page: run.page + done, bytes })?;
                         done += n;
                     }
@@ -524,9 +524,9 @@ impl<R: Read + Seek> ImageReader<R> {
             RunKind::Data => {
                 let bp = u64::from(self.header.block_pages);
                 let d = run.first_data_page + (page - run.page);
-                let at = ((d % bp) * PAGE_SIZE) as usize;
+                let at = usize_from((d % bp) * PAGE_SIZE);
                 let block = self.load_block(d / bp)?;
-                Ok(PageContent::Data(block[at..at + PAGE_SIZE as usize].to_vec()))
+                Ok(PageContent::Data(block[at..at + PAGE_BYTES].to_vec()))
             }
         }
     }
@@ -561,7 +561,7 @@ impl Table {
         if buffered == 0 || i < self.first || i >= self.first + buffered {
             let first = i - i % RECORDS_PER_READ;
             let n = RECORDS_PER_READ.min(total - first);
-            self.buf.resize(n as usize * size, 0);
+            self.buf.resize(usize_from(n) * size, 0);
             let at = s.offset + first * size as u64;
             read_at(src, at, &mut self.buf, "reading a table")?;
             let chunk = (first / RECORDS_PER_READ) as usize;
@@ -590,7 +590,7 @@ impl Table {
             }
             self.first = first;
         }
-        let at = (i - self.first) as usize * size;
+        let at = usize_from(i - self.first) * size;
         Ok(&self.buf[at..at + size])
     }
 }
@@ -712,10 +712,10 @@ impl BlockStream {
 
 fn verify_section_crc<R: Read + Seek>(src: &mut R, s: &SectionEntry) -> Result<(), FormatError> {
     src.seek(SeekFrom::Start(s.offset)).map_err(FormatError::io("checking a section"))?;
-    let mut buf = vec![0u8; IO_CHUNK.min(s.length as usize)];
+    let mut buf = vec![0u8; IO_CHUNK.min(usize_from(s.length))];
     let (mut left, mut h) = (s.length, 0u32);
     while left > 0 {
-        let n = (left as usize).min(buf.len());
+        let n = usize_from(left).min(buf.len());
         src.read_exact(&mut buf[..n]).map_err(FormatError::io("checking a section"))?;
         h = crc32c::crc32c_append(h, &buf[..n]);
         left -= n as u64;

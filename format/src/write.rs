@@ -2,7 +2,7 @@
 //! time (per compressing thread), each page coded (`coding`) and the block compressed, and the
 //! tables (32 bytes a run, 16 a block) are written after the data.
 
-use crate::addr::PAGE_SIZE;
+use crate::addr::{PAGE_BYTES, PAGE_SIZE};
 use crate::coding;
 use crate::error::FormatError;
 use crate::layout::{self, Block, Footer, Header, Run, RunKind, SectionEntry};
@@ -99,7 +99,7 @@ impl<W: Write> ImageWriter<W> {
         zstd::bulk::Compressor::new(opts.zstd_level)
             .map_err(|e| FormatError::Input(format!("zstd level {}: {e}", opts.zstd_level)))?;
         let level = opts.zstd_level;
-        let block_bytes = opts.block_pages as usize * PAGE_SIZE as usize;
+        let block_bytes = opts.block_pages as usize * PAGE_BYTES;
         let pool = Ordered::new(opts.threads, move || {
             let mut c = zstd::bulk::Compressor::new(level);
             let mut coded = Vec::new();
@@ -108,9 +108,7 @@ impl<W: Write> ImageWriter<W> {
                 let mut blocks = Vec::new();
                 for block in raw.chunks(block_bytes) {
                     coded.clear();
-                    block
-                        .chunks_exact(PAGE_SIZE as usize)
-                        .for_each(|page| coding::encode_page(page, &mut coded));
+                    block.chunks_exact(PAGE_BYTES).for_each(|page| coding::encode_page(page, &mut coded));
                     blocks.push((c.compress(&coded)?, layout::crc(block)));
                 }
                 Ok((blocks, raw))
@@ -236,7 +234,8 @@ impl<W: Write> ImageWriter<W> {
         for (bytes, raw_crc) in blocks {
             let block = Block {
                 offset: self.out.pos - self.data_offset,
-                compressed_len: bytes.len() as u32,
+                compressed_len: u32::try_from(bytes.len())
+                    .expect("a block of at most MAX_BLOCK_PAGES pages compresses to well under 4 GiB"),
                 raw_crc,
             };
             self.data_crc = crc32c::crc32c_append(self.data_crc, &bytes);
@@ -274,7 +273,10 @@ impl<W: Write> ImageWriter<W> {
             self.out.put(&bytes, "writing the tables")?;
         }
         let table: Vec<u8> = self.sections.iter().flat_map(|s| s.encode()).collect();
-        let footer = Footer { table_offset: self.out.pos, section_count: self.sections.len() as u32 };
+        let footer = Footer {
+            table_offset: self.out.pos,
+            section_count: u32::try_from(self.sections.len()).expect("4 sections"),
+        };
         self.out.put(&table, "writing the section table")?;
         self.out.put(&footer.encode(&table), "writing the footer")?;
         self.out.inner.flush().map_err(FormatError::io("flushing the image"))?;

@@ -106,7 +106,7 @@ fn with_block(frame: &[u8], raw_crc: Option<u32>) -> Vec<u8> {
     let one = ImageDoc { runs: vec![data_run(0, vec![marked_page(&[(1, 9)])])], ..meta };
     let mut forged = splice(&encode(&one), layout::SECTION_DATA, frame);
     let (boff, _) = section(&forged, layout::SECTION_BLOCKS);
-    forged[boff + 8..boff + 12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+    forged[boff + 8..boff + 12].copy_from_slice(&u32::try_from(frame.len()).unwrap().to_le_bytes());
     if let Some(c) = raw_crc {
         forged[boff + 12..boff + 16].copy_from_slice(&c.to_le_bytes());
     }
@@ -149,7 +149,7 @@ fn badly_coded_pages_are_refused_naming_the_block_and_page() {
 #[test]
 fn a_coded_image_with_its_page_coding_flag_cleared_is_refused() {
     let mut b = typical();
-    assert_eq!(b[16], layout::INCOMPAT_PAGE_CODING as u8);
+    assert_eq!(u64::from(b[16]), layout::INCOMPAT_PAGE_CODING);
     b[16] = 0;
     reseal(&mut b);
     let e = rejected(&b);
@@ -161,7 +161,8 @@ fn unknown_sections_required_refused_optional_skipped() {
     for (flags, ok) in [(0u32, true), (layout::SECTION_REQUIRED, false)] {
         let good = typical();
         let n = good.len();
-        let table_offset = u64::from_le_bytes(good[n - 24..n - 16].try_into().unwrap()) as usize;
+        let table_offset =
+            usize::try_from(u64::from_le_bytes(good[n - 24..n - 16].try_into().unwrap())).unwrap();
         let extra = [0xabu8; 5];
         let mut b = good[..table_offset].to_vec();
         b.extend_from_slice(&extra);
@@ -218,7 +219,7 @@ fn random_access_and_streaming_agree_with_what_was_written() {
             // Pages stored as runs (a byte, or runs up to 300 bits long) and verbatim (noise).
             8 => {
                 let mut p = vec![0u8; 4096];
-                p[(next() % 4096) as usize] = (next() | 1) as u8;
+                p[usize::try_from(next() % 4096).unwrap()] = (next() | 1).to_le_bytes()[0];
                 p
             }
             _ if page % 2 == 0 => {
@@ -232,7 +233,7 @@ fn random_access_and_streaming_agree_with_what_was_written() {
                 }
                 p
             }
-            _ => (0..4096).map(|_| next() as u8).collect(),
+            _ => (0..4096).map(|_| next().to_le_bytes()[0]).collect(),
         };
         expected.insert(page, content);
     }
@@ -324,12 +325,12 @@ fn skippable_zstd_frames_are_refused_alone_and_before_a_block() {
         let mut b = splice(&good, layout::SECTION_DATA, &data);
         // Block 0 takes the new length; later blocks move by the difference.
         let (bt, bl) = section(&b, layout::SECTION_BLOCKS);
-        let delta = content.len() as i64 - first_len as i64;
-        b[bt + 8..bt + 12].copy_from_slice(&(content.len() as u32).to_le_bytes());
+        b[bt + 8..bt + 12].copy_from_slice(&u32::try_from(content.len()).unwrap().to_le_bytes());
         for j in 1..bl / 16 {
             let at = bt + 16 * j;
-            let o = u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as i64 + delta;
-            b[at..at + 8].copy_from_slice(&(o as u64).to_le_bytes());
+            let o = u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) + content.len() as u64
+                - first_len as u64;
+            b[at..at + 8].copy_from_slice(&o.to_le_bytes());
         }
         reseal(&mut b);
         let e = decode(&b).unwrap_err().to_string();

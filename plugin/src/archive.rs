@@ -651,7 +651,7 @@ fn archive<V: ImageVisitor>(path: &Path, c: Compression, visitor: &mut V) -> Res
             return Err(InputError::Duplicate { path: path.into(), member: name }.into());
         }
         image_dirs.extend(ancestors(&name).map(str::to_owned));
-        let mut bytes = Vec::with_capacity(size as usize);
+        let mut bytes = Vec::with_capacity(criu_cet_format::addr::usize_from(size));
         entry
             .by_ref()
             .take(size)

@@ -66,7 +66,7 @@ fn raw_read(pid: u32, start: u64, end: u64) -> Result<u64, EngineError> {
     for std::ops::Range { start: s, end: e } in scan::populated(pid, start, end, ScanMethod::Auto)? {
         let mut at = s;
         while at < e {
-            let len = (e - at).min(buf.len() as u64) as usize;
+            let len = criu_cet_format::addr::usize_from((e - at).min(buf.len() as u64));
             mem.read_exact_at(&mut buf[..len], at)?;
             n += len as u64;
             at += len as u64;
@@ -81,7 +81,7 @@ fn raw_write(pid: u32, start: u64, bytes: u64) -> Result<(), EngineError> {
     let buf = vec![0x5au8; 1 << 20];
     let mut at = 0;
     while at < bytes {
-        let len = (bytes - at).min(buf.len() as u64) as usize;
+        let len = criu_cet_format::addr::usize_from((bytes - at).min(buf.len() as u64));
         mem.write_all_at(&buf[..len], start + at)?;
         at += len as u64;
     }
@@ -187,15 +187,12 @@ fn tree_overhead(
             break;
         }
         root = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
-        whole &= proc::children(root).len() as u32 == n - 1;
+        whole &= proc::children(root).len() as u64 == u64::from(n) - 1;
     }
     whole &= result.is_ok() && digests(&reports)? == before;
     // The tree is ours (started or restored here): end it by its init's pid.
-    if root != 0 {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(root as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+    if let Ok(root) = proc::kernel_pid(root) {
+        let _ = nix::sys::signal::kill(root, nix::sys::signal::Signal::SIGKILL);
     }
     let _ = launcher.kill();
     let _ = launcher.wait();

@@ -8,7 +8,7 @@ use crate::host::HostProfile;
 use crate::proc::{self, Vma};
 use crate::scan::{self, ScanMethod};
 use crate::trace::Stopped;
-use criu_cet_format::addr::{self, PAGE_SIZE};
+use criu_cet_format::addr::{self, usize_from, PAGE_BYTES, PAGE_SIZE};
 use criu_cet_format::{
     Addr, BitmapMapping, FoundBy, ImageWriter, Metadata, NamespaceIds, ProcessInfo, WriteSummary,
     WriterOptions,
@@ -82,7 +82,8 @@ pub fn prepare(stopped: &Stopped, host: &HostProfile, opts: &CaptureOptions) -> 
 /// names its images by and restores the tasks under.
 fn namespace_ids(pid: u32, tids: &[u32]) -> Result<Option<NamespaceIds>, EngineError> {
     let own = proc::nspid(pid, pid)?;
-    let depth = own.len() as u32 - 1;
+    let depth = u32::try_from(own.len().saturating_sub(1))
+        .map_err(|_| EngineError::sys(pid, "reading NSpid", nix::errno::Errno::EINVAL))?;
     let ns_tids = tids.iter().map(|&tid| proc::namespace_id(pid, tid)).collect::<Result<Vec<_>, _>>()?;
     Ok(Some(NamespaceIds { pid: own.last().copied().unwrap_or(pid), tids: ns_tids, depth }))
 }
@@ -127,11 +128,12 @@ fn batches(regions: &[Range<u64>], max_bytes: u64, max_pieces: usize) -> Vec<Vec
 fn read_remote(pid: u32, batch: &[Piece], buf: &mut [u8]) -> Result<(), EngineError> {
     use nix::sys::uio::{process_vm_readv, RemoteIoVec};
     let remote: Vec<RemoteIoVec> =
-        batch.iter().map(|p| RemoteIoVec { base: p.addr as usize, len: p.len as usize }).collect();
+        batch.iter().map(|p| RemoteIoVec { base: usize_from(p.addr), len: usize_from(p.len) }).collect();
     let want = buf.len();
     let mut local = [std::io::IoSliceMut::new(buf)];
-    let tid = proc::mm_tid(pid);
-    let got = process_vm_readv(nix::unistd::Pid::from_raw(tid as i32), &mut local, &remote)
+    let tid =
+        proc::kernel_pid(proc::mm_tid(pid)).map_err(|e| EngineError::sys(pid, "process_vm_readv", e))?;
+    let got = process_vm_readv(tid, &mut local, &remote)
         .map_err(|e| EngineError::sys(pid, "process_vm_readv", e))?;
     if got != want {
         return Err(EngineError::sys(
@@ -158,20 +160,20 @@ impl Capture {
         if let Some(v) = &self.bitmap {
             let regions = scan::populated(pid, v.start, v.end, opts.scan)?;
             let total: u64 = regions.iter().map(|r| r.end - r.start).sum();
-            let mut buf = vec![0u8; READ_CHUNK.min(total) as usize];
-            let mut mask = vec![0u8; PAGE_SIZE as usize];
+            let mut buf = vec![0u8; usize_from(READ_CHUNK.min(total))];
+            let mut mask = vec![0u8; PAGE_BYTES];
             for batch in batches(&regions, READ_CHUNK, MAX_IOVECS) {
                 crate::error::check_interrupt(pid, "while reading the bitmap; no image was written")?;
-                let len = batch.iter().map(|p| p.len).sum::<u64>() as usize;
+                let len = usize_from(batch.iter().map(|p| p.len).sum::<u64>());
                 read_remote(pid, &batch, &mut buf[..len]).map_err(|e| match e {
                     EngineError::Sys { errno, .. } if errno == nix::errno::Errno::EFAULT => {
                         self.changed(v, format!("reading {:#x}+{len:#x} failed: {errno}", batch[0].addr))
                     }
                     e => e,
                 })?;
-                let mut pages = buf[..len].chunks_exact_mut(PAGE_SIZE as usize);
+                let mut pages = buf[..len].chunks_exact_mut(PAGE_BYTES);
                 for piece in &batch {
-                    for (i, page) in pages.by_ref().take((piece.len / PAGE_SIZE) as usize).enumerate() {
+                    for (i, page) in pages.by_ref().take(usize_from(piece.len / PAGE_SIZE)).enumerate() {
                         let index = (piece.addr - v.start) / PAGE_SIZE + i as u64;
                         report.populated_pages += 1;
                         match live_mask(&self.exec, index, &mut mask) {

@@ -8,10 +8,14 @@ use criu_cet_format::{Addr, Ibt, ShadowStack, ThreadCet, UserCet};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
+fn thread(pid: u32, tid: u32) -> Result<Pid, EngineError> {
+    proc::kernel_pid(tid).map_err(|e| EngineError::sys(pid, format!("thread {tid}"), e))
+}
+
 /// Reads the CET state of a ptrace-stopped thread.
 pub fn read_thread(pid: u32, tid: u32) -> Result<ThreadCet, EngineError> {
     let status = proc::thread_status(pid, tid)?;
-    let t = Pid::from_raw(tid as i32);
+    let t = thread(pid, tid)?;
     let shadow_stack = match proc::parse_thread_features(&status) {
         None => ShadowStack::NotAvailable,
         Some((features, locked)) => {
@@ -40,7 +44,7 @@ pub fn read_thread(pid: u32, tid: u32) -> Result<ThreadCet, EngineError> {
 /// IA32_U_CET of a ptrace-stopped thread through NT_X86_CET, or the test-only module of the
 /// emulated CET guest where that stands in for the regset; `None` when the kernel offers neither.
 pub fn read_user_cet(pid: u32, tid: u32) -> Result<Option<UserCet>, EngineError> {
-    let t = Pid::from_raw(tid as i32);
+    let t = thread(pid, tid)?;
     let reading = || format!("reading the CET state of thread {tid}");
     let mut b = [0u8; 16];
     match sys::get_regset(t, sys::NT_X86_CET, &mut b) {
@@ -94,7 +98,7 @@ fn suspend_thread(pid: u32, tid: u32) -> Result<Option<UserCet>, EngineError> {
 /// it. `Ok(false)` when the kernel offers neither.
 pub fn write_user_cet(pid: u32, tid: u32, user_cet: UserCet) -> Result<bool, EngineError> {
     let mut b = [0u8; 16];
-    let t = Pid::from_raw(tid as i32);
+    let t = thread(pid, tid)?;
     let writing = || format!("writing IA32_U_CET {:#x} of thread {tid}", user_cet.0);
     // Keep the SSP half as the kernel has it.
     match sys::get_regset(t, sys::NT_X86_CET, &mut b) {

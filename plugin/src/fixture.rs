@@ -6,7 +6,6 @@ use crate::{sys, EngineError};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
-use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -131,6 +130,11 @@ impl Report {
         self.get(key).parse().unwrap_or_else(|_| panic!("{key} in {:?}", self.0))
     }
 
+    /// The field `pid`, the fixture's process id. Panics when it is missing or no u32: for tests.
+    pub fn pid(&self) -> u32 {
+        u32::try_from(self.num("pid")).unwrap_or_else(|_| panic!("pid in {:?}", self.0))
+    }
+
     /// What must survive a checkpoint: the bitmap's place, size and every populated byte.
     pub fn bitmap_view(&self) -> String {
         ["bitmap", "pages", "ones", "mixed", "digest"]
@@ -144,14 +148,18 @@ impl Report {
 /// subreaper that asked for it). Never `waitpid(-1)`: in a process whose threads trace others,
 /// that would steal their ptrace-stop notifications.
 pub fn reap(pid: u32) {
-    let _ = waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG));
+    if let Ok(pid) = crate::proc::kernel_pid(pid) {
+        let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+    }
 }
 
 /// Waits until `pid` no longer exists (reaping it if it is ours), at most `limit`; whether it went.
 pub fn gone_within(pid: u32, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
+    // An id that names no task is gone already.
+    let Ok(p) = crate::proc::kernel_pid(pid) else { return true };
     // Signal 0 finds any process or thread, zombies too, as /proc/PID does.
-    while kill(Pid::from_raw(pid as i32), None) != Err(Errno::ESRCH) {
+    while kill(p, None) != Err(Errno::ESRCH) {
         reap(pid);
         if Instant::now() > deadline {
             return false;
@@ -164,6 +172,8 @@ pub fn gone_within(pid: u32, limit: Duration) -> bool {
 /// Ends a process the caller started (or restored), by its PID, and waits until it is gone (a
 /// minute at most). Best effort: destructors call it, and must not panic.
 pub fn end(pid: u32) {
-    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    if let Ok(p) = crate::proc::kernel_pid(pid) {
+        let _ = kill(p, Signal::SIGKILL);
+    }
     gone_within(pid, Duration::from_secs(60));
 }

@@ -61,7 +61,7 @@ impl Fault {
                 }
                 Err(std::io::Error::other(format!("injected fault ({FAULT_ENV})")))
             }
-            Some(left) => Ok((len as u64).min(left) as usize),
+            Some(left) => Ok(criu_cet_format::addr::usize_from((len as u64).min(left))),
             None => Ok(len),
         }
     }

@@ -11,6 +11,14 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
+/// The kernel's [`nix::unistd::Pid`] for a process or thread id held as u32 (read from /proc, an
+/// image, CRIU or a pid file). 0 and ids past i32::MAX name no task: a cast would turn them into
+/// 0 or a negative pid, which kill(2) and waitpid(2) read as a process group or every process,
+/// so they are refused as the kernel refuses a task that does not exist, with ESRCH.
+pub fn kernel_pid(id: u32) -> Result<nix::unistd::Pid, nix::errno::Errno> {
+    i32::try_from(id).ok().filter(|&p| p > 0).map(nix::unistd::Pid::from_raw).ok_or(nix::errno::Errno::ESRCH)
+}
+
 /// Reads a /proc file of process `pid`; an error names the process and the file.
 fn read(pid: u32, path: &str) -> Result<Vec<u8>, EngineError> {
     std::fs::read(path).map_err(|e| EngineError::proc_io(pid, path, e))
@@ -464,6 +472,14 @@ pub fn parse_cpuinfo(text: &str) -> CpuFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_that_name_no_task_are_no_pid() {
+        assert_eq!(kernel_pid(7).unwrap().as_raw(), 7);
+        for id in [0, 1 << 31, u32::MAX] {
+            assert_eq!(kernel_pid(id), Err(nix::errno::Errno::ESRCH), "{id}");
+        }
+    }
 
     #[test]
     fn nspid_lists_every_namespace_innermost_last() {

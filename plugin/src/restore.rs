@@ -9,7 +9,7 @@ use crate::error::{check_interrupt, EngineError};
 use crate::proc::{self, Backing, ProcFile, Vma};
 use crate::scan::{self, ScanMethod};
 use crate::trace::{self, Stopped};
-use criu_cet_format::addr::PAGE_SIZE;
+use criu_cet_format::addr::{usize_from, PAGE_BYTES, PAGE_SIZE};
 use criu_cet_format::{BitmapMapping, Chunk, Ibt, ImageReader, Metadata, PageKind};
 use nix::errno::Errno;
 use std::io::{Read, Seek};
@@ -36,7 +36,7 @@ const PARTIAL: &str = "with the bitmap mapping in place but its content only par
                        restore again";
 
 static ONES: [u8; 1 << 16] = [0xff; 1 << 16];
-const ZERO: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
+const ZERO: [u8; PAGE_BYTES] = [0; PAGE_BYTES];
 
 /// Writes into the target's memory, refusing anything outside `[start, end)`.
 struct BitmapWindow {
@@ -72,7 +72,7 @@ impl BitmapWindow {
         if back[..] != bytes[..] {
             let i = back.iter().zip(bytes).position(|(a, b)| a != b).unwrap_or(0) as u64;
             let page = i / PAGE_SIZE * PAGE_SIZE;
-            let got = &back[page as usize..(page + PAGE_SIZE) as usize];
+            let got = &back[usize_from(page)..usize_from(page + PAGE_SIZE)];
             return Err(EngineError::Verify {
                 pid: self.pid,
                 addr: addr + page,
@@ -111,7 +111,7 @@ pub fn restore<R: Read + Seek>(
                 Chunk::Ones { page, count } => {
                     let (mut at, end) = (base + page * PAGE_SIZE, base + (page + count) * PAGE_SIZE);
                     while at < end {
-                        let n = (ONES.len() as u64).min(end - at) as usize;
+                        let n = usize_from((ONES.len() as u64).min(end - at));
                         win.write_verified(at, &ONES[..n], &mut back)?;
                         at += n as u64;
                     }
@@ -175,7 +175,7 @@ fn restored_tids(pid: u32, held: &[u32], meta: &Metadata) -> Result<Vec<Option<u
 /// populated. Returns how many pages were cleared.
 fn clear_strays<R: Read + Seek>(win: &BitmapWindow, reader: &mut ImageReader<R>) -> Result<u64, EngineError> {
     let (mut cleared, mut covered) = (0u64, 0u64);
-    let mut buf = vec![0u8; PAGE_SIZE as usize];
+    let mut buf = vec![0u8; PAGE_BYTES];
     let runs = reader.summary().runs;
     let mut i = 0;
     let mut run = if runs > 0 { Some(reader.run_at(0)?) } else { None };
@@ -245,18 +245,21 @@ fn ensure_mapping(stopped: &Stopped, b: &BitmapMapping) -> Result<bool, EngineEr
         }
     }
     let insn = find_syscall_insn(pid, &vmas)?;
-    let t = stopped.any_thread();
+    let t = stopped.any_thread().map_err(|e| EngineError::sys(pid, "choosing a thread to run mmap in", e))?;
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE;
-    let prot = (b.prot & 3) as u64;
-    let r =
-        trace::remote_syscall(t, insn, libc::SYS_mmap, [start, b.length, prot, flags as u64, u64::MAX, 0])
-            .map_err(|e| EngineError::sys(pid, "running mmap in the target", e))?;
-    if r < 0 || r as u64 != start {
-        let errno = if r < 0 { Errno::from_raw(-r as i32) } else { Errno::EEXIST };
-        if r >= 0 {
-            // The kernel placed it elsewhere (old kernel ignoring MAP_FIXED_NOREPLACE): undo.
-            let _ = trace::remote_syscall(t, insn, libc::SYS_munmap, [r as u64, b.length, 0, 0, 0, 0]);
-        }
+    let prot = u64::from(b.prot & 3);
+    let flags = u64::try_from(flags).expect("mmap flags are positive");
+    let r = trace::remote_syscall(t, insn, libc::SYS_mmap, [start, b.length, prot, flags, u64::MAX, 0])
+        .map_err(|e| EngineError::sys(pid, "running mmap in the target", e))?;
+    if r != Ok(start) {
+        let errno = match r {
+            Err(errno) => errno,
+            Ok(elsewhere) => {
+                // The kernel placed it elsewhere (old kernel ignoring MAP_FIXED_NOREPLACE): undo.
+                let _ = trace::remote_syscall(t, insn, libc::SYS_munmap, [elsewhere, b.length, 0, 0, 0, 0]);
+                Errno::EEXIST
+            }
+        };
         let hint = if errno == Errno::ENOMEM {
             " (the target's address space does not reach this range: is the host 4-level?)"
         } else {
@@ -277,9 +280,7 @@ fn ensure_mapping(stopped: &Stopped, b: &BitmapMapping) -> Result<bool, EngineEr
             [start, b.length, libc::MADV_DONTDUMP as u64, 0, 0, 0],
         )
         .map_err(|e| EngineError::sys(pid, "running madvise in the target", e))?;
-        if r < 0 {
-            return Err(EngineError::sys(pid, "MADV_DONTDUMP on the new bitmap", Errno::from_raw(-r as i32)));
-        }
+        r.map_err(|e| EngineError::sys(pid, "MADV_DONTDUMP on the new bitmap", e))?;
     }
     Ok(true)
 }
@@ -384,7 +385,7 @@ pub fn find_syscall_insn(pid: u32, vmas: &[Vma]) -> Result<u64, EngineError> {
     order.sort_by_key(|v| v.backing != Backing::Named("[vdso]".into()));
     let mut buf = vec![0u8; 1 << 20];
     for v in order {
-        let n = (v.len() as usize).min(buf.len());
+        let n = usize_from(v.len()).min(buf.len());
         if mem.read_exact_at(&mut buf[..n], v.start).is_err() {
             continue;
         }

@@ -5,6 +5,7 @@
 use crate::error::EngineError;
 use crate::proc::{self, ProcFile};
 use crate::sys::{self, PageRegion};
+use criu_cet_format::addr::usize_from;
 use nix::errno::Errno;
 use std::ops::Range;
 use std::os::fd::AsFd;
@@ -55,13 +56,13 @@ fn scan(file: &ProcFile, start: u64, end: u64) -> Result<Vec<Range<u64>>, Errno>
 /// Reads pagemap entries (bit 63 present, bit 62 swapped) in 1 MiB batches.
 fn read_pagemap(file: &ProcFile, start: u64, end: u64) -> Result<Vec<Range<u64>>, EngineError> {
     const BATCH: u64 = 128 * 1024;
-    let mut buf = vec![0u8; (BATCH * 8) as usize];
+    let mut buf = vec![0u8; usize_from(BATCH * 8)];
     let mut out = Vec::new();
     let mut page = start / 4096;
     let last = end / 4096;
     while page < last {
         let n = BATCH.min(last - page);
-        let bytes = &mut buf[..(n * 8) as usize];
+        let bytes = &mut buf[..usize_from(n * 8)];
         file.read_exact_at(bytes, page * 8)?;
         for (i, e) in bytes.chunks_exact(8).enumerate() {
             let entry = u64::from_le_bytes(e.try_into().expect("8 bytes"));

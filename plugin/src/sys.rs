@@ -140,7 +140,8 @@ pub fn pagemap_scan(
     // writable page_region structs (`raw`), which outlive the call. The kernel writes at most
     // `vec_len` regions and updates `walk_end`.
     let n = unsafe { libc::ioctl(fd.as_raw_fd(), PAGEMAP_SCAN as _, &mut arg) };
-    let n = Errno::result(n)? as usize;
+    // The number of regions filled: never negative once Errno::result has taken the -1.
+    let n = usize::try_from(Errno::result(n)?).map_err(|_| Errno::EINVAL)?;
     out.extend(raw[..n.min(capacity)].iter().map(|r| PageRegion {
         start: r.start,
         end: r.end,

@@ -28,7 +28,7 @@ pub struct Stopped {
     /// Every thread held stopped.
     pub tids: Vec<u32>,
     /// Threads we attached (and detach on drop), with a signal to hand back on detach.
-    attached: Vec<(u32, Option<Signal>)>,
+    attached: Vec<(Pid, Option<Signal>)>,
 }
 
 impl Stopped {
@@ -93,22 +93,22 @@ impl Stopped {
     }
 
     fn seize_one(&mut self, tid: u32) -> Result<(), Errno> {
-        let t = Pid::from_raw(tid as i32);
+        let t = proc::kernel_pid(tid)?;
         ptrace::seize(t, ptrace::Options::empty())?;
-        self.attached.push((tid, None));
+        self.attached.push((t, None));
         ptrace::interrupt(t)?;
         loop {
             match wait_for_stop(t, STOP_LIMIT)? {
                 Stop::Reported(WaitStatus::PtraceEvent(..)) | Stop::Unreported => return Ok(()),
                 // A signal was on its way in: keep it, hand it back on detach, stay stopped.
                 Stop::Reported(WaitStatus::Stopped(_, sig)) => {
-                    if let Some(a) = self.attached.iter_mut().find(|a| a.0 == tid) {
+                    if let Some(a) = self.attached.iter_mut().find(|a| a.0 == t) {
                         a.1 = Some(sig);
                     }
                     return Ok(());
                 }
                 Stop::Reported(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => {
-                    self.attached.retain(|a| a.0 != tid);
+                    self.attached.retain(|a| a.0 != t);
                     return Err(Errno::ESRCH);
                 }
                 Stop::Reported(_) => continue,
@@ -117,16 +117,16 @@ impl Stopped {
     }
 
     /// A stopped thread to run remote system calls in (the main thread when it is alive).
-    pub fn any_thread(&self) -> Pid {
+    pub fn any_thread(&self) -> Result<Pid, Errno> {
         let tid = if self.tids.contains(&self.pid) { self.pid } else { self.tids[0] };
-        Pid::from_raw(tid as i32)
+        proc::kernel_pid(tid)
     }
 }
 
 impl Drop for Stopped {
     fn drop(&mut self) {
         for (tid, sig) in self.attached.drain(..) {
-            let _ = ptrace::detach(Pid::from_raw(tid as i32), sig);
+            let _ = ptrace::detach(tid, sig);
         }
     }
 }
@@ -134,7 +134,9 @@ impl Drop for Stopped {
 /// Runs one system call inside a ptrace-stopped thread: points its instruction pointer at a
 /// `syscall` instruction already in its memory (`syscall_insn`), resumes it with PTRACE_SYSCALL
 /// to the system-call entry stop and again to the exit stop, reads the result, and puts every
-/// register back. No byte of the target's memory is changed by this mechanism.
+/// register back. No byte of the target's memory is changed by this mechanism. Returns the
+/// system call's own result (its value, or the errno it failed with) inside the result of
+/// running it (an errno of ptrace).
 ///
 /// No single-stepping: a single step leaves the trap flag (EFLAGS.TF) set in the thread until
 /// the tracer resumes or detaches it, and a tracer that dies (SIGKILL) does neither, so the
@@ -146,11 +148,17 @@ impl Drop for Stopped {
 /// `orig_rax` is set to -1 so that the kernel does not treat the stop as an interrupted system
 /// call to restart; the saved registers (with the original `orig_rax`) are restored afterwards,
 /// so an interrupted call restarts exactly as it would have.
-pub fn remote_syscall(tid: Pid, syscall_insn: u64, nr: i64, args: [u64; 6]) -> Result<i64, Errno> {
+pub fn remote_syscall(
+    tid: Pid,
+    syscall_insn: u64,
+    nr: i64,
+    args: [u64; 6],
+) -> Result<Result<u64, Errno>, Errno> {
+    let nr = u64::try_from(nr).map_err(|_| Errno::ENOSYS)?;
     let saved = ptrace::getregs(tid)?;
     let mut regs = saved;
     regs.rip = syscall_insn;
-    regs.rax = nr as u64;
+    regs.rax = nr;
     regs.orig_rax = u64::MAX;
     regs.rdi = args[0];
     regs.rsi = args[1];
@@ -165,7 +173,15 @@ pub fn remote_syscall(tid: Pid, syscall_insn: u64, nr: i64, args: [u64; 6]) -> R
     let rax = ran?;
     put_back?;
     park(tid)?;
-    Ok(rax as i64)
+    Ok(syscall_return(rax))
+}
+
+/// A system call's return register: the kernel returns -errno (-4095..=-1) for a failure.
+fn syscall_return(rax: u64) -> Result<u64, Errno> {
+    match 0u64.wrapping_sub(rax) {
+        e @ 1..=4095 => Err(i32::try_from(e).map_or(Errno::UnknownErrno, Errno::from_raw)),
+        _ => Ok(rax),
+    }
 }
 
 /// Moves a thread from the system-call exit stop into a PTRACE_EVENT_STOP, where it was before
@@ -208,7 +224,7 @@ fn park(tid: Pid) -> Result<(), Errno> {
 /// Resumes `tid` (stopped with its instruction pointer at a `syscall` instruction) to the entry
 /// and the exit stop of that system call; returns `rax` at the exit stop. Signals that arrive
 /// meanwhile are held back and sent again afterwards, so the target still receives them.
-fn run_to_syscall_exit(tid: Pid, insn: u64, nr: i64) -> Result<u64, Errno> {
+fn run_to_syscall_exit(tid: Pid, insn: u64, nr: u64) -> Result<u64, Errno> {
     use nix::sys::signal::Signal;
     let mut deferred = Vec::new();
     let mut entered = false;
@@ -237,7 +253,7 @@ fn run_to_syscall_exit(tid: Pid, insn: u64, nr: i64) -> Result<u64, Errno> {
                 Ok(r) => r,
                 Err(e) => break Err(e),
             };
-            if regs.rip != insn + 2 || regs.orig_rax != nr as u64 {
+            if regs.rip != insn + 2 || regs.orig_rax != nr {
                 break Err(Errno::EFAULT);
             }
             if entered {

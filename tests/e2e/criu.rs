@@ -137,11 +137,11 @@ fn a_process_tree_with_and_without_bitmaps() {
     let s = session();
     let mut f = start_fixture(&s.root, "r", &["--fork", "--fork-plain", "--ones", "2", "--mixed", "3"]);
     let child = Fixture::adopt(
-        wait_for_report(&suffixed(&f.report, "child")).unwrap().num("pid") as u32,
+        wait_for_report(&suffixed(&f.report, "child")).unwrap().pid(),
         suffixed(&f.report, "child"),
     );
     let plain = Fixture::adopt(
-        wait_for_report(&suffixed(&f.report, "plain")).unwrap().num("pid") as u32,
+        wait_for_report(&suffixed(&f.report, "plain")).unwrap().pid(),
         suffixed(&f.report, "plain"),
     );
     let (p0, c0, q0) = (f.ask().unwrap(), child.ask().unwrap(), plain.ask().unwrap());
@@ -193,7 +193,7 @@ fn a_second_plugin_in_the_same_directory_sees_every_pid() {
     let env = [("CET_WITNESS_LOG", log.as_os_str())];
     let mut f = start_fixture(&s.root, "r", &["--fork", "--ones", "1"]);
     let child = Fixture::adopt(
-        wait_for_report(&suffixed(&f.report, "child")).unwrap().num("pid") as u32,
+        wait_for_report(&suffixed(&f.report, "child")).unwrap().pid(),
         suffixed(&f.report, "child"),
     );
     let (p0, c0) = (f.ask().unwrap(), child.ask().unwrap());
@@ -247,7 +247,11 @@ fn the_descriptor_and_pre_dump_through_the_c_abi() {
     let f = start_fixture(dir.path(), "r", &["--ones", "1"]);
     let before = f.ask().unwrap();
     assert_eq!((desc.init)(1), 0, "init(PRE_DUMP)");
-    assert_eq!(checkpoint(f.pid as i32), -libc::ENOTSUP, "pre-dump leaves the pid to others");
+    assert_eq!(
+        checkpoint(i32::try_from(f.pid).unwrap()),
+        -libc::ENOTSUP,
+        "pre-dump leaves the pid to others"
+    );
     (desc.exit)(1, 0);
     assert_eq!(f.ask().unwrap(), before);
     // Outside CRIU, restore init finds no image directory: an error return, not a crash.
@@ -391,7 +395,7 @@ fn criu_exits_cleanly_on_every_kind_of_broken_cet_image() {
         ("truncated to half", good[..good.len() / 2].to_vec(), "truncated or was never finished"),
         (
             "garbage",
-            (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(),
+            (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0]).collect(),
             "not a criu-cet image",
         ),
         ("magic flipped", flipped_magic, "not a criu-cet image"),
@@ -500,7 +504,7 @@ fn a_namespace_init_and_two_children_all_with_bitmaps() {
         .iter()
         .map(|k| {
             let path = suffixed(&r, k);
-            (wait_for_report(&path).unwrap().num("pid") as u32, path)
+            (wait_for_report(&path).unwrap().pid(), path)
         })
         .collect();
     let mut tasks = vec![(1, r.clone())];

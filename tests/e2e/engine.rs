@@ -194,11 +194,11 @@ fn remote_syscalls_leave_every_register_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let f = start_fixture(dir.path(), "r", &["--no-bitmap"]);
     let stopped = Stopped::new(f.pid, Tracing::Seize).unwrap();
-    let t = stopped.any_thread();
+    let t = stopped.any_thread().unwrap();
     let before = nix::sys::ptrace::getregs(t).unwrap();
     let at = syscall_insn(f.pid);
-    let got = criu_cet::trace::remote_syscall(t, at, libc::SYS_getpid, [0; 6]).unwrap();
-    assert_eq!(got as u32, f.pid, "getpid ran inside the target");
+    let got = criu_cet::trace::remote_syscall(t, at, libc::SYS_getpid, [0; 6]).unwrap().unwrap();
+    assert_eq!(u32::try_from(got).unwrap(), f.pid, "getpid ran inside the target");
     let after = nix::sys::ptrace::getregs(t).unwrap();
     assert_eq!(format!("{before:?}"), format!("{after:?}"));
     drop(stopped);
@@ -339,7 +339,7 @@ fn seize_and_remote_syscalls_survive_a_thread_stealing_wait_notifications() {
     let f = start_fixture(dir.path(), "r", &["--no-bitmap", "--threads", "2"]);
     let stop = Arc::new(AtomicBool::new(false));
     // It waits for the fixture only (a wait for any child would also take other tests' children).
-    let target = nix::unistd::Pid::from_raw(f.pid as i32);
+    let target = nix::unistd::Pid::from_raw(i32::try_from(f.pid).unwrap());
     let thief = {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
@@ -359,8 +359,10 @@ fn seize_and_remote_syscalls_survive_a_thread_stealing_wait_notifications() {
     for _ in 0..30 {
         let stopped = Stopped::new(f.pid, Tracing::Seize).expect("seized despite the thief");
         let got =
-            criu_cet::trace::remote_syscall(stopped.any_thread(), at, libc::SYS_getpid, [0; 6]).unwrap();
-        assert_eq!(got as u32, f.pid);
+            criu_cet::trace::remote_syscall(stopped.any_thread().unwrap(), at, libc::SYS_getpid, [0; 6])
+                .unwrap()
+                .unwrap();
+        assert_eq!(u32::try_from(got).unwrap(), f.pid);
     }
     stop.store(true, Ordering::Relaxed);
     let stolen = thief.join().unwrap();

@@ -4,7 +4,7 @@
 mod support;
 
 use criu_cet_format::forge;
-use criu_cet_format::layout::{self, SectionEntry};
+use criu_cet_format::layout;
 #[cfg(feature = "test-hooks")]
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -72,35 +72,11 @@ fn a_dump_failing_or_killed_at_any_byte_leaves_no_image_or_the_previous_one() {
     assert!(f.ask().unwrap().get("pid") == f.pid.to_string(), "the target was harmed");
 }
 
-/// Replaces the DATA section of a one-block image with `data` and fixes every offset after it.
+/// Replaces the DATA section of a one-block image with `data`, block 0 taking its length.
 fn replace_data(good: &[u8], data: &[u8]) -> Vec<u8> {
-    let n = good.len();
-    let table_offset = u64::from_le_bytes(good[n - 24..n - 16].try_into().unwrap()) as usize;
-    let entries: Vec<SectionEntry> =
-        (0..4).map(|i| SectionEntry::decode(&good[table_offset + 32 * i..])).collect();
-    let d = entries.iter().find(|e| e.kind == layout::SECTION_DATA).unwrap();
-    let (doff, dlen) = (d.offset as usize, d.length as usize);
-    let delta = data.len() as i64 - dlen as i64;
-    let mut b = good[..doff].to_vec();
-    b.extend_from_slice(data);
-    b.extend_from_slice(&good[doff + dlen..n - 32 - 128]);
-    let new_table = b.len();
-    for mut e in entries {
-        if e.kind == layout::SECTION_DATA {
-            e.length = data.len() as u64;
-        } else if e.offset as usize > doff {
-            e.offset = (e.offset as i64 + delta) as u64;
-        }
-        b.extend_from_slice(&e.encode());
-    }
-    b.extend_from_slice(&[0u8; 32]);
-    let nn = b.len();
-    b[nn - 32..nn - 24].copy_from_slice(b"\x89CETEND\n");
-    b[nn - 24..nn - 16].copy_from_slice(&(new_table as u64).to_le_bytes());
-    b[nn - 16..nn - 12].copy_from_slice(&4u32.to_le_bytes());
-    let blocks = SectionEntry::decode(&b[new_table + 96..]);
-    let at = blocks.offset as usize + 8;
-    b[at..at + 4].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    let mut b = forge::splice(good, layout::SECTION_DATA, data).unwrap();
+    let (blocks, _) = forge::find_section(&b, layout::SECTION_BLOCKS).unwrap();
+    b[blocks + 8..blocks + 12].copy_from_slice(&u32::try_from(data.len()).unwrap().to_le_bytes());
     forge::reseal(&mut b).unwrap();
     b
 }
@@ -140,10 +116,8 @@ fn hostile_claims_stay_within_a_memory_limit() {
         ("comm claims 2^62 bytes", forge(comm_len, &(1u64 << 62).to_le_bytes())),
         ("2^40 threads claimed", forge(threads_len, &(1u64 << 40).to_le_bytes())),
         ("run page count u64::MAX", {
-            let n = good.len();
-            let t = u64::from_le_bytes(good[n - 24..n - 16].try_into().unwrap()) as usize;
-            let runs = SectionEntry::decode(&good[t + 64..]);
-            forge(runs.offset as usize + 8, &u64::MAX.to_le_bytes())
+            let (runs, _) = forge::find_section(&good, layout::SECTION_RUNS).unwrap();
+            forge(runs + 8, &u64::MAX.to_le_bytes())
         }),
         ("section count 2^31", {
             let mut b = good.clone();
@@ -265,7 +239,10 @@ fn a_target_killed_mid_dump_gives_clean_errors_and_no_file() {
         let pid = f.pid;
         let killer = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(40 + 25 * round));
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+                nix::sys::signal::SIGKILL,
+            );
         });
         let (ok, failed) = dump_until_gone(&mut f, dir.path(), &format!("k{round}-"));
         killer.join().unwrap();
@@ -472,7 +449,7 @@ fn signal_and_wait(
     seen: String,
     sig: nix::sys::signal::Signal,
 ) -> (std::process::ExitStatus, String) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()), sig).unwrap();
     let status = child.wait().unwrap();
     let tail = STDERR_TAILS.lock().unwrap().remove(&child.id()).unwrap().join().unwrap();
     (status, seen + &tail)

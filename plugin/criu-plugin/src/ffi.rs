@@ -13,6 +13,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 const PLUGIN_VERSION: c_uint = 0x200;
 /// CRIU 4.1 refuses more than 12 hooks ("Corrupted plugin"); 4.2 and later accept 12.
 const MAX_HOOKS: usize = 12;
+const MAX_HOOKS_C: c_uint = 12;
+const _: () = assert!(MAX_HOOKS_C as usize == MAX_HOOKS);
 const HOOK_RESUME_DEVICES_LATE: usize = 9;
 const HOOK_CHECKPOINT_DEVICES: usize = 11;
 
@@ -60,7 +62,7 @@ pub static CR_PLUGIN_DESC: CrPluginDesc = CrPluginDesc {
     init,
     exit,
     version: PLUGIN_VERSION,
-    max_hooks: MAX_HOOKS as c_uint,
+    max_hooks: MAX_HOOKS_C,
     hooks: hooks(),
 };
 

@@ -260,10 +260,9 @@ impl Hooks {
             Err(e) => {
                 log(Level::Error, &format!("{who}: restoring {} failed: {e}", img.name));
                 if on_error == OnError::Kill {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+                    if let Ok(p) = proc::kernel_pid(pid) {
+                        let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+                    }
                     log(
                         Level::Error,
                         &format!(

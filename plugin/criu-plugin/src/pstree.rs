@@ -83,7 +83,7 @@ mod tests {
         out.extend(PSTREE_MAGIC.to_le_bytes());
         for e in entries {
             let body = e.encode_to_vec();
-            out.extend((body.len() as u32).to_le_bytes());
+            out.extend(u32::try_from(body.len()).unwrap().to_le_bytes());
             out.extend(body);
         }
         out

@@ -84,7 +84,7 @@ pub fn zero_pages(imgs: &Path, id: u32, start: u64, end: u64) -> usize {
         for i in 0..count {
             let addr = e.vaddr + i * 4096;
             if (start..end).contains(&addr) {
-                let at = (offset + i * 4096) as usize;
+                let at = usize::try_from(offset + i * 4096).unwrap();
                 if data[at..at + 4096].iter().any(|&b| b != 0) {
                     nonzero += 1;
                 }
@@ -95,7 +95,7 @@ pub fn zero_pages(imgs: &Path, id: u32, start: u64, end: u64) -> usize {
         offset += count * 4096;
     }
     assert_eq!(
-        offset as usize,
+        usize::try_from(offset).unwrap(),
         data.len(),
         "{}: the pagemap does not account for every page",
         pages_path.display()
