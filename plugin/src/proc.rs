@@ -4,9 +4,12 @@
 //! so tests feed recorded kernel output through the same code that reads the live files.
 
 use crate::error::EngineError;
+use nix::errno::Errno;
+use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
 use procfs::process::{MMPermissions, MMapPath, MemoryMaps, VmFlags};
 use procfs::FromRead;
 use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -195,6 +198,86 @@ impl AsFd for ProcFile {
 /// exited), addressed by virtual address; writable too when `write`.
 pub fn open_mem(pid: u32, write: bool) -> Result<ProcFile, EngineError> {
     ProcFile::open_mm(pid, "mem", write)
+}
+
+/// A process's memory as a restore reaches it, chosen by what the target itself may do with the
+/// range.
+pub enum Memory {
+    /// `process_vm_readv`/`process_vm_writev`, for a range the target can read and write: where
+    /// userfaultfd serves a page that has not arrived yet (CRIU's post-copy restore), the call
+    /// waits for the fault handler to fill it, then writes.
+    Vm {
+        /// The target.
+        pid: u32,
+        /// The thread whose address space the calls name: a live one when the main thread has
+        /// exited (the calls answer ESRCH for a zombie leader).
+        tid: u32,
+    },
+    /// /proc/PID/mem, for a range the target cannot write (a read-only bitmap): it overrides
+    /// protections, but answers EIO at once for a page userfaultfd has not filled.
+    File(ProcFile),
+}
+
+impl Memory {
+    /// The way to reach `pid`'s memory in a mapping with protection bits `prot` (PROT_READ 1,
+    /// PROT_WRITE 2).
+    pub fn for_mapping(pid: u32, prot: u32) -> Result<Memory, EngineError> {
+        Ok(if prot & 3 == 3 {
+            Memory::Vm { pid, tid: mm_tid(pid) }
+        } else {
+            Memory::File(open_mem(pid, true)?)
+        })
+    }
+
+    /// Fills `buf` from address `addr`.
+    pub fn read_exact_at(&self, buf: &mut [u8], addr: u64) -> Result<(), EngineError> {
+        let (pid, tid) = match self {
+            Memory::File(f) => return f.read_exact_at(buf, addr),
+            Memory::Vm { pid, tid } => (*pid, *tid),
+        };
+        let mut done = 0;
+        while done < buf.len() {
+            let at = addr + done as u64;
+            let remote = [RemoteIoVec { base: at as usize, len: buf.len() - done }];
+            let n = process_vm_readv(nix_pid(tid), &mut [IoSliceMut::new(&mut buf[done..])], &remote);
+            done += vm_moved(pid, "process_vm_readv", at, remote[0].len, n)?;
+        }
+        Ok(())
+    }
+
+    /// Writes all of `bytes` at address `addr`.
+    pub fn write_all_at(&self, bytes: &[u8], addr: u64) -> Result<(), EngineError> {
+        let (pid, tid) = match self {
+            Memory::File(f) => return f.write_all_at(bytes, addr),
+            Memory::Vm { pid, tid } => (*pid, *tid),
+        };
+        let mut done = 0;
+        while done < bytes.len() {
+            let at = addr + done as u64;
+            let remote = [RemoteIoVec { base: at as usize, len: bytes.len() - done }];
+            let n = process_vm_writev(nix_pid(tid), &[IoSlice::new(&bytes[done..])], &remote);
+            done += vm_moved(pid, "process_vm_writev", at, remote[0].len, n)?;
+        }
+        Ok(())
+    }
+}
+
+/// What one vector call moved: the kernel stops at the first page it cannot reach and reports
+/// what it did, so a call moving nothing is that page's failure.
+fn vm_moved(pid: u32, call: &str, at: u64, len: usize, n: nix::Result<usize>) -> Result<usize, EngineError> {
+    match n {
+        Ok(0) => Err(vm_error(pid, call, at, len, Errno::EFAULT)),
+        Ok(n) => Ok(n),
+        Err(e) => Err(vm_error(pid, call, at, len, e)),
+    }
+}
+
+fn vm_error(pid: u32, call: &str, at: u64, len: usize, errno: Errno) -> EngineError {
+    EngineError::sys(pid, format!("{call} of {at:#x}-{:#x}", at + len as u64), errno)
+}
+
+fn nix_pid(pid: u32) -> nix::unistd::Pid {
+    nix::unistd::Pid::from_raw(pid as i32)
 }
 
 /// The page table entries of process `pid` (/proc/PID/pagemap, through a live thread when the
