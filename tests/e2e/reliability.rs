@@ -590,6 +590,7 @@ fn image_with(
         process: doc.process,
         bitmap: doc.bitmap,
         namespace: doc.namespace,
+        criu_run_id: doc.criu_run_id,
     };
     if let (Some(b), Some((base, length))) = (meta.bitmap.as_mut(), bitmap) {
         b.base = criu_cet_format::Addr(base);
