@@ -2,7 +2,7 @@
 //! prost; the .proto files are compiled by protox, in Rust, so no protoc is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/pstree.proto", "proto/inventory.proto"];
+    let protos = ["proto/pstree.proto", "proto/inventory.proto", "proto/mm.proto"];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

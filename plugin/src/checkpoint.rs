@@ -11,7 +11,7 @@
 //!   names the cet plugin and the same run; an image without a run id (older plugins, the CLI)
 //!   is applied with a warning.
 
-use crate::criu_images::Inventory;
+use crate::criu_images::{self, Inventory};
 use criu_cet_format::Metadata;
 use std::path::Path;
 
@@ -136,19 +136,40 @@ pub fn belonging(name: &str, meta: &Metadata, inventory: &Inventory) -> Belongin
     }
 }
 
-/// The error when the inventory says the dump wrote cet images and none is in the directory.
-pub fn missing_images(dir_shown: &str, tasks: &[u32]) -> String {
-    let mut shown: Vec<String> = tasks.iter().take(8).map(|t| t.to_string()).collect();
-    if tasks.len() > 8 {
-        shown.push(format!("… ({} tasks)", tasks.len()));
+/// What a checkpoint whose inventory names the cet plugin lacks, given the ids of the cet images
+/// found in `dir` (shown as `dir_shown`): the image of every task whose CRIU mm-<id>.img shows a
+/// mapping with a bitmap's fingerprint (the plugin wrote one for each), and, when `dir` holds no
+/// cet image at all, any. `None` when nothing is missing.
+pub fn missing_images(dir: &Path, dir_shown: &str, found: &[u32]) -> Option<String> {
+    let travel = "cet-*.img must travel with CRIU's images (a page server receives only pages; copy \
+                  them with rsync or your transport from the dump's images directory)";
+    let tasks: Vec<u32> = criu_images::read_pstree(dir).map(|t| t.into_keys().collect()).unwrap_or_default();
+    let lacking: Vec<String> = tasks
+        .iter()
+        .filter(|id| !found.contains(id))
+        .filter(|&&id| {
+            criu_images::read_mappings(dir, id).is_ok_and(|vmas| vmas.iter().any(crate::find::is_fingerprint))
+        })
+        .map(|&id| crate::job::image_name(id))
+        .collect();
+    if !lacking.is_empty() {
+        let mut names: Vec<String> = lacking.iter().take(8).cloned().collect();
+        if lacking.len() > 8 {
+            names.push(format!("and {} more", lacking.len() - 8));
+        }
+        return Some(format!(
+            "{} missing: this checkpoint's inventory.img names the cet plugin and CRIU's mm-<id>.img \
+             records a bitmap for {} task(s) without a cet image in {dir_shown}; {travel}",
+            names.join(", "),
+            lacking.len()
+        ));
     }
-    format!(
-        "this checkpoint's inventory.img names the cet plugin, so its dump wrote cet-<id>.img for the \
-         tasks that used CET (of tasks {}), but {dir_shown} holds none: cet-*.img must travel with \
-         CRIU's images (a page server receives only pages; copy them with rsync or your transport \
-         from the dump's images directory)",
-        shown.join(", ")
-    )
+    found.is_empty().then(|| {
+        format!(
+            "this checkpoint's inventory.img names the cet plugin, so its dump wrote cet-<id>.img for \
+             the tasks that used CET, but {dir_shown} holds none; {travel}"
+        )
+    })
 }
 
 #[cfg(test)]

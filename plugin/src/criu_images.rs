@@ -1,6 +1,7 @@
 //! The CRIU images of a checkpoint that the plugin and `criu-cet check` read: `pstree.img` (the
-//! tasks a restore creates, by their ids in the dumped tree's pid namespace) and `inventory.img`
-//! (the plugins the dump registered, and the id of the CRIU run that dumped).
+//! tasks a restore creates, by their ids in the dumped tree's pid namespace), `inventory.img`
+//! (the plugins the dump registered, and the id of the CRIU run that dumped) and `mm-<id>.img`
+//! (every mapping a task had, its bitmap's included).
 //!
 //! CRIU's image framing: a u32 magic (IMG_COMMON_MAGIC, then the image's own; inventory.img has
 //! its own alone), then entries, each a u32 little-endian length and a protobuf message, decoded
@@ -8,6 +9,7 @@
 //! regular file, at most [`MAX_FILE`] bytes) and read with that cap, so a name that leads to a
 //! device or a FIFO is refused rather than read without end.
 
+use crate::proc::{Backing, Vma};
 use prost::Message;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -20,6 +22,11 @@ mod proto {
 const IMG_COMMON_MAGIC: u32 = 0x5456_4319;
 const PSTREE_MAGIC: u32 = 0x5027_3030;
 const INVENTORY_MAGIC: u32 = 0x5831_3116;
+const MM_MAGIC: u32 = 0x5749_2820;
+/// vma_entry.status: an anonymous private mapping (criu/include/image.h VMA_ANON_PRIVATE).
+const VMA_ANON_PRIVATE: u32 = 1 << 9;
+/// vma_entry.madv bit of MADV_DONTDUMP.
+const MADV_DONTDUMP_BIT: u64 = 1 << libc::MADV_DONTDUMP;
 /// Larger than any real tree's pstree.img (about 20 bytes a task, plus 6 a thread) or inventory.
 pub const MAX_FILE: u64 = 64 << 20;
 
@@ -61,6 +68,40 @@ pub fn read_inventory(dir: &Path) -> Result<Inventory, String> {
     let name = "inventory.img";
     let bytes = read_capped(dir, name)?;
     parse_inventory(&bytes).map_err(|e| format!("{name}: {e}"))
+}
+
+/// Reads `dir/mm-<id>.img`: task `id`'s mappings, as the engine describes a process's (CRIU
+/// records no name, so a mapping is anonymous or file-backed by its status).
+pub fn read_mappings(dir: &Path, id: u32) -> Result<Vec<Vma>, String> {
+    let name = format!("mm-{id}.img");
+    let bytes = read_capped(dir, &name)?;
+    parse_mappings(&bytes).map_err(|e| format!("{name}: {e}"))
+}
+
+/// Decodes mm-<id>.img bytes: exactly one entry.
+pub fn parse_mappings(bytes: &[u8]) -> Result<Vec<Vma>, String> {
+    let e = match entries(bytes, &[IMG_COMMON_MAGIC, MM_MAGIC], "mm")?.as_slice() {
+        [(at, body)] => proto::MmEntry::decode(*body).map_err(|e| format!("entry at offset {at}: {e}"))?,
+        many => return Err(format!("{} entries, expected one", many.len())),
+    };
+    Ok(e.vmas
+        .iter()
+        .map(|v| Vma {
+            start: v.start,
+            end: v.end.max(v.start),
+            read: v.prot & libc::PROT_READ as u32 != 0,
+            write: v.prot & libc::PROT_WRITE as u32 != 0,
+            exec: v.prot & libc::PROT_EXEC as u32 != 0,
+            private: v.flags & libc::MAP_PRIVATE as u32 != 0,
+            backing: if v.status & VMA_ANON_PRIVATE != 0 {
+                Backing::Anonymous
+            } else {
+                Backing::Named("(not anonymous private in CRIU's image)".into())
+            },
+            noreserve: v.flags & libc::MAP_NORESERVE as u32 != 0,
+            dontdump: v.madv.unwrap_or(0) & MADV_DONTDUMP_BIT != 0,
+        })
+        .collect())
 }
 
 /// The bytes of `dir/name`, opened once and checked on the opened file.
@@ -196,6 +237,32 @@ mod tests {
         let two = image(&[INVENTORY_MAGIC], &[vec![8, 2], vec![8, 2]]);
         assert!(parse_inventory(&two).unwrap_err().contains("2 entries"));
         assert!(parse_inventory(&pstree(&[(1, vec![1])])).unwrap_err().contains("not a CRIU inventory"));
+    }
+
+    #[test]
+    fn a_bitmap_in_crius_mm_image_has_the_fingerprint() {
+        let vma = |start: u64, len: u64, flags: u32, madv: Option<u64>| proto::VmaEntry {
+            start,
+            end: start + len,
+            prot: 3,
+            flags,
+            status: VMA_AREA_REGULAR | VMA_ANON_PRIVATE,
+            madv,
+        };
+        const VMA_AREA_REGULAR: u32 = 1;
+        let (private, nr) =
+            (libc::MAP_PRIVATE as u32 | libc::MAP_ANONYMOUS as u32, libc::MAP_NORESERVE as u32);
+        let mm = proto::MmEntry {
+            vmas: vec![
+                vma(0x7f00_0000_0000, 8 << 30, private | nr, Some(MADV_DONTDUMP_BIT)),
+                vma(0x1000, 8 << 30, private | nr, None),
+                vma(0x2000_0000, 4096, private, Some(MADV_DONTDUMP_BIT)),
+            ],
+        };
+        let v = parse_mappings(&image(&[IMG_COMMON_MAGIC, MM_MAGIC], &[mm.encode_to_vec()])).unwrap();
+        let found: Vec<bool> = v.iter().map(crate::find::is_fingerprint).collect();
+        assert_eq!(found, vec![true, false, false]);
+        assert!(parse_mappings(&image(&[IMG_COMMON_MAGIC, PSTREE_MAGIC], &[])).is_err());
     }
 
     #[test]

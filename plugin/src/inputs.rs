@@ -274,15 +274,24 @@ pub fn check(
     };
     let listing = archive::for_each_image(input, &mut c)?;
     // The plugin's rule: a dump that registered the cet plugin wrote cet images.
-    let missing = c.inventory.as_ref().is_some_and(|inv| inv.names_cet()) && listing.images.is_empty();
-    if missing {
-        let tasks: Vec<u32> =
-            criu_cet::criu_images::read_pstree(input).map(|t| t.into_keys().collect()).unwrap_or_default();
-        say!("error: {}", checkpoint::missing_images(&input.display().to_string(), &tasks));
+    let found: Vec<u32> = listing
+        .images
+        .iter()
+        .filter_map(|n| Path::new(n).file_name()?.to_str().and_then(checkpoint::image_id))
+        .collect();
+    let missing = match &c.inventory {
+        Some(inv) if inv.names_cet() => {
+            checkpoint::missing_images(input, &input.display().to_string(), &found)
+        }
+        _ => None,
+    };
+    if let Some(m) = &missing {
+        say!("error: {m}");
         if !json {
-            say!("verdict: {} cannot be restored: its cet images are missing", input.display());
+            say!("verdict: {} cannot be restored: cet images are missing", input.display());
         }
     }
+    let missing = missing.is_some();
     let pass = c.tallies.pass(any) && !missing;
     let note =
         (listing.images.is_empty() && listing.kind != InputKind::Image).then(|| no_images(input, &listing));

@@ -703,3 +703,23 @@ fn a_failed_dump_leaves_the_earlier_cet_image_as_it_was() {
         .collect();
     assert!(left.is_empty(), "staged images left behind: {left:?}");
 }
+
+/// Issue 18, finding 2: CRIU's images moved without the plugin's (a page server receives only
+/// pages; a transport that copies CRIU's files by name): restore init names the missing image,
+/// and so does `criu-cet check`.
+#[test]
+fn a_checkpoint_whose_cet_image_did_not_travel_is_refused_naming_it() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut ns = PidNamespace::start(&s.root, "a", &["--bits", "48", "--ones", "2", "--mixed", "3"]);
+    s.dump(ns.init.pid);
+    ns.reap_after_dump();
+    std::fs::remove_file(s.image(1)).unwrap();
+    let out = s.restore_with(&s.lib);
+    let log = s.log("restore.log");
+    assert!(!out.status.success(), "restored without its bitmap:\n{log}");
+    assert!(log.contains("cet-1.img missing") && log.contains("must travel with CRIU's images"), "{log}");
+    assert!(log.contains("restore refused before any task was forked"), "{log}");
+    let check = run(criu_cet().arg("check").arg(&s.imgs));
+    assert!(!check.status.success() && text(&check).contains("cet-1.img missing"), "{}", text(&check));
+}

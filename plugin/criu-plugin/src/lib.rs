@@ -506,12 +506,9 @@ fn check_images(config: &Config) -> Result<(BTreeMap<u32, CheckedImage>, HostPro
                 Belonging::Foreign(why) => problems.push(why),
             }
         }
-        if inv.names_cet() && found == 0 {
-            let ids: Vec<u32> = match tasks.get_or_insert_with(|| criu_images::read_pstree(&dir)) {
-                Ok(t) => t.keys().copied().collect(),
-                Err(_) => Vec::new(),
-            };
-            problems.push(checkpoint::missing_images("the images directory", &ids));
+        if inv.names_cet() {
+            let ids: Vec<u32> = images.keys().copied().collect();
+            problems.extend(checkpoint::missing_images(&dir, "the images directory", &ids));
         }
     }
     if !images.is_empty() {
