@@ -98,6 +98,17 @@ pub fn dump_if_cet(
     dest: Destination<'_>,
     opts: &DumpOptions<'_>,
 ) -> Result<Option<DumpReport>, EngineError> {
+    // Most processes of a container use no CET: where the kernel offers no thread CET state and
+    // no address is given, the maps alone tell that a process has no bitmap, before smaps and
+    // every thread's state are read.
+    let cet = &opts.host.cet;
+    if !cet.kernel_shstk
+        && !cet.kernel_ibt
+        && opts.capture.bitmap_addr.is_none()
+        && !crate::find::might_hold_bitmap(&crate::proc::read_maps(pid)?)
+    {
+        return Ok(None);
+    }
     let stopped = Stopped::new(pid, opts.tracing)?;
     let cap = prepare(&stopped, opts)?;
     let uses_cet = cap.meta.process.threads.iter().any(|t| {
