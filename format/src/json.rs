@@ -26,6 +26,9 @@ pub struct ImageDoc {
     /// Ids in the dumped tree's pid namespace (1.2); `null` for older files.
     #[serde(default)]
     pub namespace: Option<NamespaceIds>,
+    /// The CRIU run that dumped the process (1.3); `null` for older files and CLI dumps.
+    #[serde(default)]
+    pub criu_run_id: Option<String>,
     /// Derived totals.
     #[serde(skip_deserializing)]
     pub summary: Option<DocSummary>,
@@ -114,6 +117,7 @@ impl ImageDoc {
             process: meta.process,
             bitmap: meta.bitmap,
             namespace: meta.namespace,
+            criu_run_id: meta.criu_run_id,
             summary: Some(summary),
             runs,
         })
@@ -136,6 +140,7 @@ impl ImageDoc {
             process: &meta.process,
             bitmap: &meta.bitmap,
             namespace: &meta.namespace,
+            criu_run_id: &meta.criu_run_id,
             summary: Some(summary),
             runs: StreamRuns { reader: &reader, runs, failed: &failed },
         };
@@ -171,6 +176,7 @@ impl ImageDoc {
             process: self.process.clone(),
             bitmap: self.bitmap.clone(),
             namespace: self.namespace.clone(),
+            criu_run_id: self.criu_run_id.clone(),
         };
         let mut w = ImageWriter::new(out, &meta, opts)?;
         for (i, run) in self.runs.iter().enumerate() {
@@ -215,6 +221,7 @@ struct StreamDoc<'a, 'r, R> {
     process: &'a ProcessInfo,
     bitmap: &'a Option<BitmapMapping>,
     namespace: &'a Option<NamespaceIds>,
+    criu_run_id: &'a Option<String>,
     summary: Option<DocSummary>,
     runs: StreamRuns<'a, 'r, R>,
 }

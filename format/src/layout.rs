@@ -10,7 +10,7 @@ pub const FOOTER_MAGIC: [u8; 8] = *b"\x89CETEND\n";
 /// The major format version this crate reads and writes; a different major is refused.
 pub const MAJOR: u16 = 1;
 /// The minor format version this crate writes; a reader accepts any minor of `MAJOR`.
-pub const MINOR: u16 = 2;
+pub const MINOR: u16 = 3;
 /// Size in bytes of the header.
 pub const HEADER_SIZE: usize = 64;
 /// The header's size as its own field holds it.

@@ -317,6 +317,10 @@ pub struct Metadata {
     /// CRIU names its images by and restores them under. `None` in 1.0 and 1.1 files, whose ids
     /// are the dumping host's.
     pub namespace: Option<NamespaceIds>,
+    /// Since 1.3: the id of the CRIU run that dumped the process (CRIU's `criu_run_id`, which it
+    /// records in that dump's inventory.img as `dump_criu_run_id`): ties the image to that dump.
+    /// `None` in older files and in images not written inside CRIU (`criu-cet dump`).
+    pub criu_run_id: Option<String>,
 }
 
 /// Ids in the pid namespace of the dumped tree (the last `NSpid` entry of /proc/PID/status), the
@@ -387,6 +391,14 @@ impl Metadata {
                 return Err(("namespace.tids", "thread ids must be unique".into()));
             }
         }
+        if let Some(id) = &self.criu_run_id {
+            if id.is_empty() || id.len() > MAX_CRIU_RUN_ID || !id.bytes().all(|c| c.is_ascii_graphic()) {
+                return Err((
+                    "criu_run_id",
+                    format!("{id:?}: 1 to {MAX_CRIU_RUN_ID} printable ASCII characters without spaces"),
+                ));
+            }
+        }
         if let Some(b) = &self.bitmap {
             if !addr::is_page_aligned(b.base.0) || !addr::is_page_aligned(b.length) || b.length == 0 {
                 return Err((
@@ -410,3 +422,5 @@ impl Metadata {
 pub const MAX_COMM: usize = 256;
 /// Longest kernel release string the format accepts.
 pub const MAX_KERNEL_RELEASE: usize = 256;
+/// Longest CRIU run id the format accepts (CRIU's is a 36-character UUID).
+pub const MAX_CRIU_RUN_ID: usize = 64;

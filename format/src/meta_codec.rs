@@ -12,7 +12,7 @@ fn config() -> Legacy {
     config::legacy().with_limit::<{ crate::addr::usize_from(MAX_META_LEN) }>()
 }
 
-/// The fields of 1.0 and 1.1, in their order; 1.2 appends `namespace`.
+/// The fields of 1.0 and 1.1, in their order; 1.2 appends `namespace`, 1.3 `criu_run_id`.
 type Base = (SourceHost, ProcessInfo, Option<BitmapMapping>);
 
 pub fn encode(meta: &Metadata) -> Result<Vec<u8>, FormatError> {
@@ -21,6 +21,7 @@ pub fn encode(meta: &Metadata) -> Result<Vec<u8>, FormatError> {
     let mut bytes =
         bincode::serde::encode_to_vec((&meta.host, &meta.process, &meta.bitmap), config()).map_err(fail)?;
     bytes.extend(bincode::serde::encode_to_vec(&meta.namespace, config()).map_err(fail)?);
+    bytes.extend(bincode::serde::encode_to_vec(&meta.criu_run_id, config()).map_err(fail)?);
     if bytes.len() as u64 > MAX_META_LEN {
         return Err(FormatError::Input(format!(
             "metadata is {} bytes, more than the {MAX_META_LEN}-byte limit",
@@ -31,7 +32,7 @@ pub fn encode(meta: &Metadata) -> Result<Vec<u8>, FormatError> {
 }
 
 /// Decodes META of a file of minor version `minor`: the fields of 1.0, then `namespace` when
-/// `minor` is 2 or more. Trailing bytes are fields a newer minor version appended: allowed only
+/// `minor` is 2 or more, then `criu_run_id` when it is 3 or more. Trailing bytes are fields a newer minor version appended: allowed only
 /// when the file's minor version is newer than this reader's.
 pub fn decode(bytes: &[u8], offset: u64, minor: u16) -> Result<Metadata, FormatError> {
     let bad = |e: bincode::error::DecodeError| {
@@ -46,7 +47,14 @@ pub fn decode(bytes: &[u8], offset: u64, minor: u16) -> Result<Metadata, FormatE
         namespace = ns;
         used += n;
     }
-    let meta = Metadata { host, process, bitmap, namespace };
+    let mut criu_run_id = None;
+    if minor >= 3 {
+        let (id, n): (Option<String>, usize) =
+            bincode::serde::decode_from_slice(&bytes[used..], config()).map_err(bad)?;
+        criu_run_id = id;
+        used += n;
+    }
+    let meta = Metadata { host, process, bitmap, namespace, criu_run_id };
     if used != bytes.len() && minor <= crate::layout::MINOR {
         return Err(FormatError::invalid(
             "metadata length",

@@ -186,6 +186,7 @@ fn writer_refuses_pages_out_of_order_or_outside_the_bitmap() {
         process: ProcessInfo { pid: 1, comm: "x".into(), threads: vec![thread(1)] },
         bitmap: Some(bitmap(0x7f00_0000_0000, 28)),
         namespace: None,
+        criu_run_id: None,
     };
     let mut w = ImageWriter::new(Vec::new(), &meta, WriterOptions::default()).unwrap();
     w.push_page(1, &[0xff; 4096]).unwrap();
@@ -202,6 +203,7 @@ fn random_access_and_streaming_agree_with_what_was_written() {
         process: ProcessInfo { pid: 1, comm: "x".into(), threads: vec![thread(1)] },
         bitmap: Some(bitmap(0x7f00_0000_0000, 40)),
         namespace: None,
+        criu_run_id: None,
     };
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = || {

@@ -63,7 +63,7 @@ fn a_version_1_0_image_without_page_coding_still_reads() {
     // The same content as today's vector: only the version and the compressed size differ.
     let (_, doc) = vectors().into_iter().find(|(n, _)| *n == "typical-48").unwrap();
     let now = decode(&encode(&doc)).unwrap();
-    assert_eq!((decoded.format_version.as_str(), now.format_version.as_str()), ("1.0", "1.2"));
+    assert_eq!((decoded.format_version.as_str(), now.format_version.as_str()), ("1.0", "1.3"));
     assert_eq!(decoded.namespace, None, "1.0 files carry no namespace ids");
     assert_eq!(serde_json::to_value(&decoded.runs).unwrap(), serde_json::to_value(&now.runs).unwrap());
     assert_eq!(decoded.process, now.process);
@@ -72,6 +72,31 @@ fn a_version_1_0_image_without_page_coding_still_reads() {
         let mut bad = old.clone();
         bad[at] ^= 0x01;
         assert!(decode(&bad).is_err(), "v1.0: flipping byte {at} was accepted");
+    }
+}
+
+#[test]
+fn a_version_1_2_image_without_a_criu_run_id_still_reads() {
+    // Written by the 1.2 writer (no CRIU run id in META), kept unchanged.
+    let dir = vectors_dir().join("v1.2");
+    let old = std::fs::read(dir.join("typical-48.cetimg")).unwrap();
+    assert_eq!((old[10], old[16]), (2, 1), "minor 2, PAGE_CODING");
+    let decoded = decode(&old).unwrap();
+    let json = serde_json::to_string_pretty(&decoded).unwrap() + "\n";
+    assert_eq!(json, std::fs::read_to_string(dir.join("typical-48.json")).unwrap());
+    assert_eq!(decoded.criu_run_id, None);
+    let (_, doc) = vectors().into_iter().find(|(n, _)| *n == "typical-48").unwrap();
+    let now = decode(&encode(&doc)).unwrap();
+    assert!(now.criu_run_id.is_some());
+    assert_eq!(serde_json::to_value(&decoded.runs).unwrap(), serde_json::to_value(&now.runs).unwrap());
+    assert_eq!(
+        (decoded.process, decoded.bitmap, decoded.namespace),
+        (now.process, now.bitmap, now.namespace)
+    );
+    for at in 0..old.len() {
+        let mut bad = old.clone();
+        bad[at] ^= 0x01;
+        assert!(decode(&bad).is_err(), "v1.2: flipping byte {at} was accepted");
     }
 }
 

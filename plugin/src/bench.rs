@@ -116,26 +116,51 @@ fn run_criu(criu: &Path, args: &[&str], dir: &Path, libdir: &Path, log: &str) ->
     Err(EngineError::Criu { message: format!("criu {} failed: see {}", args[0], dir.join(log).display()) })
 }
 
-/// `criu dump` plus `criu restore` of a tree of `n` processes with bitmaps in one pid namespace
-/// (as a container runtime has them), alternately with and without the plugin, `runs` times
-/// each. Returns the medians with and without, and whether the tree came back whole with the
-/// same bitmaps every time.
+/// What [`tree_overhead`] measured.
+struct TreeRun {
+    /// Median wall time of dump + restore with the plugin, and without.
+    with: Duration,
+    without: Duration,
+    /// The tree came back whole with the same bitmaps every time.
+    whole: bool,
+    /// The plugin's own time per process by CRIU's log clock (its hooks' debug lines), in the
+    /// last run with it: CHECKPOINT_DEVICES at dump plus RESUME_DEVICES_LATE at restore.
+    plugin_ms_per_process: f64,
+}
+
+/// The plugin's hook times in a CRIU log (`cet: HOOK: T ms` at debug level), added up.
+fn plugin_ms(log: &Path) -> f64 {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let rest = l
+                .split_once("cet: CHECKPOINT_DEVICES: ")
+                .or_else(|| l.split_once("cet: RESUME_DEVICES_LATE: "))?
+                .1;
+            rest.strip_suffix(" ms")?.parse::<f64>().ok()
+        })
+        .sum()
+}
+
+/// `criu dump` plus `criu restore` of a tree of `n` fixtures started with `args` in one pid
+/// namespace (as a container runtime has them), alternately with and without the plugin, `runs`
+/// times each.
+#[allow(clippy::too_many_arguments)]
 fn tree_overhead(
     criu: &Path,
     bin: &Path,
     d: &Path,
     n: u32,
+    args: &[&str],
     runs: usize,
     withlib: &Path,
     nolib: &Path,
-) -> Result<(Duration, Duration, bool), EngineError> {
+) -> Result<TreeRun, EngineError> {
+    let d = &d.join(format!("tree{n}"));
+    std::fs::create_dir_all(d).map_err(|source| EngineError::Io { path: d.clone(), source })?;
     let report = d.join("tree");
     let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "setsid"])
-        .arg(bin)
-        .arg("--report")
-        .arg(&report)
-        .args(["--bits", "48", "--ones", "4", "--mixed", "4"]);
+    cmd.args(["--pid", "--fork", "setsid"]).arg(bin).arg("--report").arg(&report).args(args);
     for _ in 1..n {
         cmd.arg("--fork");
     }
@@ -157,6 +182,7 @@ fn tree_overhead(
     let mut root = proc::children(launcher.id()).first().copied().unwrap_or(0);
     let (mut with, mut without) = (Vec::new(), Vec::new());
     let mut whole = true;
+    let mut plugin_total = 0.0;
     let imgs = d.join("tree-img");
     let mut result = Ok(());
     for i in 0..2 * runs {
@@ -186,6 +212,9 @@ fn tree_overhead(
             result = Err(e);
             break;
         }
+        if lib == withlib {
+            plugin_total = plugin_ms(&imgs.join("dump.log")) + plugin_ms(&imgs.join("restore.log"));
+        }
         root = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
         whole &= proc::children(root).len() as u64 == u64::from(n) - 1;
     }
@@ -197,7 +226,8 @@ fn tree_overhead(
     let _ = launcher.kill();
     let _ = launcher.wait();
     result?;
-    Ok((median(with), median(without), whole))
+    let plugin_ms_per_process = plugin_total / f64::from(n);
+    Ok(TreeRun { with: median(with), without: median(without), whole, plugin_ms_per_process })
 }
 
 /// `criu dump --leave-running` of a process: its time and the size of its pages-*.img.
@@ -290,6 +320,7 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
     let criu = criu_path(criu);
     let mut criu_note = "no criu (--criu PATH, or criu in PATH): CRIU rows skipped".to_string();
     let mut tree32 = None;
+    let mut tree_nocet = None;
     if let Some(criu) = &criu {
         let (nolib, withlib) = (d.join("nolib"), d.join("lib"));
         for l in [&nolib, &withlib] {
@@ -317,15 +348,38 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
             format!("{:.1} ms without", ms(t_plain)),
             format!("{:.2}", t_cet.as_secs_f64() / t_plain.as_secs_f64()),
         );
-        let (t_with, t_without, whole) = tree_overhead(criu, &bin, d, 32, runs.min(3), &withlib, &nolib)?;
-        let ratio = t_with.as_secs_f64() / t_without.as_secs_f64();
+        let bitmaps = ["--bits", "48", "--ones", "4", "--mixed", "4"];
+        let t = tree_overhead(criu, &bin, d, 32, &bitmaps, runs.min(3), &withlib, &nolib)?;
+        let ratio = t.with.as_secs_f64() / t.without.as_secs_f64();
         row(
             "tree32: criu dump+restore, 32 processes",
-            format!("{:.0} ms", ms(t_with)),
-            format!("{:.0} ms without", ms(t_without)),
+            format!("{:.0} ms", ms(t.with)),
+            format!("{:.0} ms without", ms(t.without)),
             format!("{ratio:.2}"),
         );
-        tree32 = Some((ratio, whole));
+        row(
+            "  plugin per process, bitmap (log clock)",
+            format!("{:.3} ms", t.plugin_ms_per_process),
+            "-".into(),
+            "-".into(),
+        );
+        tree32 = Some((ratio, t.whole));
+        let n = if smoke { 64 } else { 256 };
+        let t = tree_overhead(criu, &bin, d, n, &["--no-bitmap"], runs.min(3), &withlib, &nolib)?;
+        let ratio = t.with.as_secs_f64() / t.without.as_secs_f64();
+        row(
+            &format!("tree{n}_nocet: dump+restore, no CET"),
+            format!("{:.0} ms", ms(t.with)),
+            format!("{:.0} ms without", ms(t.without)),
+            format!("{ratio:.2}"),
+        );
+        row(
+            "  plugin per process, no CET (log clock)",
+            format!("{:.3} ms", t.plugin_ms_per_process),
+            "-".into(),
+            "-".into(),
+        );
+        tree_nocet = Some((ratio, t.whole));
         criu_note = format!("criu: {}", criu.display());
     }
 
@@ -416,15 +470,17 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
     );
 
     say!("{criu_note}");
-    let tree_whole = tree32.is_none_or(|(_, w)| w);
+    let tree_whole = tree32.is_none_or(|(_, w)| w) && tree_nocet.is_none_or(|(_, w)| w);
     say!(
         "restored dense bitmap identical to the source: {same}; CLI runs succeeded: {rss_ok}; \
-         tree32 restored whole with the same bitmaps: {tree_whole}"
+         the trees restored whole with the same bitmaps: {tree_whole}"
     );
     let tree32_overhead = tree32.map_or("-".to_string(), |(r, _)| format!("{r:.2}"));
+    let nocet_overhead = tree_nocet.map_or("-".to_string(), |(r, _)| format!("{r:.2}"));
     say!(
         "summary: sparse57_speedup={speedup:.0} sparse_scale={scale:.2} image_ratio={:.4} dense_mib_s={cap_mib_s:.0} \
-         restore_mib_s={rst_mib_s:.0} peak_rss_mib={rss:.1} check_ms={:.2} tree32_overhead={tree32_overhead}",
+         restore_mib_s={rst_mib_s:.0} peak_rss_mib={rss:.1} check_ms={:.2} tree32_overhead={tree32_overhead} \
+         tree_nocet_overhead={nocet_overhead}",
         image_ratio,
         ms(t_check)
     );

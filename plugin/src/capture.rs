@@ -72,7 +72,13 @@ pub fn prepare(stopped: &Stopped, host: &HostProfile, opts: &CaptureOptions) -> 
     let namespace = namespace_ids(pid, &stopped.tids)?;
     Ok(Capture {
         pid,
-        meta: Metadata { host: host.clone(), process: ProcessInfo { pid, comm, threads }, bitmap, namespace },
+        meta: Metadata {
+            host: host.clone(),
+            process: ProcessInfo { pid, comm, threads },
+            bitmap,
+            namespace,
+            criu_run_id: None,
+        },
         bitmap: found.map(|(v, _)| v),
         exec: vmas.iter().filter(|v| v.exec).map(|v| v.start..v.end).collect(),
     })

@@ -70,6 +70,16 @@ pub fn could_be_bitmap(v: &Vma) -> bool {
     anonymous && v.private && !v.exec && v.len().is_power_of_two() && v.len() <= 1 << 42
 }
 
+/// Whether any of `vmas` (read from maps, without smaps' flags) could be found as a bitmap when
+/// no thread's IA32_U_CET names one and no caller gives its address: a mapping named for it, or
+/// one with a fingerprint's traits that maps shows. `false` means the process has no bitmap.
+pub fn might_hold_bitmap(vmas: &[Vma]) -> bool {
+    vmas.iter().any(|v| {
+        matches!(&v.backing, Backing::Named(n) if NAMES.contains(&n.as_str()))
+            || is_fingerprint(&Vma { noreserve: true, dontdump: true, ..v.clone() })
+    })
+}
+
 /// Whether a mapping has a bitmap's fingerprint (`FoundBy::Fingerprint`): private anonymous,
 /// read-write, not executable, NORESERVE and DONTDUMP, exactly 2^(N-15) bytes for N in 47..=57.
 pub fn is_fingerprint(v: &Vma) -> bool {
@@ -100,6 +110,19 @@ mod tests {
             noreserve: true,
             dontdump: true,
         }
+    }
+
+    #[test]
+    fn maps_without_a_named_or_fingerprint_sized_mapping_hold_no_bitmap() {
+        let plain = |v: Vma| Vma { noreserve: false, dontdump: false, ..v };
+        assert!(might_hold_bitmap(&[plain(anon(0x7f00_0000_0000, 8 << 30))]));
+        assert!(might_hold_bitmap(&[Vma {
+            backing: Backing::Named("[ibt_bitmap]".into()),
+            ..anon(0, 4096)
+        }]));
+        assert!(!might_hold_bitmap(&[plain(anon(0x7f00_0000_0000, 1 << 30))]));
+        assert!(!might_hold_bitmap(&[Vma { exec: true, ..anon(0x7f00_0000_0000, 8 << 30) }]));
+        assert!(!might_hold_bitmap(&[]));
     }
 
     #[test]

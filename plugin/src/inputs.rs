@@ -5,7 +5,8 @@
 
 use crate::show;
 use criu_cet::archive::{self, FoundImage, ImageVisitor, InputKind, Listing};
-use criu_cet::check::CoveragePolicy;
+use criu_cet::check::{CoveragePolicy, Finding, Severity};
+use criu_cet::checkpoint::{self, Belonging};
 use criu_cet::fleet::{self, HostTally, HostVerdict, Tallies, Targets};
 use criu_cet::EngineError;
 use criu_cet_format::{ImageDoc, ImageReader};
@@ -163,6 +164,9 @@ struct Check<'a> {
     refused: Vec<String>,
     head: Option<String>,
     count: usize,
+    /// A CRIU image directory's inventory.img: the dump its cet images must come from (the
+    /// plugin's rule, `criu_cet::checkpoint`).
+    inventory: Option<criu_cet::criu_images::Inventory>,
 }
 
 impl Check<'_> {
@@ -186,6 +190,9 @@ impl Check<'_> {
 
 impl ImageVisitor for Check<'_> {
     fn begin(&mut self, input: &Path, kind: InputKind) {
+        if kind == InputKind::Directory {
+            self.inventory = criu_cet::criu_images::read_inventory(input).ok();
+        }
         let compression = match kind {
             InputKind::Archive(c) => json!(c),
             _ => json!(null),
@@ -203,7 +210,7 @@ impl ImageVisitor for Check<'_> {
         r: &mut ImageReader<R>,
     ) -> Result<(), EngineError> {
         let file_name = found.file_name();
-        let verdicts = fleet::judge(
+        let mut verdicts = fleet::judge(
             &found.display,
             file_name,
             r.metadata(),
@@ -211,6 +218,18 @@ impl ImageVisitor for Check<'_> {
             &self.targets.hosts,
             self.coverage,
         );
+        let name = file_name.unwrap_or(&found.name);
+        let belonging = self.inventory.as_ref().map(|inv| checkpoint::belonging(name, r.metadata(), inv));
+        let finding = match belonging {
+            Some(Belonging::Foreign(message)) => Some(Finding { severity: Severity::Error, message }),
+            Some(Belonging::Unknown(message)) => Some(Finding { severity: Severity::Warning, message }),
+            Some(Belonging::Same) | None => None,
+        };
+        for v in verdicts.iter_mut().filter(|_| finding.is_some()) {
+            let f = finding.clone().expect("filtered");
+            v.can_restore &= f.severity != Severity::Error;
+            v.findings.push(f);
+        }
         self.tallies.add(&verdicts);
         if verdicts.iter().any(|v| !v.can_restore) {
             self.refused.push(found.name.clone());
@@ -251,9 +270,29 @@ pub fn check(
         refused: Vec::new(),
         head: None,
         count: 0,
+        inventory: None,
     };
     let listing = archive::for_each_image(input, &mut c)?;
-    let pass = c.tallies.pass(any);
+    // The plugin's rule: a dump that registered the cet plugin wrote cet images.
+    let found: Vec<u32> = listing
+        .images
+        .iter()
+        .filter_map(|n| Path::new(n).file_name()?.to_str().and_then(checkpoint::image_id))
+        .collect();
+    let missing = match &c.inventory {
+        Some(inv) if inv.names_cet() => {
+            checkpoint::missing_images(input, &input.display().to_string(), &found)
+        }
+        _ => None,
+    };
+    if let Some(m) = &missing {
+        say!("error: {m}");
+        if !json {
+            say!("verdict: {} cannot be restored: cet images are missing", input.display());
+        }
+    }
+    let missing = missing.is_some();
+    let pass = c.tallies.pass(any) && !missing;
     let note =
         (listing.images.is_empty() && listing.kind != InputKind::Image).then(|| no_images(input, &listing));
     let code = if pass { ExitCode::SUCCESS } else { ExitCode::FAILURE };

@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 pub enum Destination<'a> {
     /// This file (the CLI's `--output`).
     File(&'a Path),
-    /// `cet-<id>.img` in this directory, `<id>` being the process's pid in its own pid namespace,
-    /// as CRIU names its images (the plugin).
+    /// CRIU's image directory (the plugin): the image is staged as `.cet-<id>.img.staged` until
+    /// CRIU says the dump succeeded, when it becomes `cet-<id>.img` (`checkpoint::publish`),
+    /// `<id>` being the process's pid in its own pid namespace, as CRIU names its images.
     ImageDirectory(&'a Path),
 }
 
@@ -36,6 +37,8 @@ pub struct DumpOptions<'a> {
     pub durability: Durability,
     /// Bitmap address, scan method, stale-bit pruning.
     pub capture: CaptureOptions,
+    /// The CRIU run dumping (the plugin), recorded in the image to tie it to that dump.
+    pub criu_run_id: Option<String>,
 }
 
 /// What a dump did (`criu-cet dump --json` prints it).
@@ -78,7 +81,14 @@ impl fmt::Display for DumpReport {
 /// Captures process `pid` into an image at `dest`, atomically: the file is complete or absent.
 pub fn dump(pid: u32, dest: Destination<'_>, opts: &DumpOptions<'_>) -> Result<DumpReport, EngineError> {
     let stopped = Stopped::new(pid, opts.tracing)?;
-    write(pid, &capture::prepare(&stopped, opts.host, &opts.capture)?, dest, opts)
+    write(pid, &prepare(&stopped, opts)?, dest, opts)
+}
+
+/// The capture of a stopped process, recording the CRIU run that dumps it.
+fn prepare(stopped: &Stopped, opts: &DumpOptions<'_>) -> Result<Capture, EngineError> {
+    let mut cap = capture::prepare(stopped, opts.host, &opts.capture)?;
+    cap.meta.criu_run_id.clone_from(&opts.criu_run_id);
+    Ok(cap)
 }
 
 /// [`dump`], except that a process with neither a bitmap nor CET state in use gets no image and
@@ -88,8 +98,19 @@ pub fn dump_if_cet(
     dest: Destination<'_>,
     opts: &DumpOptions<'_>,
 ) -> Result<Option<DumpReport>, EngineError> {
+    // Most processes of a container use no CET: where the kernel offers no thread CET state and
+    // no address is given, the maps alone tell that a process has no bitmap, before smaps and
+    // every thread's state are read.
+    let cet = &opts.host.cet;
+    if !cet.kernel_shstk
+        && !cet.kernel_ibt
+        && opts.capture.bitmap_addr.is_none()
+        && !crate::find::might_hold_bitmap(&crate::proc::read_maps(pid)?)
+    {
+        return Ok(None);
+    }
     let stopped = Stopped::new(pid, opts.tracing)?;
-    let cap = capture::prepare(&stopped, opts.host, &opts.capture)?;
+    let cap = prepare(&stopped, opts)?;
     let uses_cet = cap.meta.process.threads.iter().any(|t| {
         matches!(t.shadow_stack, ShadowStack::Available { features, .. } if features != 0)
             || matches!(t.ibt, Ibt::Available { user_cet } if user_cet.0 != 0)
@@ -110,7 +131,7 @@ fn write(
     let namespace_pid = cap.meta.namespace.as_ref().map_or(pid, |ns| ns.pid);
     let file = match dest {
         Destination::File(path) => path.to_path_buf(),
-        Destination::ImageDirectory(dir) => dir.join(image_name(namespace_pid)),
+        Destination::ImageDirectory(dir) => dir.join(crate::checkpoint::staged_name(namespace_pid)),
     };
     let capture =
         image::write_atomically(&file, opts.durability, |out| cap.write(out, &opts.capture).map(|(_, r)| r))?;

@@ -12,6 +12,8 @@ pub mod archive;
 pub mod capture;
 pub mod cet;
 pub mod check;
+pub mod checkpoint;
+pub mod criu_images;
 pub mod error;
 pub mod find;
 pub mod fixture;

@@ -227,6 +227,7 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
 pub fn dump(pid: u32, output: &Path, opts: &CaptureOptions) -> Result<job::DumpReport, EngineError> {
     let host = host::probe();
     let opts = job::DumpOptions {
+        criu_run_id: None,
         host: &host,
         tracing: Tracing::Seize,
         durability: image::Durability::Synced,

@@ -4,9 +4,13 @@
 //! so tests feed recorded kernel output through the same code that reads the live files.
 
 use crate::error::EngineError;
+use criu_cet_format::addr::usize_from;
+use nix::errno::Errno;
+use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
 use procfs::process::{MMPermissions, MMapPath, MemoryMaps, VmFlags};
 use procfs::FromRead;
 use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -102,7 +106,16 @@ impl Vma {
     }
 }
 
-/// Parses /proc/PID/smaps text.
+/// Every mapping of process `pid` from its maps, without smaps' flags (`noreserve` and
+/// `dontdump` read false): a tenth of smaps' cost, for deciding whether a process can hold a
+/// bitmap at all.
+pub fn read_maps(pid: u32) -> Result<Vec<Vma>, EngineError> {
+    let path = mm_path(pid, "maps");
+    let text = read(pid, &path)?;
+    parse_smaps(&text).map_err(|e| EngineError::Io { path: path.into(), source: std::io::Error::other(e) })
+}
+
+/// Parses /proc/PID/smaps (or maps) text.
 pub fn parse_smaps(text: &[u8]) -> Result<Vec<Vma>, String> {
     let maps = MemoryMaps::from_read(text).map_err(|e| format!("unparseable smaps: {e}"))?;
     Ok(maps
@@ -203,6 +216,84 @@ impl AsFd for ProcFile {
 /// exited), addressed by virtual address; writable too when `write`.
 pub fn open_mem(pid: u32, write: bool) -> Result<ProcFile, EngineError> {
     ProcFile::open_mm(pid, "mem", write)
+}
+
+/// A process's memory as a restore reaches it, chosen by what the target itself may do with the
+/// range.
+pub enum Memory {
+    /// `process_vm_readv`/`process_vm_writev`, for a range the target can read and write: where
+    /// userfaultfd serves a page that has not arrived yet (CRIU's post-copy restore), the call
+    /// waits for the fault handler to fill it, then writes.
+    Vm {
+        /// The target.
+        pid: u32,
+        /// The thread whose address space the calls name: a live one when the main thread has
+        /// exited (the calls answer ESRCH for a zombie leader).
+        tid: u32,
+    },
+    /// /proc/PID/mem, for a range the target cannot write (a read-only bitmap): it overrides
+    /// protections, but answers EIO at once for a page userfaultfd has not filled.
+    File(ProcFile),
+}
+
+impl Memory {
+    /// The way to reach `pid`'s memory in a mapping with protection bits `prot` (PROT_READ 1,
+    /// PROT_WRITE 2).
+    pub fn for_mapping(pid: u32, prot: u32) -> Result<Memory, EngineError> {
+        Ok(if prot & 3 == 3 {
+            Memory::Vm { pid, tid: mm_tid(pid) }
+        } else {
+            Memory::File(open_mem(pid, true)?)
+        })
+    }
+
+    /// Fills `buf` from address `addr`.
+    pub fn read_exact_at(&self, buf: &mut [u8], addr: u64) -> Result<(), EngineError> {
+        let (pid, tid) = match self {
+            Memory::File(f) => return f.read_exact_at(buf, addr),
+            Memory::Vm { pid, tid } => (*pid, *tid),
+        };
+        let mut done = 0;
+        while done < buf.len() {
+            let at = addr + done as u64;
+            let remote = [RemoteIoVec { base: usize_from(at), len: buf.len() - done }];
+            let t = kernel_pid(tid).map_err(|e| vm_error(pid, "process_vm_readv", at, remote[0].len, e))?;
+            let n = process_vm_readv(t, &mut [IoSliceMut::new(&mut buf[done..])], &remote);
+            done += vm_moved(pid, "process_vm_readv", at, remote[0].len, n)?;
+        }
+        Ok(())
+    }
+
+    /// Writes all of `bytes` at address `addr`.
+    pub fn write_all_at(&self, bytes: &[u8], addr: u64) -> Result<(), EngineError> {
+        let (pid, tid) = match self {
+            Memory::File(f) => return f.write_all_at(bytes, addr),
+            Memory::Vm { pid, tid } => (*pid, *tid),
+        };
+        let mut done = 0;
+        while done < bytes.len() {
+            let at = addr + done as u64;
+            let remote = [RemoteIoVec { base: usize_from(at), len: bytes.len() - done }];
+            let t = kernel_pid(tid).map_err(|e| vm_error(pid, "process_vm_writev", at, remote[0].len, e))?;
+            let n = process_vm_writev(t, &[IoSlice::new(&bytes[done..])], &remote);
+            done += vm_moved(pid, "process_vm_writev", at, remote[0].len, n)?;
+        }
+        Ok(())
+    }
+}
+
+/// What one vector call moved: the kernel stops at the first page it cannot reach and reports
+/// what it did, so a call moving nothing is that page's failure.
+fn vm_moved(pid: u32, call: &str, at: u64, len: usize, n: nix::Result<usize>) -> Result<usize, EngineError> {
+    match n {
+        Ok(0) => Err(vm_error(pid, call, at, len, Errno::EFAULT)),
+        Ok(n) => Ok(n),
+        Err(e) => Err(vm_error(pid, call, at, len, e)),
+    }
+}
+
+fn vm_error(pid: u32, call: &str, at: u64, len: usize, errno: Errno) -> EngineError {
+    EngineError::sys(pid, format!("{call} of {at:#x}-{:#x}", at + len as u64), errno)
 }
 
 /// The page table entries of process `pid` (/proc/PID/pagemap, through a live thread when the

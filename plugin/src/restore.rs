@@ -6,7 +6,7 @@
 use crate::cet;
 use crate::check;
 use crate::error::{check_interrupt, EngineError};
-use crate::proc::{self, Backing, ProcFile, Vma};
+use crate::proc::{self, Backing, Memory, Vma};
 use crate::scan::{self, ScanMethod};
 use crate::trace::{self, Stopped};
 use criu_cet_format::addr::{usize_from, PAGE_BYTES, PAGE_SIZE};
@@ -41,7 +41,7 @@ const ZERO: [u8; PAGE_BYTES] = [0; PAGE_BYTES];
 /// Writes into the target's memory, refusing anything outside `[start, end)`.
 struct BitmapWindow {
     pid: u32,
-    mem: ProcFile,
+    mem: Memory,
     start: u64,
     end: u64,
 }
@@ -102,7 +102,7 @@ pub fn restore<R: Read + Seek>(
         report.created_mapping = ensure_mapping(stopped, b)?;
         crate::hooks::pause("restore-mapped");
         check_interrupt(pid, PARTIAL)?;
-        let win = BitmapWindow { pid, mem: proc::open_mem(pid, true)?, start: b.base.0, end: b.end() };
+        let win = BitmapWindow { pid, mem: Memory::for_mapping(pid, b.prot)?, start: b.base.0, end: b.end() };
         let base = b.base.0;
         let mut back = Vec::new();
         reader.for_each_chunk(|c| -> Result<(), EngineError> {

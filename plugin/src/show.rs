@@ -79,6 +79,12 @@ pub fn image<R: Read + Seek>(file: &Path, r: &mut ImageReader<R>) -> String {
                 writeln!(o, "  no pid-namespace ids (an image older than format 1.2): named by the host pid");
         }
     }
+    let _ = match &meta.criu_run_id {
+        Some(id) => {
+            writeln!(o, "  dumped by CRIU run {id} (its checkpoint's inventory.img names the same run)")
+        }
+        None => writeln!(o, "  no CRIU run id (written outside CRIU, or older than format 1.3)"),
+    };
     for t in &p.threads {
         let ss = match &t.shadow_stack {
             ShadowStack::NotAvailable => "shadow stack not available".to_string(),

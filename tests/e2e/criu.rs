@@ -658,3 +658,100 @@ fn an_image_rewritten_in_place_during_restore_is_refused_and_its_task_killed() {
     wait_gone(f.pid);
     assert!(log.contains("killed so that it does not run with a wrong IBT bitmap"), "{log}");
 }
+
+/// Issue 18, finding 4: another container's task 1 (no bitmap) dumped into a directory that holds
+/// an earlier container's cet-1.img. The dump that succeeds removes the earlier image, so restore
+/// never applies a foreign bitmap to the new task.
+#[test]
+fn a_reused_directory_never_applies_an_earlier_containers_bitmap() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut first = PidNamespace::start(&s.root, "a", &["--bits", "48", "--ones", "2", "--mixed", "3"]);
+    s.dump(first.init.pid);
+    first.reap_after_dump();
+    assert!(s.image(1).exists(), "{}", s.log("dump.log"));
+    let mut second = PidNamespace::start(&s.root, "b", &["--no-bitmap"]);
+    let before = second.init.ask().unwrap();
+    s.dump(second.init.pid);
+    second.reap_after_dump();
+    let log = s.log("dump.log");
+    assert!(!s.image(1).exists(), "the earlier container's cet-1.img is still there:\n{log}");
+    assert!(log.contains("removed 1 cet image(s) of an earlier dump: cet-1.img"), "{log}");
+    let pid = s.restore_tree();
+    let restore = s.log("restore.log");
+    assert!(!restore.contains("restored cet-"), "a cet image was applied:\n{restore}");
+    let restored = Fixture::adopt(pid, s.root.join("b"));
+    assert_eq!(restored.ask().unwrap().get("bitmap"), before.get("bitmap"));
+}
+
+/// Issue 18: an image the plugin wrote, then a dump of another process into the same directory
+/// without the plugin: the old image stays, and restore refuses it before any task is forked.
+#[test]
+fn an_image_left_by_a_dump_with_the_plugin_is_refused_after_a_dump_without_it() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut first = PidNamespace::start(&s.root, "a", &["--bits", "48", "--ones", "2", "--mixed", "3"]);
+    s.dump(first.init.pid);
+    first.reap_after_dump();
+    let mut second = PidNamespace::start(&s.root, "b", &["--bits", "48", "--ones", "1", "--mixed", "1"]);
+    let out = s.criu(&s.empty_lib, &["dump", "-t", &second.init.pid.to_string()], "dump.log");
+    assert!(out.status.success(), "{}", s.log("dump.log"));
+    second.reap_after_dump();
+    assert!(s.image(1).exists());
+    let out = s.restore_with(&s.lib);
+    let log = s.log("restore.log");
+    assert!(!out.status.success(), "restored with a foreign image:\n{log}");
+    assert!(
+        log.contains("cet-1.img is from another dump") && log.contains("does not name the cet plugin"),
+        "{log}"
+    );
+    assert!(log.contains("restore refused before any task was forked"), "{log}");
+    let check = run(criu_cet().arg("check").arg(&s.imgs));
+    assert!(!check.status.success() && text(&check).contains("from another dump"), "{}", text(&check));
+}
+
+/// Issue 18, finding 5: a dump that CRIU fails after the plugin captured (CRIU_FAULT=3: its page
+/// dump fails) leaves the directory's earlier checkpoint exactly as it was.
+#[test]
+fn a_failed_dump_leaves_the_earlier_cet_image_as_it_was() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut first = PidNamespace::start(&s.root, "a", &["--bits", "48", "--ones", "2", "--mixed", "3"]);
+    s.dump(first.init.pid);
+    first.reap_after_dump();
+    let earlier = std::fs::read(s.image(1)).unwrap();
+    let second = PidNamespace::start(&s.root, "b", &["--bits", "48", "--ones", "5", "--mixed", "1"]);
+    let pid = second.init.pid.to_string();
+    let out = s.criu_env(&s.lib, &["dump", "-t", &pid], "dump.log", &[("CRIU_FAULT", "3".as_ref())]);
+    let log = s.log("dump.log");
+    assert!(!out.status.success(), "the injected fault did not fail the dump:\n{log}");
+    assert!(log.contains("wrote cet-1.img"), "the plugin did not capture before the failure:\n{log}");
+    assert!(log.contains("the dump failed: its 1 cet image(s) were discarded"), "{log}");
+    assert!(std::fs::read(s.image(1)).unwrap() == earlier, "the earlier cet-1.img changed");
+    let left: Vec<String> = std::fs::read_dir(&s.imgs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("staged"))
+        .collect();
+    assert!(left.is_empty(), "staged images left behind: {left:?}");
+}
+
+/// Issue 18, finding 2: CRIU's images moved without the plugin's (a page server receives only
+/// pages; a transport that copies CRIU's files by name): restore init names the missing image,
+/// and so does `criu-cet check`.
+#[test]
+fn a_checkpoint_whose_cet_image_did_not_travel_is_refused_naming_it() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = session();
+    let mut ns = PidNamespace::start(&s.root, "a", &["--bits", "48", "--ones", "2", "--mixed", "3"]);
+    s.dump(ns.init.pid);
+    ns.reap_after_dump();
+    std::fs::remove_file(s.image(1)).unwrap();
+    let out = s.restore_with(&s.lib);
+    let log = s.log("restore.log");
+    assert!(!out.status.success(), "restored without its bitmap:\n{log}");
+    assert!(log.contains("cet-1.img missing") && log.contains("must travel with CRIU's images"), "{log}");
+    assert!(log.contains("restore refused before any task was forked"), "{log}");
+    let check = run(criu_cet().arg("check").arg(&s.imgs));
+    assert!(!check.status.success() && text(&check).contains("cet-1.img missing"), "{}", text(&check));
+}

@@ -12,7 +12,9 @@
 # VGABIOS=... XORRISO=... ISOLINUX=... (the directory holding isolinux.bin and ldlinux.c32)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${CRIU_CET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/criu-cet}
+. "$(dirname "$0")/lib.sh"
+cache=$criu_cet_cache
+provision_lock "bochs"
 prefix=$cache/bochs-trixie
 roots=(bochs bochsbios vgabios xorriso isolinux syslinux-common)
 stamp=$prefix/.complete-$(echo "${roots[*]}" | md5sum | cut -c1-12)

@@ -17,7 +17,9 @@
 # stamp matches this script's package list is reused.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${CRIU_CET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/criu-cet}
+. "$(dirname "$0")/lib.sh"
+cache=$criu_cet_cache
+provision_lock "containers"
 prefix=$cache/containers
 
 trixie_pkgs=(runc crun libseccomp2 libcap2 libyajl2 libsystemd0 libcriu2 libprotobuf-c1 libc6)

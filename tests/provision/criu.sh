@@ -17,7 +17,9 @@ case $version in
   4.2.1) suite=forky libnet=libnet9 ;;
   *) echo "criu.sh: unknown CRIU version $version (4.1.1 or 4.2.1)" >&2; exit 2 ;;
 esac
-cache=${CRIU_CET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/criu-cet}
+. "$(dirname "$0")/lib.sh"
+cache=$criu_cet_cache
+provision_lock "criu-$version"
 # 4.1.1 keeps the prefix name earlier releases of this script used.
 if [ "$version" = 4.1.1 ]; then prefix=$cache/criu-trixie; else prefix=$cache/criu-$version; fi
 wrapper=$prefix/bin/criu

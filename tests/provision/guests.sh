@@ -6,7 +6,9 @@
 # Idempotent. Prints shell assignments: QEMU=... QEMU_LIBS=... QEMU_DATA=... KERNEL=... MODULES=...
 # BUSYBOX=...
 set -euo pipefail
-cache=${CRIU_CET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/criu-cet}
+. "$(dirname "$0")/lib.sh"
+cache=$criu_cet_cache
+provision_lock "guests"
 prefix=$cache/guests
 pkgs=(qemu-system-x86 qemu-system-common qemu-system-data seabios ipxe-qemu busybox-static
       libcapstone4 libfdt1 libpmem1 librdmacm1 libibverbs1 libslirp0 libvdeplug2 libndctl6 libdaxctl1

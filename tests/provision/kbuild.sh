@@ -9,7 +9,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 kver=${1:?usage: kbuild.sh KVER (e.g. 6.12.117+deb13-amd64)}
-cache=${CRIU_CET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/criu-cet}
+. "$(dirname "$0")/lib.sh"
+cache=$criu_cet_cache
+provision_lock "kbuild-$kver"
 prefix=$cache/kbuild-$kver
 base=${kver%-amd64}
 pkgs=(

@@ -5,7 +5,9 @@
 # protobuf 5). Nothing system-wide. Idempotent. Prints: PYCRIU_PYTHON=... PYCRIU_PATH=...
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${CRIU_CET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/criu-cet}
+. "$(dirname "$0")/lib.sh"
+cache=$criu_cet_cache
+provision_lock "pycriu"
 prefix=$cache/pycriu-4.2.1
 stamp=$prefix/.complete
 if [ ! -f "$stamp" ]; then

@@ -7,7 +7,9 @@
 set -euo pipefail
 suite=$1 dest=$2
 shift 2
-cache=${CRIU_CET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/criu-cet}
+. "$(dirname "$0")/lib.sh"
+cache=$criu_cet_cache
+provision_lock "apt-$suite"
 
 mirror=""
 for f in /etc/apt/sources.list.d/*.sources; do

@@ -165,7 +165,17 @@ def read_namespace(c, nthreads):
 
 
 PAGE_CODING = 1  # incompat flag: data pages coded (FORMAT.md 5.1)
-READER_MINOR = 2  # the format version this reader was written for: 1.2
+def read_criu_run_id(c):
+    """FORMAT.md section 3, since 1.3: the CRIU run that dumped; 1 to 64 printable ASCII bytes."""
+    def run_id():
+        s = c.string("criu_run_id", 64)
+        if not s or not all(0x21 <= ord(ch) <= 0x7e for ch in s):
+            raise BadImage(f"criu_run_id {s!r} is not 1 to 64 printable ASCII characters")
+        return s
+    return c.option("criu_run_id", run_id)
+
+
+READER_MINOR = 3  # the format version this reader was written for: 1.3
 
 
 def decode_pages(content, pages, j):
@@ -256,6 +266,7 @@ def decode(data):
     c = Cursor(data[moff:moff + mlen], moff)
     host, process, bitmap = read_meta(c)
     namespace = read_namespace(c, len(process["threads"])) if minor >= 2 else None
+    criu_run_id = read_criu_run_id(c) if minor >= 3 else None
     if c.pos != mlen and minor <= READER_MINOR:
         raise BadImage("trailing bytes in META")
 
@@ -342,7 +353,7 @@ def decode(data):
     if bitmap:
         bitmap["base"] = hexaddr(bitmap["base"])
     return {"format_version": f"{major}.{minor}", "host": host, "process": process, "bitmap": bitmap,
-            "namespace": namespace, "summary": summary, "runs": out_runs}
+            "namespace": namespace, "criu_run_id": criu_run_id, "summary": summary, "runs": out_runs}
 
 
 def check_vectors(directory):

@@ -75,6 +75,8 @@ pub fn doc(
         process: ProcessInfo { pid, comm: "cet-fixture".into(), threads },
         bitmap,
         namespace: Some(NamespaceIds { pid, tids, depth: 0 }),
+        // As the plugin records it: the CRIU run that dumped (a UUID).
+        criu_run_id: Some("2f0c8e4a-6d1b-4c3e-9a57-0b1e2d3c4f5a".into()),
         summary: None,
         runs,
     }
@@ -142,9 +144,10 @@ pub fn vectors() -> Vec<(&'static str, ImageDoc)> {
     // Dumped inside a pid namespace one level down: CRIU knows these tasks as 1..4.
     let threads =
         ImageDoc { namespace: Some(NamespaceIds { pid: 1, tids: vec![1, 2, 3, 4], depth: 1 }), ..threads };
-    // Written from the JSON of an older image, which has no namespace ids.
+    // Written from the JSON of an older image, which has no namespace ids nor CRIU run id.
     let empty = ImageDoc {
         namespace: None,
+        criu_run_id: None,
         ..doc(host(47, false), 100, vec![thread(100)], Some(bitmap(0x7f80_0000_0000, 48)), vec![])
     };
     vec![("empty-48", empty), ("typical-48", typical), ("high-57", high), ("threads-cet", threads)]

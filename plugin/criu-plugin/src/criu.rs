@@ -133,6 +133,19 @@ pub fn image_dir() -> Result<PathBuf, String> {
     Ok(PathBuf::from(format!("/proc/self/fd/{fd}")))
 }
 
+/// The id of this CRIU run (`char criu_run_id[37]`, a UUID that CRIU records in the dump's
+/// inventory.img as `dump_criu_run_id`); `None` outside CRIU or when it is not a printable id.
+pub fn run_id() -> Option<String> {
+    const RUN_ID_HASH_LENGTH: usize = 37;
+    let p = lookup(c"criu_run_id")?;
+    // SAFETY: CRIU 4.x exports `char criu_run_id[RUN_ID_HASH_LENGTH]` (criu/util.c), a global
+    // array that lives as long as the process; it is written once, by util_init before any
+    // plugin is loaded, so reading its 37 bytes races with nothing.
+    let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), RUN_ID_HASH_LENGTH) };
+    let id = CStr::from_bytes_until_nul(bytes).ok()?.to_str().ok()?;
+    (!id.is_empty() && id.bytes().all(|c| c.is_ascii_graphic())).then(|| id.to_string())
+}
+
 /// `int add_inventory_plugin(const char *name)`: a restore then requires this plugin.
 pub fn add_inventory_plugin() -> bool {
     let Some(add) = exports().add_inventory_plugin else { return false };

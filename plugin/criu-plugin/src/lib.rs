@@ -1,17 +1,22 @@
 //! The CRIU plugin (`cet_plugin.so`): what happens at each hook, in safe Rust over the criu-cet
 //! engine. `unsafe` lives in `ffi` and `criu` only.
 //! `ffi` is CRIU calling in (the C ABI), `criu` is the plugin calling out (log, image directory,
-//! inventory), `config` the settings, `pstree` CRIU's task list. docs/PLUGIN.md documents every
-//! message and setting.
+//! inventory, run id), `config` the settings; CRIU's own images (pstree.img, inventory.img) are
+//! read by the engine (`criu_cet::criu_images`), which also holds the rules tying cet images to
+//! their dump (`criu_cet::checkpoint`). docs/PLUGIN.md documents every message and setting.
 //!
 //! Tasks are matched by their ids in the dumped tree's pid namespace, as CRIU names its own
 //! images (`core-<id>.img`): CRIU hands plugins host pids, which differ between dump and restore
 //! whenever the tree lives in its own pid namespace (every container).
 //!
 //! - dump, CHECKPOINT_DEVICES(pid): the tree is frozen and criu is the tracer; capture the
-//!   bitmap and CET state into `cet-<id>.img`, atomically, and register "cet" in the inventory.
+//!   bitmap and CET state into `.cet-<id>.img.staged`, recording CRIU's run id, and register
+//!   "cet" in the inventory. Refused under `--stream` (the image would not travel).
+//! - dump, exit: when the dump succeeded, the staged images become `cet-<id>.img` and earlier
+//!   dumps' cet images go; when it failed, the staged images go and the directory is as it was.
 //! - restore, init: before any task is forked, load, verify and check every cet image against
-//!   this host and against the tasks of CRIU's pstree.img; any problem aborts the restore.
+//!   this host, against CRIU's inventory.img (the same dump: its plugins and run id; an image
+//!   missing) and against the tasks of CRIU's pstree.img; any problem aborts the restore.
 //! - restore, RESUME_DEVICES_LATE(pid): memory restored, tasks stopped, criu is the tracer;
 //!   recreate the mapping if needed, write and verify its pages, from the very file that init
 //!   checked. CRIU ignores this hook's result, so on failure the task is killed (or, with
@@ -23,12 +28,13 @@
 pub mod config;
 pub mod criu;
 pub mod ffi;
-pub mod pstree;
 
 use config::{Config, OnError, ENV_BITMAP_ADDR, ENV_ON_ERROR};
 use criu::{log, Level};
 use criu_cet::capture::CaptureOptions;
 use criu_cet::check;
+use criu_cet::checkpoint::{self, Belonging};
+use criu_cet::criu_images::{self, Task};
 use criu_cet::host::{self, HostProfile};
 use criu_cet::trace::Tracing;
 use criu_cet::{cet, image, job, proc, EngineError};
@@ -80,6 +86,8 @@ enum State {
         config: Config,
         host: HostProfile,
         registered: bool,
+        /// Images staged by this dump, by task id: published at exit if the dump succeeded.
+        staged: Vec<u32>,
         /// Threads whose IBT tracking is off while CRIU's parasite runs: (pid, tid, value to
         /// put back at exit).
         suspended: Vec<(u32, u32, UserCet)>,
@@ -123,7 +131,13 @@ impl Hooks {
         match stage {
             Stage::PreDump => Outcome::Done,
             Stage::Dump => {
-                *st = State::Dump { config, host: host::probe(), registered: false, suspended: Vec::new() };
+                *st = State::Dump {
+                    config,
+                    host: host::probe(),
+                    registered: false,
+                    staged: Vec::new(),
+                    suspended: Vec::new(),
+                };
                 Outcome::Done
             }
             Stage::Restore => match check_images(&config) {
@@ -152,12 +166,14 @@ impl Hooks {
     }
 
     /// exit(stage, success): IBT tracking goes back on where the dump turned it off (CRIU calls
-    /// this while it still holds the tasks, before it kills or releases them); at restore, a
-    /// checked image that no restored task used is an error.
+    /// this while it still holds the tasks, before it kills or releases them), and the dump's
+    /// images are published or, if it failed, discarded; at restore, a checked image that no
+    /// restored task used is an error.
     pub fn exit(&self, stage: Option<Stage>, success: bool) {
         let mut st = self.lock();
-        if let State::Dump { suspended, .. } = &*st {
+        if let State::Dump { suspended, staged, .. } = &*st {
             resume_ibt(suspended);
+            finish_dump(staged, success);
         }
         if let (Some(Stage::Restore), true, State::Restore { images, .. }) = (stage, success, &*st) {
             for (id, img) in images.iter().filter(|(_, i)| !i.used) {
@@ -177,10 +193,13 @@ impl Hooks {
     /// CHECKPOINT_DEVICES(pid): capture one process of the frozen tree.
     pub fn checkpoint(&self, pid: u32) -> Outcome {
         let mut st = self.lock();
-        let State::Dump { config, host, registered, suspended } = &mut *st else { return Outcome::NotMine };
+        let State::Dump { config, host, registered, staged, suspended } = &mut *st else {
+            return Outcome::NotMine;
+        };
         match dump_one(config, host, pid) {
             Ok(None) => Outcome::NotMine,
-            Ok(Some(line)) => {
+            Ok(Some((id, line))) => {
+                staged.push(id);
                 // CRIU's parasite has no ENDBR: in a process with IBT tracking on, its first
                 // indirect branch would kill the process (#CP). Off until exit puts it back.
                 let off = proc::tasks(pid).and_then(|tids| cet::suspend_ibt(pid, &tids));
@@ -301,8 +320,9 @@ fn resume_ibt(suspended: &[(u32, u32, UserCet)]) {
     }
 }
 
-/// Captures process `pid` into `cet-<id>.img`; `None` when it has neither a bitmap nor CET state.
-fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<String>, EngineError> {
+/// Captures process `pid` into `.cet-<id>.img.staged`: its task id and the log line, or `None`
+/// when it has neither a bitmap nor CET state.
+fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<(u32, String)>, EngineError> {
     let dir = criu::image_dir().map_err(|message| EngineError::Criu { message })?;
     let opts = job::DumpOptions {
         host,
@@ -312,12 +332,85 @@ fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<Stri
             bitmap_addr: config.bitmap_addr.map(|a| (a, ENV_BITMAP_ADDR)),
             ..Default::default()
         },
+        criu_run_id: criu::run_id(),
     };
-    Ok(job::dump_if_cet(pid, job::Destination::ImageDirectory(&dir), &opts)?.map(|mut report| {
-        // Named in the log as in the directory, not by the descriptor path CRIU gave.
-        report.file = PathBuf::from(job::image_name(report.namespace_pid));
-        report.to_string()
-    }))
+    let Some(mut report) = job::dump_if_cet(pid, job::Destination::ImageDirectory(&dir), &opts)? else {
+        return Ok(None);
+    };
+    let id = report.namespace_pid;
+    if checkpoint::streaming(&dir) {
+        let _ = std::fs::remove_file(&report.file);
+        return Err(EngineError::Criu {
+            message: format!(
+                "criu dump --stream is not supported by the cet plugin: CRIU's images go through the \
+                 image streamer ({}), but {} would stay in the images directory and never travel \
+                 with them, so the restored task would lose its bitmap; dump without --stream (then \
+                 move the whole images directory, cet-*.img included)",
+                checkpoint::STREAMER_CAPTURE_SOCKET,
+                job::image_name(id)
+            ),
+        });
+    }
+    // Named in the log as it will be once the dump succeeds, not by the descriptor path CRIU gave.
+    report.file = PathBuf::from(job::image_name(id));
+    Ok(Some((id, report.to_string())))
+}
+
+/// At the end of a dump: publishes the images it staged if it succeeded, else discards them,
+/// leaving the directory's earlier images as they were.
+fn finish_dump(staged: &[u32], success: bool) {
+    let dir = match criu::image_dir() {
+        Ok(d) => d,
+        Err(e) if staged.is_empty() => return log(Level::Debug, &e),
+        Err(e) => return log(Level::Error, &format!("{e}: the dump's cet images stay staged, unused")),
+    };
+    if !success {
+        match checkpoint::discard_staged(&dir) {
+            Ok(gone) if gone.is_empty() => {}
+            Ok(gone) => log(
+                Level::Warn,
+                &format!(
+                    "the dump failed: its {} cet image(s) were discarded; the directory's earlier images \
+                     are as they were",
+                    gone.len()
+                ),
+            ),
+            Err(e) => {
+                log(Level::Error, &format!("the dump failed, and its cet images could not be discarded: {e}"))
+            }
+        }
+        return;
+    }
+    match checkpoint::publish(&dir, staged) {
+        Ok(done) => {
+            if !done.images.is_empty() {
+                log(Level::Info, &format!("{} cet image(s) in place for this dump", done.images.len()));
+            }
+            if !done.removed.is_empty() {
+                log(
+                    Level::Info,
+                    &format!(
+                        "removed {} cet image(s) of an earlier dump: {}",
+                        done.removed.len(),
+                        list(&done.removed)
+                    ),
+                );
+            }
+        }
+        Err(e) => log(
+            Level::Error,
+            &format!("publishing this dump's cet images failed: {e}; restore will refuse this checkpoint"),
+        ),
+    }
+}
+
+/// A list for a log line: at most eight items, then how many more.
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    let mut shown: Vec<String> = items.iter().take(8).map(T::to_string).collect();
+    if items.len() > 8 {
+        shown.push(format!("and {} more", items.len() - 8));
+    }
+    shown.join(", ")
 }
 
 /// What identifies a file's contents without reading them: any write changes its size or mtime.
@@ -359,11 +452,12 @@ fn restore_one(img: &CheckedImage, pid: u32, host: &HostProfile) -> Result<job::
 /// Restore init: every cet image in the directory must be intact, carry the id its name gives,
 /// fit this host, and belong to a task CRIU is about to restore, with the same threads.
 fn check_images(config: &Config) -> Result<(BTreeMap<u32, CheckedImage>, HostProfile), Vec<String>> {
-    let named = criu::claim_inventory_entry();
+    // CRIU's own bookkeeping of the plugins the dump required; the rules below read inventory.img.
+    criu::claim_inventory_entry();
     let dir = criu::image_dir().map_err(|e| vec![e])?;
     let entries = std::fs::read_dir(&dir).map_err(|e| vec![format!("reading the image directory: {e}")])?;
     let here = host::probe();
-    let (mut images, mut problems) = (BTreeMap::new(), Vec::new());
+    let (mut images, mut problems, mut found) = (BTreeMap::new(), Vec::new(), 0usize);
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(id) = name
@@ -373,7 +467,8 @@ fn check_images(config: &Config) -> Result<(BTreeMap<u32, CheckedImage>, HostPro
         else {
             continue;
         };
-        if name != job::image_name(id) {
+        found += 1;
+        if checkpoint::image_id(&name).is_none() {
             problems.push(format!(
                 "{name}: not a name this plugin writes (it would be {}); a second image for task \
                  {id}? remove the one that does not belong",
@@ -391,17 +486,36 @@ fn check_images(config: &Config) -> Result<(BTreeMap<u32, CheckedImage>, HostPro
             Err(mut p) => problems.append(&mut p),
         }
     }
-    if !images.is_empty() {
-        match pstree::read(&dir) {
-            Ok(tasks) => problems.extend(match_tasks(&images, &tasks)),
-            Err(e) => problems.push(format!("{e}: cannot tell which tasks the cet images belong to")),
+    // The dump's own witness: its inventory names the plugins it registered and its CRIU run.
+    // Without one (a --stream restore reads CRIU's images from the streamer) there is nothing of
+    // ours to restore unless cet images lie here.
+    let inventory = match criu_images::read_inventory(&dir) {
+        Ok(inv) => Some(inv),
+        Err(_) if found == 0 => None,
+        Err(e) => {
+            problems.push(format!("{e}: cannot tell which dump the cet images belong to"));
+            None
+        }
+    };
+    let mut tasks: Option<Result<BTreeMap<u32, Task>, String>> = None;
+    if let Some(inv) = &inventory {
+        for img in images.values() {
+            match checkpoint::belonging(&img.name, &img.meta, inv) {
+                Belonging::Same => {}
+                Belonging::Unknown(why) => log(Level::Warn, &format!("{why}; restoring it anyway")),
+                Belonging::Foreign(why) => problems.push(why),
+            }
+        }
+        if inv.names_cet() {
+            let ids: Vec<u32> = images.keys().copied().collect();
+            problems.extend(checkpoint::missing_images(&dir, "the images directory", &ids));
         }
     }
-    if !named && !images.is_empty() {
-        log(
-            Level::Warn,
-            "cet images found, but the inventory does not name the cet plugin; restoring them anyway",
-        );
+    if !images.is_empty() {
+        match tasks.get_or_insert_with(|| criu_images::read_pstree(&dir)) {
+            Ok(tasks) => problems.extend(match_tasks(&images, tasks)),
+            Err(e) => problems.push(format!("{e}: cannot tell which tasks the cet images belong to")),
+        }
     }
     if problems.is_empty() {
         Ok((images, here))
@@ -449,7 +563,7 @@ fn check_one(
 }
 
 /// Every checked image must name a task of pstree.img, with the same threads.
-fn match_tasks(images: &BTreeMap<u32, CheckedImage>, tasks: &BTreeMap<u32, pstree::Task>) -> Vec<String> {
+fn match_tasks(images: &BTreeMap<u32, CheckedImage>, tasks: &BTreeMap<u32, Task>) -> Vec<String> {
     let mut problems = Vec::new();
     for (id, img) in images {
         let threads: Vec<u32> = match &img.meta.namespace {
