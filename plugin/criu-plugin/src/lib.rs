@@ -593,24 +593,13 @@ fn match_tasks(images: &BTreeMap<u32, CheckedImage>, tasks: &BTreeMap<u32, Task>
         b.sort_unstable();
         if a != b {
             problems.push(format!(
-                "{}: task {id} has threads {} in CRIU's pstree.img but {} in the cet image: the two \
+                "{}: task {id} has threads [{}] in CRIU's pstree.img but [{}] in the cet image: the two \
                  come from different dumps; restore from one checkpoint's directory",
                 img.name,
-                id_list(&b),
-                id_list(&a)
+                list(&b),
+                list(&a)
             ));
         }
     }
     problems
-}
-
-/// `[1, 2, 3]`, or for a long list its first 16 ids and how many more: a message stays short
-/// whatever a (possibly forged) pstree.img or image lists.
-fn id_list(ids: &[u32]) -> String {
-    const SHOWN: usize = 16;
-    let first: Vec<String> = ids.iter().take(SHOWN).map(u32::to_string).collect();
-    match ids.len().checked_sub(SHOWN).filter(|&more| more > 0) {
-        None => format!("[{}]", first.join(", ")),
-        Some(more) => format!("[{}, … {more} more]", first.join(", ")),
-    }
 }
