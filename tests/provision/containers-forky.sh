@@ -4,7 +4,8 @@
 # machine's apt sources name (tests/provision/suite-download.sh):
 #
 #   PREFIX/forky   Debian forky: containerd 2.1 (containerd, ctr, containerd-shim-runc-v2), runc 1.3,
-#                  crun 1.28 (with libcriu2 4.2, which crun dlopens), Podman 5.8 and conmon 2.1,
+#                  crun 1.28 (with libcriu2 4.2, which crun dlopens), Podman 5.8, conmon 2.1 and
+#                  netavark (Podman and buildah refuse to start without a network helper),
 #                  buildah 1.43, checkpointctl 1.3, Docker 28 (docker.io, docker-cli),
 #                  golang-k8s-cri-api-dev (the CRI's api.proto), and the libraries these
 #                  link, with forky's libc6.
@@ -27,7 +28,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${CRIU_CET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/criu-cet}
 prefix=$cache/containers-forky
 
-forky_pkgs=(containerd runc crun podman conmon buildah checkpointctl docker.io docker-cli
+forky_pkgs=(containerd runc crun podman conmon netavark buildah checkpointctl docker.io docker-cli
             golang-k8s-cri-api-dev libc6 libstdc++6 libgcc-s1 libcriu2 libprotobuf-c1
             libsubid6 libgpgme45 libassuan9 libgpg-error0 libseccomp2 libsqlite3-0 libglib2.0-0t64
             libsystemd0 libcap2 libcap-ng0 libaudit1 libblake3-0 libjson-c5 libpcre2-8-0 libffi8
@@ -35,7 +36,7 @@ forky_pkgs=(containerd runc crun podman conmon buildah checkpointctl docker.io d
 trixie_pkgs=(docker-registry)
 bookworm_pkgs=(patchelf)
 pip_pkgs=(grpcio grpcio-tools)
-stamp_text="containers-forky-2 forky: ${forky_pkgs[*]} trixie: ${trixie_pkgs[*]} bookworm: ${bookworm_pkgs[*]} pip: ${pip_pkgs[*]}"
+stamp_text="containers-forky-3 forky: ${forky_pkgs[*]} trixie: ${trixie_pkgs[*]} bookworm: ${bookworm_pkgs[*]} pip: ${pip_pkgs[*]}"
 
 if [ -f "$prefix/stamp" ] && [ "$(cat "$prefix/stamp")" = "$stamp_text" ]; then
   echo "$prefix"
@@ -53,7 +54,7 @@ for suite in forky trixie bookworm; do
   bash "$here/suite-download.sh" "$suite" "$build/debs-$suite" "${!pkgs}"
   for deb in "$build/debs-$suite"/*.deb; do
     dpkg -x "$deb" "$build/$suite"
-    dpkg-deb -f "$deb" Package Version | paste -sd' ' >> "$build/versions"
+    dpkg-deb -W --showformat='${Package} ${Version}\n' "$deb" >> "$build/versions"
   done
   rm -rf "$build/debs-$suite"
 done
