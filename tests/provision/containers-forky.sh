@@ -43,8 +43,9 @@ if [ -f "$prefix/stamp" ] && [ "$(cat "$prefix/stamp")" = "$stamp_text" ]; then
   exit 0
 fi
 
-# Built beside the final place and moved in whole, so an interrupted run never leaves a prefix that
-# looks complete. Paths written into binaries are those after the move.
+# Built beside the final place and moved in whole, then marked complete (the stamp) once every tool
+# started from there, so an interrupted or failed run never leaves a prefix that looks complete.
+# Paths written into binaries are those after the move.
 build=$cache/containers-forky.build
 rm -rf "$build"
 mkdir -p "$build/bin" "$build/cri"
@@ -78,17 +79,17 @@ ln -s "$prefix/trixie/usr/bin/docker-registry" "$build/bin/docker-registry"
 
 python3 -m venv "$build/venv"
 "$build/venv/bin/pip" install --quiet --disable-pip-version-check "${pip_pkgs[@]}"
-proto=$(dirname "$(find "$build/forky" -path '*/cri-api/pkg/apis/runtime/v1/api.proto' | head -n 1)")
+proto=$(dirname "$(find "$build/forky" -path '*/cri-api/pkg/apis/runtime/v1/api.proto' -print -quit)")
 "$build/venv/bin/python3" -m grpc_tools.protoc -I "$proto" --python_out="$build/cri" \
   --grpc_python_out="$build/cri" "$proto/api.proto"
 
-echo "$stamp_text" > "$build/stamp"
 rm -rf "$prefix"
 mv "$build" "$prefix"
 # Check that every tool starts (crun creates its state directory even to print its version).
+# (`sed -n 1p`, not `head -n 1`: head's early exit would fail the script under pipefail.)
 "$prefix/bin/containerd" --version >&2
-"$prefix/bin/runc" --version | head -n 1 >&2
-"$prefix/bin/crun" --root "$prefix/crun-version-probe" --version | head -n 1 >&2
+"$prefix/bin/runc" --version | sed -n 1p >&2
+"$prefix/bin/crun" --root "$prefix/crun-version-probe" --version | sed -n 1p >&2
 rm -rf "$prefix/crun-version-probe"
 "$prefix/bin/podman" --version >&2
 "$prefix/bin/buildah" --version >&2
@@ -96,4 +97,6 @@ rm -rf "$prefix/crun-version-probe"
 "$prefix/bin/dockerd" --version >&2
 "$prefix/bin/docker-registry" --version >&2
 "$prefix/venv/bin/python3" -c 'import sys; sys.path.insert(0, sys.argv[1]); import api_pb2_grpc' "$prefix/cri"
+# Only a prefix whose tools all started is marked complete.
+echo "$stamp_text" > "$prefix/stamp"
 echo "$prefix"
