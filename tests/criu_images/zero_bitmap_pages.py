@@ -8,7 +8,10 @@ Debian's python3-pycriu 4.2.1, which reads CRIU 4.1 and 4.2 pagemaps: tests/prov
 The containers and RPC suites both use it (as a command, or imported: `directory`, `archive`).
 
 usage: zero_bitmap_pages.py DIR BASE LEN         (a CRIU image directory, rewritten in place)
-       zero_bitmap_pages.py --archive TAR.GZ BASE LEN   (a Podman export, rewritten whole)
+       zero_bitmap_pages.py --archive TAR[.GZ] BASE LEN
+           (a Podman export, a CRI checkpoint archive, or the CRIU images blob of a containerd
+           checkpoint image: a compressed archive is rewritten whole, a plain tar in place, so a
+           blob keeps its size and place in containerd's content store)
 
 Prints the number of non-zero pages it zeroed inside [BASE, BASE+LEN).
 """
@@ -83,6 +86,15 @@ def archive(path: str, base: int, length: int) -> int:
         pages = bytearray(data[pages_name])
         total += zero_in(data[pm], pages, base, length)
         data[pages_name] = bytes(pages)
+    with open(path, "rb") as f:
+        compressed = f.read(2) == b"\x1f\x8b"
+    if not compressed:
+        with open(path, "r+b") as f:
+            for m, d in members:
+                if d is not None and data[m.name] is not d:
+                    f.seek(m.offset_data)
+                    f.write(data[m.name])
+        return total
     tmp = path + ".tmp"
     with tarfile.open(tmp, "w:gz") as dst:
         for m, _ in members:
