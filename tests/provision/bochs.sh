@@ -29,7 +29,7 @@ if [ ! -f "$stamp" ]; then
   bash "$here/suite-download.sh" trixie "$prefix/debs" "${roots[@]}" "${libs[@]}"
   for deb in "$prefix"/debs/*.deb; do dpkg -x "$deb" "$prefix/root"; done
   rm -rf "$prefix/debs"
-  version=$(ls "$prefix"/root/usr/share/doc/bochs/changelog.Debian.gz >/dev/null 2>&1 && zcat "$prefix"/root/usr/share/doc/bochs/changelog.Debian.gz | head -n 1 || true)
+  version=$(ls "$prefix"/root/usr/share/doc/bochs/changelog.Debian.gz >/dev/null 2>&1 && zcat "$prefix"/root/usr/share/doc/bochs/changelog.Debian.gz | sed -n 1p || true)
   case $version in
     *"(3.0"*) ;;
     *) echo "provision-bochs: expected Bochs 3.0 from trixie, got: $version" >&2; exit 1 ;;
@@ -60,7 +60,7 @@ for f in "$root/usr/bin/bochs-bin" "$root/usr/lib/x86_64-linux-gnu/bochs/plugins
     exit 1
   fi
 done
-isolinux=$(dirname "$(find "$root/usr/lib" -name isolinux.bin | head -n 1)")
+isolinux=$(dirname "$(find "$root/usr/lib" -name isolinux.bin | sed -n 1p)")
 [ -f "$isolinux/isolinux.bin" ] && [ -f "$root/usr/lib/syslinux/modules/bios/ldlinux.c32" ] \
   || { echo "provision-bochs: isolinux.bin or ldlinux.c32 missing in $root" >&2; exit 1; }
 echo "BOCHS=$prefix/bin/bochs-bin"

@@ -25,7 +25,9 @@
 # (last line). Idempotent: a prefix whose stamp matches this script's package list is reused.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${CRIU_CET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/criu-cet}
+. "$(dirname "$0")/lib.sh"
+cache=$criu_cet_cache
+provision_lock "containers-forky"
 prefix=$cache/containers-forky
 
 forky_pkgs=(containerd runc crun podman conmon netavark buildah checkpointctl docker.io docker-cli

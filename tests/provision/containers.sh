@@ -80,9 +80,9 @@ chmod +x "$build"/bin/*
 echo "$stamp_text" > "$build/stamp"
 rm -rf "$prefix"
 mv "$build" "$prefix"
-"$prefix/bin/runc" --version | head -n 1 >&2
+"$prefix/bin/runc" --version | sed -n 1p >&2
 # (--root: crun creates its state directory even to print its version; /run/crun otherwise)
-"$prefix/bin/crun" --root "$prefix/crun-version-probe" --version | head -n 1 >&2
+"$prefix/bin/crun" --root "$prefix/crun-version-probe" --version | sed -n 1p >&2
 rm -rf "$prefix/crun-version-probe"
 "$prefix/bin/podman" --version >&2
 echo "$prefix"

@@ -23,7 +23,7 @@ provision_lock "criu-$version"
 # 4.1.1 keeps the prefix name earlier releases of this script used.
 if [ "$version" = 4.1.1 ]; then prefix=$cache/criu-trixie; else prefix=$cache/criu-$version; fi
 wrapper=$prefix/bin/criu
-if [ -x "$wrapper" ] && "$wrapper" --version 2>/dev/null | grep -q "Version: ${version%.*}"; then
+if [ -x "$wrapper" ] && "$wrapper" --version 2>/dev/null | grep "Version: ${version%.*}" >/dev/null; then
   echo "$wrapper"
   exit 0
 fi
@@ -49,8 +49,8 @@ WRAP
 chmod +x "$wrapper.tmp"
 mv "$wrapper.tmp" "$wrapper"
 "$wrapper" --version >&2
-"$wrapper" --version | grep -q "Version: ${version%.*}" || {
-  echo "criu.sh: Debian $suite's criu is not $version (the suite moved on?): $("$wrapper" --version | head -n 1)" >&2
+"$wrapper" --version | grep "Version: ${version%.*}" >/dev/null || {
+  echo "criu.sh: Debian $suite's criu is not $version (the suite moved on?): $("$wrapper" --version | sed -n 1p)" >&2
   exit 1
 }
 echo "$wrapper"

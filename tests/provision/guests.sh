@@ -39,8 +39,8 @@ if [ -n "$missing" ]; then
   echo "provision-guests: qemu-system-x86_64 still misses: $missing" >&2
   exit 1
 fi
-kernel=$(ls "$root"/boot/vmlinuz-* | head -n 1)
-modules=$(ls -d "$root"/lib/modules/* "$root"/usr/lib/modules/* 2>/dev/null | head -n 1 || true)
+kernel=$(ls "$root"/boot/vmlinuz-* | sed -n 1p)
+modules=$(ls -d "$root"/lib/modules/* "$root"/usr/lib/modules/* 2>/dev/null | sed -n 1p || true)
 echo "QEMU=$qemu"
 echo "QEMU_LIBS=$libs"
 echo "QEMU_DATA=$root/usr/share/qemu:$root/usr/share/seabios"

@@ -20,4 +20,4 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 echo "PYCRIU_PYTHON=$prefix/venv/bin/python3"
-echo "PYCRIU_PATH=$(dirname "$(find "$prefix/root" -type d -name pycriu | head -n 1)")"
+echo "PYCRIU_PATH=$(dirname "$(find "$prefix/root" -type d -name pycriu | sed -n 1p)")"

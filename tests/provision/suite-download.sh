@@ -30,7 +30,7 @@ opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o "Dir::Etc::SourceParts=/de
       -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work" -o "APT::Get::List-Cleanup=0"
       -o "Debug::NoLocking=1")
 # Package lists are fetched once a day at most.
-if [ -z "$(find "$work/lists" -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n 1)" ]; then
+if [ -z "$(find "$work/lists" -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | sed -n 1p)" ]; then
   echo "suite-download: fetching $suite package lists from the machine's mirror" >&2
   apt-get "${opts[@]}" update -qq >&2
 fi
