@@ -213,9 +213,10 @@ ibt_start_ns() {
 # ibt_criu NAME [PLUGIN_DIR [ns|5level]]: CRIU 4.2.1 dumps the IBT fixture (started in a new pid
 # namespace with "ns"; with its bitmap above 2^47 and a shadow stack with "5level") and restores it
 # (with the plugin when PLUGIN_DIR is given), then asks the restored process for a legacy call, an
-# ENDBR call, clears the bit and makes the legacy call again. With "5level", criu-cet dump reads the
-# restored process before the bit is cleared, and CRIU's pages images are kept (the 47-bit boot
-# gets the image directory whole).
+# ENDBR call, clears the bit and makes the legacy call again. With "5level", CRIU's own copy of the
+# bitmap's pages is zeroed before the restore (zero_pages.c), so only the plugin can bring them back;
+# criu-cet dump reads the restored process before the bit is cleared; and CRIU's pages images are
+# kept (the host checks the zeroing; the 47-bit boot gets the image directory whole).
 ibt_criu() {
   name=$1 plugin=${2:+-L $2} mode=${3:-}
   if [ "$mode" = ns ]; then ibt_start_ns "$name"; else ibt_start "$name" "$mode"; fi
@@ -227,6 +228,10 @@ ibt_criu() {
   # A control-protection fault during the dump (CRIU's parasite runs inside the process).
   sleep 0.5; dmesg | grep "ibt\[$pid\]" > "$O/$name.dumpfault"
   kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  if [ "$mode" = 5level ]; then
+    base=$(sed -n 's/^ready .*bitmap=\(0x[0-9a-f]*\).*/\1/p' "$O/$name.report")
+    "$CET/zero_pages" "$O/$name/img" "$base" $((1 << 42)) > "$O/$name.zeroed" 2>&1
+  fi
   # shellcheck disable=SC2086
   criu restore -d -D "$O/$name/img" $plugin -v4 -o restore.log --pidfile "$O/$name.pid"
   echo $? > "$O/$name.restore.rc"
