@@ -270,6 +270,12 @@ wait "$pid" 2>/dev/null
 say "h1: $(tr '\n' ';' < "$O/h1.report") end: $(cat "$O/h1.end") $(cat "$O/h1.fault" 2>/dev/null)"
 # --- scenario h2: 5-level: CRIU 4.2.1 with the plugin dumps and restores it --------------------------
 ibt_criu h2 "$CET/lib" 5level
+# --- scenario h3: 5-level: where the emulated CPU looks up the bit of legacy code above 2^48 ------
+ibt_start h3 5level
+ibt_cmd h3 alias; ibt_cmd h3 endbr; ibt_cmd h3 high
+alive "$pid" && { echo alive > "$O/h3.end"; kill -9 "$pid"; } || echo exited > "$O/h3.end"
+wait "$pid" 2>/dev/null
+say "h3: $(tr '\n' ';' < "$O/h3.report") end: $(cat "$O/h3.end") $(cat "$O/h3.fault" 2>/dev/null)"
 
 say "kernel warnings: $(dmesg | grep -A 2 'WARNING' | head -n 6 | tr '\n' '|')"
 say "done"

@@ -18,6 +18,11 @@
  *   endbr    call a function that starts with ENDBR64 through a pointer: "endbr ret=7 ..."
  *   clear    clear the legacy page's bit: "clear ..."
  *   mark     set it again: "mark ..."
+ *   alias    (5level) with legacy code (mov $43,%eax; ret) on a page at 2^50, above 2^48: clear that
+ *            page's bit and set the bit of the page at 2^50 mod 2^48 (0), then call it: "alias ret=43"
+ *            if the CPU looked its bit up at (LIP mod 2^48) >> 12, as Bochs 3.0 does, else #CP
+ *   high     (5level) the other way round: its own bit set, the alias's cleared, then call it:
+ *            "high ret=43" if the CPU used all 57 bits of LIP, else #CP
  * Every line ends with "user_cet=0x... bit=B ssp=0x... shstk=0x... digest=0x...": IA32_U_CET as the
  * module reads it for us, the legacy page's bit in the bitmap, the shadow-stack pointer in main (rdssp,
  * read afresh before each command; 0 with shadow stack off), ARCH_SHSTK_STATUS's features, and an
@@ -71,6 +76,7 @@ struct cet_ibt_test_req {
 #define MAP_FIXED_NOREPLACE 0x100000
 #define HIGH_BITMAP (1UL << 52)
 #define ONES_AT (1UL << 40) /* the all-ones pages' offset in the 57-bit bitmap */
+#define HIGH_CODE (1UL << 50) /* legacy code above 2^48, for "alias" and "high" */
 
 static const char *report;
 static char cmdpath[256];
@@ -206,6 +212,28 @@ static void run(const char *cmd) {
     } else if (cmd[0] == 'm') {
         *bit_byte() |= bit_mask();
         say("mark");
+    } else if (five_level && (cmd[0] == 'a' || cmd[0] == 'h')) {
+        static int mapped;
+        if (!mapped) {
+            long c = sys6(SYS_mmap, HIGH_CODE, 4096, 3, 0x02 | 0x20 | MAP_FIXED_NOREPLACE, -1, 0);
+            if (c != (long)HIGH_CODE)
+                die("ibt: cannot map the code page at 2^50\n");
+            static const unsigned char code[] = {0xb8, 0x2b, 0x00, 0x00, 0x00, 0xc3}; /* mov $43,%eax; ret */
+            for (u64 i = 0; i < sizeof code; i++)
+                ((unsigned char *)c)[i] = code[i];
+            sys3(SYS_mprotect, c, 4096, 5);
+            mapped = 1;
+        }
+        /* Bit (LIP >> 12) & 7 of byte LIP >> 15: both are bit 0 here (2^50 and 2^50 mod 2^48 = 0). */
+        unsigned char *own = bitmap + (HIGH_CODE >> 15), *alias = bitmap + ((HIGH_CODE & ((1UL << 48) - 1)) >> 15);
+        *own = cmd[0] == 'h';
+        *alias = cmd[0] == 'a';
+        int (*volatile legacy)(void) = (int (*)(void))HIGH_CODE;
+        int r = legacy();
+        p = put(line, cmd[0] == 'a' ? "alias ret=" : "high ret=");
+        p = put_dec(p, (u64)r);
+        *p = 0;
+        say(line);
     }
 }
 
