@@ -247,10 +247,11 @@ ibt_criu() {
   fi
   alive "$pid" && { echo alive > "$O/$name.end"; kill -9 "$pid"; } || echo exited > "$O/$name.end"
   grep -E 'Error|cet:' "$O/$name/img/dump.log" "$O/$name/img/restore.log" | head -n 20
-  for f in "$O/$name"/img/cet-*.img; do
-    [ -f "$f" ] && "$CET/criu-cet" decode "$f" > "$O/$name.cet.json" 2>&1
-  done
-  [ "$mode" = 5level ] || rm -f "$O/$name"/img/pages-*.img
+  if [ "$mode" = 5level ]; then
+    for f in "$O/$name"/img/cet-*.img; do "$CET/criu-cet" decode "$f" > "$O/$name.cet.json" 2>&1; done
+  else
+    rm -f "$O/$name"/img/pages-*.img
+  fi
   say "$name: dump rc $(cat "$O/$name.dump.rc"), restore rc $(cat "$O/$name.restore.rc"): $(tr '\n' ';' < "$O/$name.report") end: $(cat "$O/$name.end") $(cat "$O/$name.fault" 2>/dev/null)"
 }
 
