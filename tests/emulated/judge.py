@@ -411,6 +411,15 @@ criu_plugin_verdict(
 plugin = image_threads("h2.cet.json") or {}
 cores = criu_cores("h2")
 ssp = addr(r.get("ssp", "0"))
+
+
+def pair(state):
+    """(features, SSP) as text."""
+    if not state or "error" in state or state[0] is None or state[1] is None:
+        return str(state)
+    return f"features {state[0]:#x} SSP {state[1]:#x}"
+
+
 restored = [kv for kv in after if "ssp" in kv]
 pid0 = int(r.get("pid", "0"))
 ok = (ssp != 0 and r.get("shstk") == "0x1" and bool(restored)
@@ -419,7 +428,7 @@ ok = (ssp != 0 and r.get("shstk") == "0x1" and bool(restored)
 verdict(ok, f"5-level, the same process's shadow stack: rdssp {r.get('ssp', '?')} ARCH_SHSTK_STATUS "
             f"{r.get('shstk', '?')} before the dump; after restore "
             f"{', '.join(kv.get('ssp', '?') + ' ' + kv.get('shstk', '?') for kv in restored) or 'nothing'}; "
-            f"the plugin's image: features, SSP {plugin.get(pid0)}; CRIU's core-{pid0}.img: cet, SSP {cores.get(pid0)}")
+            f"the plugin's image: {pair(plugin.get(pid0))}; CRIU's core-{pid0}.img: {pair(cores.get(pid0))}")
 
 # --- scenario 16: the 57-bit-covering bitmap: only its populated pages, captured and restored -------
 img, redump = doc("h2.cet.json") or {}, doc("h2.redump.json") or {}
