@@ -59,6 +59,24 @@ bad() {
   dmesg | grep "\[$pid\] control protection" > "$O/$1.fault"
 }
 
+# --- the second boot (no5lvl): the same CPU with a 47-bit user address space -----------------------
+# /opt/cet/carry/img is the 5-level scenario h2's CRIU image directory (its bitmap lies at 2^52),
+# brought here by a second initramfs archive. CRIU 4.2.1 with the plugin must refuse to restore it
+# in the plugin's init, before any task is forked.
+if grep -qw no5lvl /proc/cmdline; then
+  # The test module too, so that the profile differs from the 5-level boot's in the address width only.
+  insmod "$CET/cet_ibt_test.ko"
+  "$CET/criu-cet" host --json > "$O/host.json" 2>&1
+  say "host: $("$CET/criu-cet" host 2>&1 | tr '\n' ' ')"
+  criu restore -d -D "$CET/carry/img" -L "$CET/lib" -v4 -o restore.log --pidfile "$O/h2.pid"
+  echo $? > "$O/h2.restore.rc"
+  cp "$CET/carry/img/restore.log" "$O/h2.restore.log"
+  # Nothing of the dumped process may run here, restored or half-restored.
+  pidof ibt > "$O/h2.running"
+  say "h2 on the 47-bit host: criu restore rc $(cat "$O/h2.restore.rc"): $(grep 'cet:' "$O/h2.restore.log" | head -n 3 | tr '\n' '|')"
+  exit 0
+fi
+
 # --- scenario 0: the CPU enforces the shadow stack (a bad return before any wait) -----------------
 start s0 0 at-once
 gone "$pid"
@@ -132,15 +150,18 @@ rm -f "$O"/s2/img/pages-*.img
 insmod "$CET/cet_ibt_test.ko" > "$O/ibt.insmod" 2>&1
 echo $? > "$O/ibt.insmod.rc"
 say "test module: rc $(cat "$O/ibt.insmod.rc") $(cat "$O/ibt.insmod") $(ls -l /dev/cet_ibt_test 2>&1)"
+# This host's profile, with the module loaded (criu-cet then sees user IBT in the kernel).
+"$CET/criu-cet" host --json > "$O/host.json" 2>&1
+say "host: $("$CET/criu-cet" host 2>&1 | tr '\n' ' ')"
 
 # alive PID: the process runs (not gone, not a zombie)
 alive() { [ -d "/proc/$1" ] && [ "$(sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 
-# ibt_start NAME: starts the IBT fixture reporting to $O/NAME.report and waits for its "ready"
-# line; sets $pid.
+# ibt_start NAME [5level]: starts the IBT fixture (ibt.c; with "5level", its bitmap above 2^47 and a
+# shadow stack) reporting to $O/NAME.report and waits for its "ready" line; sets $pid.
 ibt_start() {
   rm -f "$O/$1.report"
-  setsid "$CET/ibt" "$O/$1.report" </dev/null >"$O/$1.err" 2>&1 &
+  setsid "$CET/ibt" "$O/$1.report" ${2:-} </dev/null >"$O/$1.err" 2>&1 &
   pid=$!
   waitfor "$O/$1.report" '^ready' 1
   say "$1: started $pid: $(cat "$O/$1.report" "$O/$1.err")"
@@ -156,12 +177,18 @@ ibt_cmd() {
   alive "$pid" || { sleep 0.5; dmesg | grep "ibt\[$pid\]" > "$O/$1.fault"; }
 }
 
+# ibt_seq NAME MODE CMD...: starts the IBT fixture (ibt_start NAME MODE), sends it each CMD in
+# turn, then records in $O/NAME.end whether it was still alive (and ends it) or had exited.
+ibt_seq() {
+  name=$1; ibt_start "$1" "$2"; shift 2
+  for c in "$@"; do ibt_cmd "$name" "$c"; done
+  alive "$pid" && { echo alive > "$O/$name.end"; kill -9 "$pid"; } || echo exited > "$O/$name.end"
+  wait "$pid" 2>/dev/null
+  say "$name: $(tr '\n' ';' < "$O/$name.report") end: $(cat "$O/$name.end") $(cat "$O/$name.fault" 2>/dev/null)"
+}
+
 # --- scenario i1: the CPU enforces the legacy code bitmap --------------------------------------
-ibt_start i1
-ibt_cmd i1 legacy; ibt_cmd i1 endbr; ibt_cmd i1 clear; ibt_cmd i1 endbr; ibt_cmd i1 legacy
-alive "$pid" && { echo alive > "$O/i1.end"; kill -9 "$pid"; } || echo exited > "$O/i1.end"
-wait "$pid" 2>/dev/null
-say "i1: $(tr '\n' ';' < "$O/i1.report") end: $(cat "$O/i1.end") $(cat "$O/i1.fault" 2>/dev/null)"
+ibt_seq i1 "" legacy endbr clear endbr legacy
 
 # --- scenario i2: criu-cet dump reads the IBT state through the module ------------------------
 ibt_start i2
@@ -189,12 +216,16 @@ ibt_start_ns() {
   say "$1: started $pid in a new pid namespace: $(cat "$O/$1.report" "$O/$1.err")"
 }
 
-# ibt_criu NAME [PLUGIN_DIR [ns]]: CRIU 4.2.1 dumps the IBT fixture (started in a new pid namespace
-# with "ns") and restores it (with the plugin when PLUGIN_DIR is given), then asks the restored
-# process for a legacy call, an ENDBR call, clears the bit and makes the legacy call again.
+# ibt_criu NAME [PLUGIN_DIR [ns|5level]]: CRIU 4.2.1 dumps the IBT fixture (started in a new pid
+# namespace with "ns"; with its bitmap above 2^47 and a shadow stack with "5level") and restores it
+# (with the plugin when PLUGIN_DIR is given), then asks the restored process for a legacy call, an
+# ENDBR call, clears the bit and makes the legacy call again. With "5level", CRIU's own copy of the
+# bitmap's pages is zeroed before the restore (zero_pages.c), so only the plugin can bring them back;
+# criu-cet dump reads the restored process before the bit is cleared; and CRIU's pages images are
+# kept (the host checks the zeroing; the 47-bit boot gets the image directory whole).
 ibt_criu() {
-  name=$1 plugin=${2:+-L $2}
-  if [ "${3:-}" = ns ]; then ibt_start_ns "$name"; else ibt_start "$name"; fi
+  name=$1 plugin=${2:+-L $2} mode=${3:-}
+  if [ "$mode" = ns ]; then ibt_start_ns "$name"; else ibt_start "$name" "$mode"; fi
   ibt_cmd "$name" legacy
   mkdir -p "$O/$name/img"
   # shellcheck disable=SC2086
@@ -203,17 +234,30 @@ ibt_criu() {
   # A control-protection fault during the dump (CRIU's parasite runs inside the process).
   sleep 0.5; dmesg | grep "ibt\[$pid\]" > "$O/$name.dumpfault"
   kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  if [ "$mode" = 5level ]; then
+    base=$(sed -n 's/^ready .*bitmap=\(0x[0-9a-f]*\).*/\1/p' "$O/$name.report")
+    "$CET/zero_pages" "$O/$name/img" "$base" $((1 << 42)) > "$O/$name.zeroed" 2>&1
+  fi
   # shellcheck disable=SC2086
   criu restore -d -D "$O/$name/img" $plugin -v4 -o restore.log --pidfile "$O/$name.pid"
   echo $? > "$O/$name.restore.rc"
   # In a new pid namespace the restored process has another pid here.
   [ -s "$O/$name.pid" ] && pid=$(cat "$O/$name.pid")
   if alive "$pid"; then
-    ibt_cmd "$name" legacy; ibt_cmd "$name" endbr; ibt_cmd "$name" clear; ibt_cmd "$name" legacy
+    ibt_cmd "$name" legacy; ibt_cmd "$name" endbr
+    if [ "$mode" = 5level ]; then
+      "$CET/criu-cet" dump --pid "$pid" -o "$O/$name.redump.img" > "$O/$name.redump.out" 2>&1
+      "$CET/criu-cet" decode "$O/$name.redump.img" > "$O/$name.redump.json" 2>&1
+    fi
+    ibt_cmd "$name" clear; ibt_cmd "$name" legacy
   fi
   alive "$pid" && { echo alive > "$O/$name.end"; kill -9 "$pid"; } || echo exited > "$O/$name.end"
   grep -E 'Error|cet:' "$O/$name/img/dump.log" "$O/$name/img/restore.log" | head -n 20
-  rm -f "$O/$name"/img/pages-*.img
+  if [ "$mode" = 5level ]; then
+    for f in "$O/$name"/img/cet-*.img; do "$CET/criu-cet" decode "$f" > "$O/$name.cet.json" 2>&1; done
+  else
+    rm -f "$O/$name"/img/pages-*.img
+  fi
   say "$name: dump rc $(cat "$O/$name.dump.rc"), restore rc $(cat "$O/$name.restore.rc"): $(tr '\n' ';' < "$O/$name.report") end: $(cat "$O/$name.end") $(cat "$O/$name.fault" 2>/dev/null)"
 }
 
@@ -223,6 +267,15 @@ ibt_criu i3 "$CET/lib"
 ibt_criu i4
 # --- scenario i5: CRIU 4.2.1 with the plugin, the process in a new pid namespace ----------------
 ibt_criu i5 "$CET/lib" ns
+
+# --- 5-level paging (la57): the seed's case ------------------------------------------------------
+# --- scenario h1: 5-level: a 57-bit-covering bitmap at 2^52 (above 2^47) with a shadow stack, enforced
+ibt_seq h1 5level legacy endbr clear legacy
+# --- scenario h2: 5-level: CRIU 4.2.1 with the plugin dumps and restores it --------------------------
+ibt_criu h2 "$CET/lib" 5level
+# --- scenario h3: 5-level: where the emulated CPU looks up the bit of legacy code above 2^48 ------
+# (The ENDBR call ends the SUPPRESS state the first legacy call leaves, in which nothing is checked.)
+ibt_seq h3 5level alias endbr high
 
 say "kernel warnings: $(dmesg | grep -A 2 'WARNING' | head -n 6 | tr '\n' '|')"
 say "done"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provision the emulated CET machine: Bochs 3.0 from Debian trixie (built with --enable-cet; its
-# tigerlake CPU model has shadow stacks and IBT), its BIOS images, and what makes a bootable ISO
+# sapphire_rapids CPU model has shadow stacks, IBT and 5-level paging), its BIOS images, and what makes a bootable ISO
 # (xorriso, isolinux, syslinux's ldlinux.c32), all extracted into a private prefix with the shared
 # libraries they need, and run under trixie's own dynamic loader (Bochs needs glibc 2.38+, this host
 # has 2.36). Nothing is installed system-wide. Bochs 3.1 (sid) also has CET, but trixie's 6.12

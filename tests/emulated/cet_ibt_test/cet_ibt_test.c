@@ -13,8 +13,8 @@
  *   { __u32 tid; __u32 pad; __u64 user_cet; }. tid 0 is the caller; any other thread must be in a
  *   ptrace stop of the caller (as PTRACE_GETREGSET requires). SET changes only the IBT bits: the
  *   shadow-stack bits (SH_STK_EN, WR_SHSTK_EN) stay the kernel's; it answers with the value the
- *   task then has. Reserved bits (9:6) or a
- *   non-canonical bitmap base give EINVAL.
+ *   task then has. Reserved bits (9:6) or a bitmap base that is not canonical for the CPU's
+ *   linear-address width (57 bits with 5-level paging) give EINVAL.
  */
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
@@ -26,6 +26,8 @@
 #include <linux/uaccess.h>
 #include <asm/fpu/api.h>
 #include <asm/fpu/types.h>
+#include <asm/page.h>
+#include <asm/processor.h>
 
 struct cet_ibt_test_req {
 	__u32 tid;
@@ -55,11 +57,11 @@ static struct cet_user_state *cet_state(struct task_struct *t)
 	return get_xsave_addr(xsave, XFEATURE_CET_USER);
 }
 
+/* Canonical for the CPU's linear-address width (CPUID 0x80000008: 48, or 57 on a CPU with 5-level
+ * paging, whether or not the kernel turned it on), as the CPU checks an MSR's address fields. */
 static bool canonical_base(u64 v)
 {
-	s64 base = (s64)(v & ~0xfffULL);
-
-	return ((base << 16) >> 16) == base;
+	return __is_canonical_address(v & ~0xfffULL, boot_cpu_data.x86_virt_bits);
 }
 
 static long cet_ibt_test_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
