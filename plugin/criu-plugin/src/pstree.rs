@@ -5,6 +5,7 @@
 //! a u32 little-endian length and a `pstree_entry` protobuf message), decoded with prost from
 //! `proto/pstree.proto`.
 
+use criu_cet::input::{self, Links};
 use prost::Message;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,8 +16,9 @@ mod proto {
 
 const IMG_COMMON_MAGIC: u32 = 0x5456_4319;
 const PSTREE_MAGIC: u32 = 0x5027_3030;
-/// Larger than any real tree's pstree.img (about 20 bytes a task, plus 6 a thread).
-const MAX_FILE: u64 = 64 << 20;
+/// Larger than any real tree's pstree.img (about 20 bytes a task, plus 6 a thread: 16 MiB is
+/// over half a million tasks or two million threads).
+pub const MAX_FILE: u64 = 16 << 20;
 
 /// A task of the tree: its pid and its threads' ids, in the dumped tree's pid namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,16 +29,14 @@ pub struct Task {
     pub threads: Vec<u32>,
 }
 
-/// Reads `dir/pstree.img`: every task, by pid.
+/// Reads `dir/pstree.img`: every task, by pid. The file is opened once without following a
+/// link, checked to be a regular file of at most [`MAX_FILE`] bytes on the opened descriptor,
+/// and read with that cap.
 pub fn read(dir: &Path) -> Result<BTreeMap<u32, Task>, String> {
     let path = dir.join("pstree.img");
-    let name = "pstree.img";
-    let len = std::fs::symlink_metadata(&path).map_err(|e| format!("{name}: {e}"))?.len();
-    if len > MAX_FILE {
-        return Err(format!("{name}: {len} bytes, more than the {MAX_FILE} this plugin reads"));
-    }
-    let bytes = std::fs::read(&path).map_err(|e| format!("{name}: {e}"))?;
-    parse(&bytes).map_err(|e| format!("{name}: {e}"))
+    let bytes =
+        input::read_capped(&path, Links::Refuse, MAX_FILE, "CRIU pstree image").map_err(|e| e.to_string())?;
+    parse(&bytes).map_err(|e| format!("{}: {e}", criu_cet::image::display_path(&path).display()))
 }
 
 /// Decodes pstree.img bytes.
