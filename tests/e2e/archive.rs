@@ -450,7 +450,7 @@ fn hostile_archives_are_refused_with_a_message_naming_the_member() {
             e.window_log(27).unwrap();
             e.write_all(&full).unwrap();
             e.finish().unwrap()
-        }, "the zstd frame needs a window over 32 MiB"),
+        }, "the zstd frame needs a window over 16 MiB"),
         ("huge-pax", tar_of(&[inv(), M::Pax(2 << 20), good()]), "the tar headers after member checkpoint/inventory.img take more than 1048576 bytes"),
         ("corrupt-image", tar_of(&[inv(), M::File("checkpoint/cet-4242.img", corrupt)]), ":checkpoint/cet-4242.img: "),
         ("not-an-archive", vec![0x42; 4096], "not a cet image, a CRIU image directory or a checkpoint archive (tar, gzip or zstd): its first bytes are 42 42 42"),
@@ -478,7 +478,7 @@ fn hostile_archives_are_refused_with_a_message_naming_the_member() {
 #[test]
 fn an_image_member_larger_than_the_cap_is_refused_by_its_size() {
     let dir = tempfile::tempdir().unwrap();
-    let cap = 64u64 << 20;
+    let cap = 16u64 << 20;
     let path = dir.path().join("huge.tar");
     {
         let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
@@ -492,7 +492,7 @@ fn an_image_member_larger_than_the_cap_is_refused_by_its_size() {
     assert_eq!(r.code, 1);
     assert!(
         r.stderr.contains(&format!(
-            "member checkpoint/cet-4242.img is {} bytes, more than the {cap} bytes (64 MiB) a cet image read from an archive may have",
+            "member checkpoint/cet-4242.img is {} bytes, more than the {cap} bytes (16 MiB) a cet image read from an archive may have",
             cap + 1
         )),
         "{}",
