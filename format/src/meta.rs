@@ -414,6 +414,15 @@ impl Metadata {
                     format!("{} ids for {} threads", ns.tids.len(), self.process.threads.len()),
                 ));
             }
+            if ns.depth > MAX_NAMESPACE_DEPTH {
+                return Err((
+                    "namespace.depth",
+                    format!(
+                        "{}, at most {MAX_NAMESPACE_DEPTH} (Linux nests pid namespaces 32 deep)",
+                        ns.depth
+                    ),
+                ));
+            }
             let mut sorted = ns.tids.clone();
             sorted.sort_unstable();
             if sorted.windows(2).any(|w| w[0] == w[1]) {
@@ -425,6 +434,12 @@ impl Metadata {
                 return Err((
                     "bitmap",
                     format!("base {} and length {:#x} must be non-empty and 4 KiB aligned", b.base, b.length),
+                ));
+            }
+            if b.prot > 7 {
+                return Err((
+                    "bitmap.prot",
+                    format!("{:#x}: only PROT_READ, PROT_WRITE and PROT_EXEC (bits 0 to 2)", b.prot),
                 ));
             }
             let limit = 1u64 << addr::MAX_ADDRESS_BITS;
@@ -439,6 +454,9 @@ impl Metadata {
     }
 }
 
+/// Deepest pid-namespace nesting `NamespaceIds::depth` may state (the kernel's
+/// MAX_PID_NS_LEVEL).
+pub const MAX_NAMESPACE_DEPTH: u32 = 32;
 /// Longest `comm` the format accepts (the kernel's is 16 bytes; room for future use).
 pub const MAX_COMM: usize = 256;
 /// Longest kernel release string the format accepts.

@@ -309,30 +309,128 @@ fn an_address_bit_field_past_57_is_refused_at_its_own_offset() {
     }
 }
 
+/// `good` with block 0's frame replaced by `content`, every table and checksum fixed up.
+fn with_first_frame(good: &[u8], content: &[u8]) -> Vec<u8> {
+    let (off, len) = section(good, layout::SECTION_DATA);
+    let (blocks_at, _) = section(good, layout::SECTION_BLOCKS);
+    let first_len = u32::from_le_bytes(good[blocks_at + 8..blocks_at + 12].try_into().unwrap()) as usize;
+    let mut data = content.to_vec();
+    data.extend_from_slice(&good[off + first_len..off + len]);
+    let mut b = splice(good, layout::SECTION_DATA, &data);
+    // Block 0 takes the new length; later blocks move by the difference.
+    let (bt, bl) = section(&b, layout::SECTION_BLOCKS);
+    let delta = content.len() as i64 - first_len as i64;
+    b[bt + 8..bt + 12].copy_from_slice(&(content.len() as u32).to_le_bytes());
+    for j in 1..bl / 16 {
+        let at = bt + 16 * j;
+        let o = u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as i64 + delta;
+        b[at..at + 8].copy_from_slice(&(o as u64).to_le_bytes());
+    }
+    reseal(&mut b);
+    b
+}
+
+/// Block 0's frame of `good`.
+fn first_frame(good: &[u8]) -> &[u8] {
+    let (off, _) = section(good, layout::SECTION_DATA);
+    let (blocks_at, _) = section(good, layout::SECTION_BLOCKS);
+    let first_len = u32::from_le_bytes(good[blocks_at + 8..blocks_at + 12].try_into().unwrap()) as usize;
+    &good[off..off + first_len]
+}
+
 #[test]
 fn skippable_zstd_frames_are_refused_alone_and_before_a_block() {
     let good = std::fs::read(vectors_dir().join("typical-48.cetimg")).unwrap();
-    let (off, len) = section(&good, layout::SECTION_DATA);
-    let (blocks_at, _) = section(&good, layout::SECTION_BLOCKS);
-    let first_len = u32::from_le_bytes(good[blocks_at + 8..blocks_at + 12].try_into().unwrap()) as usize;
     // A skippable frame (magic 0x184D2A50, length 4) of 12 bytes.
     let skippable = [0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4];
-    let frame = &good[off..off + first_len];
+    let frame = first_frame(&good);
     for content in [[&skippable[..], frame].concat(), skippable.to_vec()] {
-        let mut data = content.clone();
-        data.extend_from_slice(&good[off + first_len..off + len]);
-        let mut b = splice(&good, layout::SECTION_DATA, &data);
-        // Block 0 takes the new length; later blocks move by the difference.
-        let (bt, bl) = section(&b, layout::SECTION_BLOCKS);
-        let delta = content.len() as i64 - first_len as i64;
-        b[bt + 8..bt + 12].copy_from_slice(&(content.len() as u32).to_le_bytes());
-        for j in 1..bl / 16 {
-            let at = bt + 16 * j;
-            let o = u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as i64 + delta;
-            b[at..at + 8].copy_from_slice(&(o as u64).to_le_bytes());
-        }
-        reseal(&mut b);
-        let e = decode(&b).unwrap_err().to_string();
+        let e = decode(&with_first_frame(&good, &content)).unwrap_err().to_string();
         assert!(e.contains("block 0") && e.contains("one zstd frame"), "{e}");
+    }
+}
+
+/// A zstd frame of raw blocks holding `content`, with the frame header descriptor `fhd`, then
+/// `after_fhd` (window descriptor, dictionary id, content size as `fhd` says).
+fn raw_frame(fhd: u8, after_fhd: &[u8], content: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x28, 0xb5, 0x2f, 0xfd, fhd];
+    f.extend_from_slice(after_fhd);
+    let chunks: Vec<&[u8]> = content.chunks(1 << 17).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        let last = u32::from(i + 1 == chunks.len());
+        f.extend_from_slice(&((c.len() as u32) << 3 | last).to_le_bytes()[..3]);
+        f.extend_from_slice(c);
+    }
+    f
+}
+
+/// FORMAT.md section 5: the window a frame declares is at most 2^27 bytes (a single-segment
+/// frame's window is its content size), and a frame names no dictionary. Single-pass
+/// decompression checks neither: a 2^28 window was accepted before.
+#[test]
+fn zstd_frames_declaring_a_window_over_2_27_or_a_dictionary_are_refused() {
+    let good = std::fs::read(vectors_dir().join("typical-48.cetimg")).unwrap();
+    let content = zstd::bulk::decompress(first_frame(&good), 8 << 20).unwrap();
+    // Window descriptor: exponent e gives 2^(10+e); mantissa adds eighths.
+    let window = |exp: u8, mantissa: u8| raw_frame(0x00, &[exp << 3 | mantissa], &content);
+    decode(&with_first_frame(&good, &window(17, 0))).expect("a 2^27 window is accepted");
+    for (frame, want) in [
+        (window(17, 1), "a 150994944-byte window"),
+        (window(21, 0), "a 2147483648-byte window"),
+        (raw_frame(0x01, &[17 << 3, 7], &content), "dictionary 7"),
+    ] {
+        let e = decode(&with_first_frame(&good, &frame)).unwrap_err().to_string();
+        assert!(e.contains("block 0") && e.contains(want), "{want}: {e}");
+    }
+    // Single segment (0x20) with a 4-byte content size (0x80): the window is the content size.
+    let n = content.len() as u32;
+    let single = raw_frame(0xa0, &n.to_le_bytes(), &content);
+    decode(&with_first_frame(&good, &single)).expect("a single-segment frame of its content size");
+}
+
+/// FORMAT.md section 3's host record: user address bits 1 to 48 without la57, 49 to 57 with it.
+#[test]
+fn user_address_bits_must_agree_with_la57() {
+    let good = std::fs::read(vectors_dir().join("typical-48.cetimg")).unwrap();
+    // typical-48: user_address_bits at 86, la57 false at 88 (see the test above).
+    for (bits, la57, ok) in [
+        (0u8, 0u8, false),
+        (1, 0, true),
+        (48, 0, true),
+        (56, 0, false),
+        (48, 1, false),
+        (56, 1, true),
+        (57, 1, true),
+    ] {
+        let mut b = good.clone();
+        b[86] = bits;
+        b[88] = la57;
+        reseal(&mut b);
+        match decode(&b) {
+            Ok(_) => assert!(ok, "{bits} bits, la57 {la57} accepted"),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(
+                    !ok && e.contains("user_address_bits") && e.contains("offset 86"),
+                    "{bits}/{la57}: {e}"
+                );
+            }
+        }
+    }
+}
+
+/// `namespace.depth` at most 32 (the kernel's MAX_PID_NS_LEVEL), `bitmap.prot` bits 0 to 2 only:
+/// the writer refuses them, and so does the reader (the same `Metadata::validate`).
+#[test]
+fn namespace_depth_past_32_and_prot_bits_above_2_are_refused() {
+    let good = std::fs::read(vectors_dir().join("threads-cet.cetimg")).unwrap();
+    let doc = ImageDoc::from_image(&mut ImageReader::open(std::io::Cursor::new(&good)).unwrap()).unwrap();
+    let mut deep = doc.clone();
+    deep.namespace.as_mut().expect("threads-cet has namespace ids").depth = 33;
+    let mut prot = doc.clone();
+    prot.bitmap.as_mut().expect("a bitmap").prot = 8;
+    for (d, want) in [(deep, "namespace.depth"), (prot, "bitmap.prot")] {
+        let e = d.write_image(&mut Vec::new(), WriterOptions::default()).unwrap_err().to_string();
+        assert!(e.contains(want), "{want}: {e}");
     }
 }
