@@ -40,18 +40,24 @@ pub const MAX_PROFILE: u64 = 64 << 10;
 pub const MAX_HOSTS: usize = 4096;
 
 /// Loads a host profile written by `criu-cet host --json`: read with a cap of [`MAX_PROFILE`]
-/// bytes, every field validated (`SourceHost::validate`, docs/FORMAT.md section 3). `links`:
-/// a profile found in a fleet directory is never read through a link.
+/// bytes and parsed by [`parse_profile`]. `links`: a profile found in a fleet directory is
+/// never read through a link.
 pub fn load_profile(path: &Path, links: Links) -> Result<HostProfile, EngineError> {
-    let text = input::read_text(path, links, MAX_PROFILE, "host profile (criu-cet host --json)")?;
-    let bad = |why: String| EngineError::Io { path: path.into(), source: std::io::Error::other(why) };
-    let profile: HostProfile = serde_json::from_str(&text)
-        .map_err(|e| bad(format!("not a host profile (criu-cet host --json): {e}")))?;
+    let text = input::read_capped(path, links, MAX_PROFILE, "host profile (criu-cet host --json)")?;
+    parse_profile(&text)
+        .map_err(|why| EngineError::Io { path: path.into(), source: std::io::Error::other(why) })
+}
+
+/// A host profile from its JSON, every field validated (`SourceHost::validate`, docs/FORMAT.md
+/// section 3): what is wrong names the field and what to do.
+pub fn parse_profile(json: &[u8]) -> Result<HostProfile, String> {
+    let profile: HostProfile = serde_json::from_slice(json)
+        .map_err(|e| format!("not a host profile (criu-cet host --json): {e}"))?;
     profile.validate().map_err(|(field, why)| {
-        bad(format!(
+        format!(
             "field {field} is {why}: not a profile `criu-cet host --json` writes; collect it again on \
              that host"
-        ))
+        )
     })?;
     Ok(profile)
 }
@@ -256,5 +262,48 @@ mod tests {
         assert_eq!((tallies.0[0].images, tallies.0[0].warnings, tallies.0[1].refused), (2, 1, 1));
         tallies.add(&[verdict("a", false, 0), verdict("b", true, 0)]);
         assert!(!tallies.pass(true));
+    }
+
+    /// The host-profile fuzz corpus (fuzz/corpus/host_profile) replays without a panic, and
+    /// its seeds of valid profiles still parse.
+    #[test]
+    fn the_host_profile_fuzz_corpus_replays_without_a_panic() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/host_profile");
+        let (mut n, mut valid) = (0, 0);
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let data = std::fs::read(e.unwrap().path()).unwrap();
+            n += 1;
+            if let Ok(p) = parse_profile(&data) {
+                valid += 1;
+                assert!(host::user_limit(p.user_address_bits) < 1 << 57);
+            }
+        }
+        assert!(n >= 8 && valid >= 2, "the host_profile corpus lost its seeds ({n} inputs, {valid} valid)");
+    }
+
+    #[test]
+    fn profiles_are_refused_naming_the_field() {
+        let p = |bits: u8, la57: bool| {
+            let mut h = host::four_level_example();
+            h.user_address_bits = bits;
+            h.la57 = la57;
+            parse_profile(serde_json::to_string(&h).unwrap().as_bytes())
+        };
+        for (bits, la57) in [
+            (0, false),
+            (5, true),
+            (11, true),
+            (56, false),
+            (58, true),
+            (64, true),
+            (100, true),
+            (255, false),
+        ] {
+            let e = p(bits, la57).unwrap_err();
+            assert!(e.contains("field host.user_address_bits is") && e.contains(&bits.to_string()), "{e}");
+        }
+        for (bits, la57) in [(47, false), (56, true), (1, false), (57, true)] {
+            p(bits, la57).unwrap();
+        }
     }
 }

@@ -111,4 +111,39 @@ mod tests {
         bad[8] = 3; // the entry now claims 3 bytes: a truncated message
         assert!(parse(&bad).is_err());
     }
+
+    /// The pstree fuzz corpus (fuzz/corpus/pstree) replays without a panic; its seeds of
+    /// whole trees still parse.
+    #[test]
+    fn the_pstree_fuzz_corpus_replays_without_a_panic() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/pstree");
+        let (mut n, mut parsed) = (0, 0);
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let data = std::fs::read(e.unwrap().path()).unwrap();
+            n += 1;
+            if let Ok(tasks) = parse(&data) {
+                parsed += 1;
+                assert!(tasks.iter().all(|(pid, t)| *pid == t.pid));
+            }
+        }
+        assert!(n >= 8 && parsed >= 3, "the pstree corpus lost its seeds ({n} inputs, {parsed} parse)");
+    }
+
+    /// pstree.img is opened once, never through a link, and read with a cap: a link to a
+    /// large file was size-checked on the link (a few bytes) and read whole through it.
+    #[test]
+    fn pstree_img_is_never_read_through_a_link_nor_past_its_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::File::create(&big).unwrap().set_len(MAX_FILE + 1).unwrap();
+        std::os::unix::fs::symlink(&big, dir.path().join("pstree.img")).unwrap();
+        let e = read(dir.path()).unwrap_err();
+        assert!(e.contains("pstree.img: is a symbolic link"), "{e}");
+        std::fs::remove_file(dir.path().join("pstree.img")).unwrap();
+        std::fs::rename(&big, dir.path().join("pstree.img")).unwrap();
+        let e = read(dir.path()).unwrap_err();
+        assert!(e.contains(&format!("is {} bytes, more than the {MAX_FILE} bytes", MAX_FILE + 1)), "{e}");
+        std::fs::write(dir.path().join("pstree.img"), image(&[entry(1, vec![1])])).unwrap();
+        assert_eq!(read(dir.path()).unwrap().len(), 1);
+    }
 }
