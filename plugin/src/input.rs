@@ -10,6 +10,10 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+/// The refusal of a name that is a symbolic link where the file itself must be.
+pub const LINK_REFUSED: &str =
+    "is a symbolic link; images are never read through links (nor pstree.img, nor a fleet's profiles)";
+
 /// Whether the name may be a symbolic link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Links {
@@ -39,12 +43,16 @@ pub fn open(path: &Path, links: Links, dir_ok: bool) -> Result<Opened, EngineErr
         .read(true)
         .custom_flags(nofollow | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) && links == Links::Refuse {
-                io_err(io::Error::other("is a symbolic link; it is never read through links"))
-            } else {
-                io_err(e)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) if links == Links::Refuse => io_err(io::Error::other(LINK_REFUSED)),
+            // A socket cannot be opened (ENXIO): say what it is, for the message only.
+            Some(libc::ENXIO) => {
+                match std::fs::symlink_metadata(path).ok().as_ref().and_then(crate::image::not_regular) {
+                    Some(kind) => io_err(io::Error::other(format!("is not a regular file but a {kind}"))),
+                    None => io_err(e),
+                }
             }
+            _ => io_err(e),
         })?;
     let md = file.metadata().map_err(io_err)?;
     if md.is_dir() && dir_ok {

@@ -138,7 +138,7 @@ mod tests {
         std::fs::File::create(&big).unwrap().set_len(MAX_FILE + 1).unwrap();
         std::os::unix::fs::symlink(&big, dir.path().join("pstree.img")).unwrap();
         let e = read(dir.path()).unwrap_err();
-        assert!(e.contains("pstree.img: is a symbolic link"), "{e}");
+        assert!(e.contains("pstree.img: is a symbolic link; images are never read through links"), "{e}");
         std::fs::remove_file(dir.path().join("pstree.img")).unwrap();
         std::fs::rename(&big, dir.path().join("pstree.img")).unwrap();
         let e = read(dir.path()).unwrap_err();
