@@ -434,3 +434,84 @@ fn namespace_depth_past_32_and_prot_bits_above_2_are_refused() {
         assert!(e.contains(want), "{want}: {e}");
     }
 }
+
+/// The forged files of tests/rejects/, each breaking one rule of FORMAT.md that a bit flip
+/// cannot reach (the Python reader refuses them too: `cetimg.py --check-rejects`). Built here
+/// from the golden vectors; CRIU_CET_BLESS=1 writes them.
+fn rejects() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let typical = std::fs::read(vectors_dir().join("typical-48.cetimg")).unwrap();
+    let threads = std::fs::read(vectors_dir().join("threads-cet.cetimg")).unwrap();
+    // empty-48 has no namespace ids: its META ends with the option's 0 byte.
+    let empty = std::fs::read(vectors_dir().join("empty-48.cetimg")).unwrap();
+    let content = zstd::bulk::decompress(first_frame(&typical), 8 << 20).unwrap();
+    let byte = |b: &[u8], at: usize, v: u8| {
+        let mut b = b.to_vec();
+        b[at] = v;
+        reseal(&mut b);
+        b
+    };
+    let meta = |b: &[u8], edit: &dyn Fn(&mut Vec<u8>)| {
+        let (off, len) = section(b, layout::SECTION_META);
+        let mut m = b[off..off + len].to_vec();
+        edit(&mut m);
+        let mut out = splice(b, layout::SECTION_META, &m);
+        reseal(&mut out);
+        out
+    };
+    let doc = decode(&typical).unwrap();
+    let bm = doc.bitmap.clone().unwrap();
+    let bitmap_at = |m: &[u8]| {
+        let key = [bm.base.0.to_le_bytes(), bm.length.to_le_bytes()].concat();
+        m.windows(16).position(|w| w == key).expect("the bitmap's base and length in META")
+    };
+    vec![
+        (
+            "window-2-31",
+            with_first_frame(&typical, &raw_frame(0x00, &[21 << 3], &content)),
+            "2147483648-byte window",
+        ),
+        (
+            "dictionary-7",
+            with_first_frame(&typical, &raw_frame(0x01, &[17 << 3, 7], &content)),
+            "dictionary 7",
+        ),
+        ("user-bits-56-without-la57", byte(&typical, 86, 56), "user_address_bits"),
+        ("user-bits-0", byte(&typical, 86, 0), "user_address_bits"),
+        ("la57-with-47-bits", byte(&typical, 88, 1), "user_address_bits"),
+        (
+            "namespace-depth-33",
+            meta(&threads, &|m| {
+                let n = m.len();
+                m[n - 4..].copy_from_slice(&33u32.to_le_bytes());
+            }),
+            "namespace.depth",
+        ),
+        (
+            "prot-8",
+            meta(&typical, &|m| {
+                let at = bitmap_at(m) + 16;
+                m[at..at + 4].copy_from_slice(&8u32.to_le_bytes());
+            }),
+            "bitmap.prot",
+        ),
+        ("meta-without-namespace-byte", meta(&empty, &|m| assert_eq!(m.pop(), Some(0))), "metadata"),
+    ]
+}
+
+#[test]
+fn every_file_of_tests_rejects_is_refused_for_its_rule() {
+    let dir = vectors_dir().join("../rejects");
+    let bless = std::env::var_os("CRIU_CET_BLESS").is_some();
+    for (name, bytes, want) in rejects() {
+        let e = decode(&bytes).expect_err(name).to_string();
+        assert!(e.contains(want), "{name}: wanted {want:?} in {e}");
+        let path = dir.join(format!("{name}.cetimg"));
+        if bless {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        } else {
+            let committed = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(committed == bytes, "{name}: {} differs from what this test forges", path.display());
+        }
+    }
+}

@@ -4,7 +4,7 @@
 Usage: cetimg.py FILE            print the image as JSON (docs/FORMAT.md section 8)
        cetimg.py --check-vectors DIR
                                  decode every .cetimg under DIR and compare with the .json beside it
-       cetimg.py --check-rejects DIR
+       cetimg.py --check-rejects DIR [REJECTS_DIR]
                                  every single-bit flip of every vector must be refused
 
 Needs the `zstandard` package. Exits 1 with a one-line message on a bad image.
@@ -407,9 +407,19 @@ def check_vectors(directory):
     return 1 if failed else 0
 
 
-def check_rejects(directory):
-    """Every single-bit flip (low and high bit of every byte) of every vector must be refused."""
+def check_rejects(directory, forged=None):
+    """Every single-bit flip (low and high bit of every byte) of every vector must be refused, and
+    every file in `forged` (tests/rejects: each breaks one rule a flip cannot reach)."""
     failed = total = 0
+    for img in sorted(Path(forged).glob("*.cetimg")) if forged else []:
+        total += 1
+        try:
+            decode(img.read_bytes())
+        except BadImage as e:
+            print(f"ok   {img.name}: {e}")
+            continue
+        failed += 1
+        print(f"FAIL {img.name}: accepted")
     for img in sorted(Path(directory).rglob("*.cetimg")):
         good = img.read_bytes()
         for at in range(len(good)):
@@ -430,8 +440,8 @@ def check_rejects(directory):
 def main(argv):
     if len(argv) == 3 and argv[1] == "--check-vectors":
         return check_vectors(argv[2])
-    if len(argv) == 3 and argv[1] == "--check-rejects":
-        return check_rejects(argv[2])
+    if len(argv) in (3, 4) and argv[1] == "--check-rejects":
+        return check_rejects(*argv[2:])
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
