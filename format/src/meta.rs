@@ -72,6 +72,52 @@ pub struct SourceHost {
     pub cet: CetSupport,
 }
 
+impl SourceHost {
+    /// The rules of docs/FORMAT.md section 3 for a host record, in an image or in a host profile:
+    /// `kernel_release` at most 256 bytes; `cpu_virtual_bits` at most 57 (0: unknown);
+    /// `user_address_bits` 1 to 48 without `la57` (4-level paging translates 48 bits) and 49 to
+    /// 57 with it. Returns the field (as `host.FIELD`) and what is wrong with it.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.kernel_release.len() > MAX_KERNEL_RELEASE {
+            return Err((
+                "host.kernel_release",
+                format!("{} bytes, at most {MAX_KERNEL_RELEASE}", self.kernel_release.len()),
+            ));
+        }
+        for (field, bits) in [
+            ("host.user_address_bits", self.user_address_bits),
+            ("host.cpu_virtual_bits", self.cpu_virtual_bits),
+        ] {
+            if bits > addr::MAX_ADDRESS_BITS {
+                return Err((field, format!("{bits}, at most {}", addr::MAX_ADDRESS_BITS)));
+            }
+        }
+        let bits = self.user_address_bits;
+        let (range, paging) = if self.la57 {
+            (FIVE_LEVEL_USER_BITS, "5-level paging (la57 true)")
+        } else {
+            (FOUR_LEVEL_USER_BITS, "4-level paging (la57 false)")
+        };
+        if !range.contains(&bits) {
+            return Err((
+                "host.user_address_bits",
+                format!(
+                    "{bits}, but {paging} gives user space {} to {} bits (Linux: 47 with 4-level, 56 \
+                     with 5-level paging)",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// User address bits a host record may state without la57: 4-level paging translates 48 bits.
+pub const FOUR_LEVEL_USER_BITS: std::ops::RangeInclusive<u8> = 1..=48;
+/// User address bits a host record may state with la57: 5-level paging translates 57 bits.
+pub const FIVE_LEVEL_USER_BITS: std::ops::RangeInclusive<u8> = 49..=57;
+
 /// CET support of a CPU and a kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CetSupport {
@@ -358,20 +404,7 @@ impl Metadata {
         if self.process.comm.len() > MAX_COMM {
             return Err(("process.comm", format!("{} bytes, at most {MAX_COMM}", self.process.comm.len())));
         }
-        if self.host.kernel_release.len() > MAX_KERNEL_RELEASE {
-            return Err((
-                "host.kernel_release",
-                format!("{} bytes, at most {MAX_KERNEL_RELEASE}", self.host.kernel_release.len()),
-            ));
-        }
-        for (field, bits) in [
-            ("host.user_address_bits", self.host.user_address_bits),
-            ("host.cpu_virtual_bits", self.host.cpu_virtual_bits),
-        ] {
-            if bits > addr::MAX_ADDRESS_BITS {
-                return Err((field, format!("{bits}, at most {}", addr::MAX_ADDRESS_BITS)));
-            }
-        }
+        self.host.validate()?;
         if !self.process.threads.windows(2).all(|w| w[0].tid < w[1].tid) {
             return Err(("process.threads", "thread ids must be unique and ascending".into()));
         }
@@ -383,6 +416,15 @@ impl Metadata {
                 return Err((
                     "namespace.tids",
                     format!("{} ids for {} threads", ns.tids.len(), self.process.threads.len()),
+                ));
+            }
+            if ns.depth > MAX_NAMESPACE_DEPTH {
+                return Err((
+                    "namespace.depth",
+                    format!(
+                        "{}, at most {MAX_NAMESPACE_DEPTH} (Linux nests pid namespaces 32 deep)",
+                        ns.depth
+                    ),
                 ));
             }
             let mut sorted = ns.tids.clone();
@@ -406,6 +448,12 @@ impl Metadata {
                     format!("base {} and length {:#x} must be non-empty and 4 KiB aligned", b.base, b.length),
                 ));
             }
+            if b.prot > 7 {
+                return Err((
+                    "bitmap.prot",
+                    format!("{:#x}: only PROT_READ, PROT_WRITE and PROT_EXEC (bits 0 to 2)", b.prot),
+                ));
+            }
             let limit = 1u64 << addr::MAX_ADDRESS_BITS;
             if b.base.0 >= limit || b.length > limit - b.base.0 {
                 return Err((
@@ -418,6 +466,9 @@ impl Metadata {
     }
 }
 
+/// Deepest pid-namespace nesting `NamespaceIds::depth` may state (the kernel's
+/// MAX_PID_NS_LEVEL).
+pub const MAX_NAMESPACE_DEPTH: u32 = 32;
 /// Longest `comm` the format accepts (the kernel's is 16 bytes; room for future use).
 pub const MAX_COMM: usize = 256;
 /// Longest kernel release string the format accepts.

@@ -638,6 +638,9 @@ fn decode_block(
         Ok(n) => return Err(bad(format!("a first frame of {n} bytes"))),
         Err(code) => return Err(bad(zstd::zstd_safe::get_error_name(code).to_string())),
     }
+    if let Err(why) = frame_rules(&job.compressed) {
+        return Err(bad(why));
+    }
     let inflate = |dctx: &mut zstd::bulk::Decompressor<'static>, dst: &mut [u8]| {
         dctx.decompress_to_buffer(&job.compressed, dst)
             .map_err(|e| bad(format!("{e} (it inflates past its size or is damaged)")))
@@ -666,6 +669,53 @@ fn decode_block(
             stored: b.raw_crc,
             computed,
         });
+    }
+    Ok(())
+}
+
+/// The largest zstd window a block's frame may declare (FORMAT.md section 5): 2^27 bytes.
+pub const MAX_FRAME_WINDOW: u64 = 1 << 27;
+
+/// FORMAT.md section 5's rules on a block's frame header (one whole frame was found already):
+/// the window it declares (`Window_Descriptor`, or `Frame_Content_Size` for a single-segment
+/// frame) at most [`MAX_FRAME_WINDOW`], and no dictionary (a `Dictionary_ID` field, when
+/// present, is 0). Single-pass decompression does not check the window itself.
+fn frame_rules(frame: &[u8]) -> Result<(), String> {
+    let short = || "a frame header cut short".to_string();
+    let fhd = *frame.get(4).ok_or_else(short)?;
+    let single_segment = fhd & 0x20 != 0;
+    let dict_len = [0usize, 1, 2, 4][usize::from(fhd & 3)];
+    let fcs_len = match fhd >> 6 {
+        0 => usize::from(single_segment),
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    let mut at = 5;
+    let window = if single_segment {
+        None
+    } else {
+        let wd = *frame.get(at).ok_or_else(short)?;
+        at += 1;
+        let log = 10 + u32::from(wd >> 3);
+        let base = 1u64 << log;
+        Some(base + (base / 8) * u64::from(wd & 7))
+    };
+    let field = |at: usize, len: usize| -> Result<u64, String> {
+        let b = frame.get(at..at + len).ok_or_else(short)?;
+        Ok(b.iter().rev().fold(0u64, |v, &x| (v << 8) | u64::from(x)))
+    };
+    let dict = field(at, dict_len)?;
+    if dict != 0 {
+        return Err(format!("a frame naming dictionary {dict} (dictionaries are not used)"));
+    }
+    at += dict_len;
+    let window = match window {
+        Some(w) => w,
+        None => field(at, fcs_len)? + if fcs_len == 2 { 256 } else { 0 },
+    };
+    if window > MAX_FRAME_WINDOW {
+        return Err(format!("a frame declaring a {window}-byte window, more than 2^27"));
     }
     Ok(())
 }

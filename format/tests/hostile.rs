@@ -312,30 +312,219 @@ fn an_address_bit_field_past_57_is_refused_at_its_own_offset() {
     }
 }
 
+/// `good` with block 0's frame replaced by `content`, every table and checksum fixed up.
+fn with_first_frame(good: &[u8], content: &[u8]) -> Vec<u8> {
+    let (off, len) = section(good, layout::SECTION_DATA);
+    let (blocks_at, _) = section(good, layout::SECTION_BLOCKS);
+    let first_len = u32::from_le_bytes(good[blocks_at + 8..blocks_at + 12].try_into().unwrap()) as usize;
+    let mut data = content.to_vec();
+    data.extend_from_slice(&good[off + first_len..off + len]);
+    let mut b = splice(good, layout::SECTION_DATA, &data);
+    // Block 0 takes the new length; later blocks move by the difference.
+    let (bt, bl) = section(&b, layout::SECTION_BLOCKS);
+    b[bt + 8..bt + 12].copy_from_slice(&u32::try_from(content.len()).unwrap().to_le_bytes());
+    for j in 1..bl / 16 {
+        let at = bt + 16 * j;
+        let o =
+            u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) + content.len() as u64 - first_len as u64;
+        b[at..at + 8].copy_from_slice(&o.to_le_bytes());
+    }
+    reseal(&mut b);
+    b
+}
+
+/// Block 0's frame of `good`.
+fn first_frame(good: &[u8]) -> &[u8] {
+    let (off, _) = section(good, layout::SECTION_DATA);
+    let (blocks_at, _) = section(good, layout::SECTION_BLOCKS);
+    let first_len = u32::from_le_bytes(good[blocks_at + 8..blocks_at + 12].try_into().unwrap()) as usize;
+    &good[off..off + first_len]
+}
+
 #[test]
 fn skippable_zstd_frames_are_refused_alone_and_before_a_block() {
     let good = std::fs::read(vectors_dir().join("typical-48.cetimg")).unwrap();
-    let (off, len) = section(&good, layout::SECTION_DATA);
-    let (blocks_at, _) = section(&good, layout::SECTION_BLOCKS);
-    let first_len = u32::from_le_bytes(good[blocks_at + 8..blocks_at + 12].try_into().unwrap()) as usize;
     // A skippable frame (magic 0x184D2A50, length 4) of 12 bytes.
     let skippable = [0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4];
-    let frame = &good[off..off + first_len];
+    let frame = first_frame(&good);
     for content in [[&skippable[..], frame].concat(), skippable.to_vec()] {
-        let mut data = content.clone();
-        data.extend_from_slice(&good[off + first_len..off + len]);
-        let mut b = splice(&good, layout::SECTION_DATA, &data);
-        // Block 0 takes the new length; later blocks move by the difference.
-        let (bt, bl) = section(&b, layout::SECTION_BLOCKS);
-        b[bt + 8..bt + 12].copy_from_slice(&u32::try_from(content.len()).unwrap().to_le_bytes());
-        for j in 1..bl / 16 {
-            let at = bt + 16 * j;
-            let o = u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) + content.len() as u64
-                - first_len as u64;
-            b[at..at + 8].copy_from_slice(&o.to_le_bytes());
-        }
-        reseal(&mut b);
-        let e = decode(&b).unwrap_err().to_string();
+        let e = decode(&with_first_frame(&good, &content)).unwrap_err().to_string();
         assert!(e.contains("block 0") && e.contains("one zstd frame"), "{e}");
+    }
+}
+
+/// A zstd frame of raw blocks holding `content`, with the frame header descriptor `fhd`, then
+/// `after_fhd` (window descriptor, dictionary id, content size as `fhd` says).
+fn raw_frame(fhd: u8, after_fhd: &[u8], content: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x28, 0xb5, 0x2f, 0xfd, fhd];
+    f.extend_from_slice(after_fhd);
+    let chunks: Vec<&[u8]> = content.chunks(1 << 17).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        let last = u32::from(i + 1 == chunks.len());
+        f.extend_from_slice(&(u32::try_from(c.len()).unwrap() << 3 | last).to_le_bytes()[..3]);
+        f.extend_from_slice(c);
+    }
+    f
+}
+
+/// FORMAT.md section 5: the window a frame declares is at most 2^27 bytes (a single-segment
+/// frame's window is its content size), and a frame names no dictionary. Single-pass
+/// decompression checks neither: a 2^28 window was accepted before.
+#[test]
+fn zstd_frames_declaring_a_window_over_2_27_or_a_dictionary_are_refused() {
+    let good = std::fs::read(vectors_dir().join("typical-48.cetimg")).unwrap();
+    let content = zstd::bulk::decompress(first_frame(&good), 8 << 20).unwrap();
+    // Window descriptor: exponent e gives 2^(10+e); mantissa adds eighths.
+    let window = |exp: u8, mantissa: u8| raw_frame(0x00, &[exp << 3 | mantissa], &content);
+    decode(&with_first_frame(&good, &window(17, 0))).expect("a 2^27 window is accepted");
+    for (frame, want) in [
+        (window(17, 1), "a 150994944-byte window"),
+        (window(21, 0), "a 2147483648-byte window"),
+        (raw_frame(0x01, &[17 << 3, 7], &content), "dictionary 7"),
+    ] {
+        let e = decode(&with_first_frame(&good, &frame)).unwrap_err().to_string();
+        assert!(e.contains("block 0") && e.contains(want), "{want}: {e}");
+    }
+    // Single segment (0x20) with a 4-byte content size (0x80): the window is the content size.
+    let n = u32::try_from(content.len()).unwrap();
+    let single = raw_frame(0xa0, &n.to_le_bytes(), &content);
+    decode(&with_first_frame(&good, &single)).expect("a single-segment frame of its content size");
+}
+
+/// FORMAT.md section 3's host record: user address bits 1 to 48 without la57, 49 to 57 with it.
+#[test]
+fn user_address_bits_must_agree_with_la57() {
+    let good = std::fs::read(vectors_dir().join("typical-48.cetimg")).unwrap();
+    // typical-48: user_address_bits at 86, la57 false at 88 (see the test above).
+    for (bits, la57, ok) in [
+        (0u8, 0u8, false),
+        (1, 0, true),
+        (48, 0, true),
+        (56, 0, false),
+        (48, 1, false),
+        (56, 1, true),
+        (57, 1, true),
+    ] {
+        let mut b = good.clone();
+        b[86] = bits;
+        b[88] = la57;
+        reseal(&mut b);
+        match decode(&b) {
+            Ok(_) => assert!(ok, "{bits} bits, la57 {la57} accepted"),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(
+                    !ok && e.contains("user_address_bits") && e.contains("offset 86"),
+                    "{bits}/{la57}: {e}"
+                );
+            }
+        }
+    }
+}
+
+/// `namespace.depth` at most 32 (the kernel's MAX_PID_NS_LEVEL), `bitmap.prot` bits 0 to 2 only:
+/// the writer refuses them, and so does the reader (the same `Metadata::validate`).
+#[test]
+fn namespace_depth_past_32_and_prot_bits_above_2_are_refused() {
+    let good = std::fs::read(vectors_dir().join("threads-cet.cetimg")).unwrap();
+    let doc = ImageDoc::from_image(&mut ImageReader::open(std::io::Cursor::new(&good)).unwrap()).unwrap();
+    let mut deep = doc.clone();
+    deep.namespace.as_mut().expect("threads-cet has namespace ids").depth = 33;
+    let mut prot = doc.clone();
+    prot.bitmap.as_mut().expect("a bitmap").prot = 8;
+    for (d, want) in [(deep, "namespace.depth"), (prot, "bitmap.prot")] {
+        let e = d.write_image(&mut Vec::new(), WriterOptions::default()).unwrap_err().to_string();
+        assert!(e.contains(want), "{want}: {e}");
+    }
+}
+
+/// The forged files of tests/rejects/, each breaking one rule of FORMAT.md that a bit flip
+/// cannot reach (the Python reader refuses them too: `cetimg.py --check-rejects`). Built here
+/// from the golden vectors; CRIU_CET_BLESS=1 writes them.
+fn rejects() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let typical = std::fs::read(vectors_dir().join("typical-48.cetimg")).unwrap();
+    let threads = std::fs::read(vectors_dir().join("threads-cet.cetimg")).unwrap();
+    let run_id_len = decode(&threads).unwrap().criu_run_id.expect("threads-cet records a CRIU run").len();
+    // empty-48 has no namespace ids nor CRIU run id: its META ends with the two options' 0 bytes.
+    let empty = std::fs::read(vectors_dir().join("empty-48.cetimg")).unwrap();
+    let content = zstd::bulk::decompress(first_frame(&typical), 8 << 20).unwrap();
+    let byte = |b: &[u8], at: usize, v: u8| {
+        let mut b = b.to_vec();
+        b[at] = v;
+        reseal(&mut b);
+        b
+    };
+    let meta = |b: &[u8], edit: &dyn Fn(&mut Vec<u8>)| {
+        let (off, len) = section(b, layout::SECTION_META);
+        let mut m = b[off..off + len].to_vec();
+        edit(&mut m);
+        let mut out = splice(b, layout::SECTION_META, &m);
+        reseal(&mut out);
+        out
+    };
+    let doc = decode(&typical).unwrap();
+    let bm = doc.bitmap.clone().unwrap();
+    let bitmap_at = |m: &[u8]| {
+        let key = [bm.base.0.to_le_bytes(), bm.length.to_le_bytes()].concat();
+        m.windows(16).position(|w| w == key).expect("the bitmap's base and length in META")
+    };
+    vec![
+        (
+            "window-2-31",
+            with_first_frame(&typical, &raw_frame(0x00, &[21 << 3], &content)),
+            "2147483648-byte window",
+        ),
+        (
+            "dictionary-7",
+            with_first_frame(&typical, &raw_frame(0x01, &[17 << 3, 7], &content)),
+            "dictionary 7",
+        ),
+        ("user-bits-56-without-la57", byte(&typical, 86, 56), "user_address_bits"),
+        ("user-bits-0", byte(&typical, 86, 0), "user_address_bits"),
+        ("la57-with-47-bits", byte(&typical, 88, 1), "user_address_bits"),
+        (
+            "namespace-depth-33",
+            meta(&threads, &|m| {
+                // The depth is the namespace's last field, before the CRIU run id (1.3): its
+                // option byte, u64 length and bytes.
+                let n = m.len() - (1 + 8 + run_id_len);
+                m[n - 4..n].copy_from_slice(&33u32.to_le_bytes());
+            }),
+            "namespace.depth",
+        ),
+        (
+            "prot-8",
+            meta(&typical, &|m| {
+                let at = bitmap_at(m) + 16;
+                m[at..at + 4].copy_from_slice(&8u32.to_le_bytes());
+            }),
+            "bitmap.prot",
+        ),
+        (
+            "meta-without-namespace-byte",
+            meta(&empty, &|m| {
+                assert_eq!((m.pop(), m.pop()), (Some(0), Some(0)));
+            }),
+            "metadata",
+        ),
+        ("meta-without-criu-run-id-byte", meta(&empty, &|m| assert_eq!(m.pop(), Some(0))), "metadata"),
+    ]
+}
+
+#[test]
+fn every_file_of_tests_rejects_is_refused_for_its_rule() {
+    let dir = vectors_dir().join("../rejects");
+    let bless = std::env::var_os("CRIU_CET_BLESS").is_some();
+    for (name, bytes, want) in rejects() {
+        let e = decode(&bytes).expect_err(name).to_string();
+        assert!(e.contains(want), "{name}: wanted {want:?} in {e}");
+        let path = dir.join(format!("{name}.cetimg"));
+        if bless {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        } else {
+            let committed = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(committed == bytes, "{name}: {} differs from what this test forges", path.display());
+        }
     }
 }

@@ -142,10 +142,7 @@ pub fn check(
 /// Widest coverage a bitmap can have: 57 address bits (5-level paging), 4 TiB.
 pub const MAX_COVERAGE_BITS: u8 = 57;
 
-/// What a bitmap looks like, for messages that refuse something that is not one.
-pub const BITMAP_SHAPE: &str = "a private anonymous mapping of exactly 2^(N-15) bytes for N covered \
-     address bits (4 GiB for 47, 8 GiB for 48, 4 TiB for 57), mapped MAP_NORESERVE and excluded from \
-     core dumps (smaps VmFlags `nr` and `dd`), not executable; or a kernel `[ibt_bitmap]` mapping";
+pub use crate::error::BITMAP_SHAPE;
 
 /// Why `b` cannot be an IBT legacy bitmap, if it cannot: its length must be 2^(N-15) bytes for
 /// the N address bits it covers, N at most 57, and it must not be executable.

@@ -5,14 +5,15 @@
 //!
 //! CRIU's image framing: a u32 magic (IMG_COMMON_MAGIC, then the image's own; inventory.img has
 //! its own alone), then entries, each a u32 little-endian length and a protobuf message, decoded
-//! with prost from `proto/*.proto`. Each file is opened once, checked on the opened file (a
-//! regular file, at most [`MAX_FILE`] bytes) and read with that cap, so a name that leads to a
-//! device or a FIFO is refused rather than read without end.
+//! with prost from `proto/*.proto`. Each file is opened once without following a link, checked
+//! on the opened descriptor (a regular file, at most [`MAX_FILE`] bytes) and read with that cap
+//! (`input::read_capped`), so a name that leads to a device or a FIFO is refused rather than read
+//! without end.
 
+use crate::input::Links;
 use crate::proc::{Backing, Vma};
 use prost::Message;
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 
 mod proto {
@@ -27,8 +28,9 @@ const MM_MAGIC: u32 = 0x5749_2820;
 const VMA_ANON_PRIVATE: u32 = 1 << 9;
 /// vma_entry.madv bit of MADV_DONTDUMP.
 const MADV_DONTDUMP_BIT: u64 = 1 << libc::MADV_DONTDUMP;
-/// Larger than any real tree's pstree.img (about 20 bytes a task, plus 6 a thread) or inventory.
-pub const MAX_FILE: u64 = 64 << 20;
+/// Larger than any real tree's pstree.img (about 20 bytes a task, plus 6 a thread: 16 MiB is
+/// over half a million tasks or two million threads), inventory.img or mm-<id>.img.
+pub const MAX_FILE: u64 = 16 << 20;
 
 /// A task of the tree: its pid and its threads' ids, in the dumped tree's pid namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,20 +108,8 @@ pub fn parse_mappings(bytes: &[u8]) -> Result<Vec<Vma>, String> {
 
 /// The bytes of `dir/name`, opened once and checked on the opened file.
 fn read_capped(dir: &Path, name: &str) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
-    let md = file.metadata().map_err(|e| format!("{name}: {e}"))?;
-    if !md.is_file() {
-        return Err(format!("{name}: not a regular file ({:?}); a CRIU image is one", md.file_type()));
-    }
-    if md.len() > MAX_FILE {
-        return Err(format!("{name}: {} bytes, more than the {MAX_FILE} this plugin reads", md.len()));
-    }
-    let mut bytes = Vec::with_capacity(criu_cet_format::addr::usize_from(md.len()));
-    file.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(|e| format!("{name}: {e}"))?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(format!("{name}: grew past the {MAX_FILE} bytes this plugin reads while it was read"));
-    }
-    Ok(bytes)
+    crate::input::read_capped(&dir.join(name), Links::Refuse, MAX_FILE, "CRIU image")
+        .map_err(|e| e.to_string())
 }
 
 /// The entries of an image whose magic words are `magics`.
@@ -265,13 +255,40 @@ mod tests {
         assert!(parse_mappings(&image(&[IMG_COMMON_MAGIC, PSTREE_MAGIC], &[])).is_err());
     }
 
+    /// pstree.img is opened once, never through a link, and read with a cap: a link to a
+    /// large file was size-checked on the link (a few bytes) and read whole through it.
     #[test]
-    fn a_device_or_an_oversized_file_is_refused_on_the_opened_file() {
+    fn pstree_img_is_never_read_through_a_link_nor_past_its_cap() {
         let dir = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink("/dev/zero", dir.path().join("pstree.img")).unwrap();
-        assert!(read_pstree(dir.path()).unwrap_err().contains("not a regular file"));
-        let big = std::fs::File::create(dir.path().join("inventory.img")).unwrap();
-        big.set_len(MAX_FILE + 1).unwrap();
-        assert!(read_inventory(dir.path()).unwrap_err().contains("more than"));
+        let big = dir.path().join("big");
+        std::fs::File::create(&big).unwrap().set_len(MAX_FILE + 1).unwrap();
+        std::os::unix::fs::symlink(&big, dir.path().join("pstree.img")).unwrap();
+        let e = read_pstree(dir.path()).unwrap_err();
+        assert!(e.contains("pstree.img: is a symbolic link; images are never read through links"), "{e}");
+        std::fs::remove_file(dir.path().join("pstree.img")).unwrap();
+        std::fs::rename(&big, dir.path().join("pstree.img")).unwrap();
+        let e = read_pstree(dir.path()).unwrap_err();
+        assert!(e.contains(&format!("is {} bytes, more than the {MAX_FILE} bytes", MAX_FILE + 1)), "{e}");
+        std::fs::write(dir.path().join("pstree.img"), pstree(&[(1, vec![1])])).unwrap();
+        assert_eq!(read_pstree(dir.path()).unwrap().len(), 1);
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("inventory.img")).unwrap();
+        assert!(read_inventory(dir.path()).is_err());
+    }
+
+    /// The pstree fuzz corpus (fuzz/corpus/pstree) replays without a panic; its seeds of
+    /// whole trees still parse.
+    #[test]
+    fn the_pstree_fuzz_corpus_replays_without_a_panic() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/pstree");
+        let (mut n, mut parsed) = (0, 0);
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let data = std::fs::read(e.unwrap().path()).unwrap();
+            n += 1;
+            if let Ok(tasks) = parse_pstree(&data) {
+                parsed += 1;
+                assert!(tasks.iter().all(|(pid, t)| *pid == t.pid));
+            }
+        }
+        assert!(n >= 8 && parsed >= 3, "the pstree corpus lost its seeds ({n} inputs, {parsed} parse)");
     }
 }

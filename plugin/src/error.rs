@@ -2,7 +2,13 @@
 
 use criu_cet_format::FormatError;
 use nix::errno::Errno;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// What a bitmap looks like, for messages that refuse something that is not one (the error
+/// type states it; `check` re-exports it).
+pub const BITMAP_SHAPE: &str = "a private anonymous mapping of exactly 2^(N-15) bytes for N covered \
+     address bits (4 GiB for 47, 8 GiB for 48, 4 TiB for 57), mapped MAP_NORESERVE and excluded from \
+     core dumps (smaps VmFlags `nr` and `dd`), not executable; or a kernel `[ibt_bitmap]` mapping";
 
 /// Everything the engine can refuse or fail at. Messages name the process, the address range,
 /// the expected and actual values, and what to do next.
@@ -84,7 +90,7 @@ pub enum EngineError {
         "process {pid}: the mapping {mapping} given by {source_name} is not an IBT legacy bitmap \
          ({length:#x} bytes; a bitmap is {shape}); nothing was written: give the bitmap's start \
          address",
-        shape = crate::check::BITMAP_SHAPE
+        shape = BITMAP_SHAPE
     )]
     /// The mapping at the address the caller gave cannot be a bitmap.
     NotABitmap {
@@ -170,7 +176,7 @@ pub enum EngineError {
         "process {pid}: the bitmap range {start:#x}-{end:#x} is occupied by {by}; that is not a \
          bitmap (a bitmap is {shape}); nothing was changed: restore into a process where the range \
          is free or holds the bitmap mapping",
-        shape = crate::check::BITMAP_SHAPE
+        shape = BITMAP_SHAPE
     )]
     /// Something other than the bitmap occupies the bitmap's range in the target.
     RangeOccupied {
@@ -226,7 +232,244 @@ pub enum EngineError {
     },
     /// A directory or checkpoint archive that cannot be read (see `archive`).
     #[error(transparent)]
-    Input(#[from] crate::archive::InputError),
+    Input(#[from] InputError),
+}
+
+/// Errors of reading a directory or an archive; each names the input and the member.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error(
+        "{}: not a cet image, a CRIU image directory or a checkpoint archive (tar, gzip or zstd): \
+         its first bytes are {first}",
+        path.display()
+    )]
+    /// The path is not a cet image, a directory or a tar.
+    NotRecognized {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// Its first bytes in hex, or that it is empty.
+        first: String,
+    },
+    #[error(
+        "{}: no cet image and no CRIU inventory.img: this is not a CRIU image directory or \
+         checkpoint archive{hint}",
+        path.display()
+    )]
+    /// A directory or archive with neither a cet image nor a CRIU inventory.img.
+    NotCheckpoint {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// What the input looks like instead, when that is known; may be empty.
+        hint: &'static str,
+    },
+    #[error("{}: {what}: {source}; {next}", path.display())]
+    /// Reading the directory or the archive stream failed.
+    Read {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// What was being read.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+        /// What to do about it.
+        next: &'static str,
+    },
+    #[error(
+        "{}: the archive ends inside {what} ({got} of {expected} bytes): it is truncated; copy it \
+         again",
+        path.display()
+    )]
+    /// The archive ends inside a member.
+    Truncated {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The member (or header) cut short.
+        what: String,
+        /// Bytes it should have.
+        expected: u64,
+        /// Bytes there were.
+        got: u64,
+    },
+    #[error(
+        "{}: the archive has no end-of-archive marker after {last}: it is truncated; copy it again",
+        path.display()
+    )]
+    /// The tar has no end-of-archive marker.
+    NoEnd {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The last member read.
+        last: String,
+    },
+    #[error("{}: member {member:?}: {why}; refusing the archive (forged or damaged)", path.display())]
+    /// A member's name is absolute, has a `..` component, or is not UTF-8.
+    BadName {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The member's name as stored.
+        member: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    #[error(
+        "{}: member {member} is a {kind}{target} where a cet image belongs; images are never read \
+         through links: refusing the archive (forged or damaged)",
+        path.display()
+    )]
+    /// A link stands where a cet image belongs.
+    LinkedImage {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The member.
+        member: String,
+        /// Symbolic or hard link.
+        kind: &'static str,
+        /// ` to "TARGET"` when the link names its target, else empty.
+        target: String,
+    },
+    #[error(
+        "{}: member {link} is a {kind} where the directory holding {image} belongs; refusing the \
+         archive (forged or damaged)",
+        path.display()
+    )]
+    /// A link stands where the directory holding a cet image belongs.
+    LinkedDirectory {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The link member.
+        link: String,
+        /// Symbolic or hard link.
+        kind: &'static str,
+        /// The image under it.
+        image: String,
+    },
+    #[error("{}: member {member} is a {kind}, not a regular file", path.display())]
+    /// A member that is not a regular file where one must be: a cet image, or any sparse member.
+    NotRegular {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The member.
+        member: String,
+        /// What it is instead.
+        kind: String,
+    },
+    #[error(
+        "{}: member {member} is {size} bytes, more than the {cap} bytes ({} MiB) a cet image read \
+         from an archive may have; extract it (tar -xf) and check the file, which has no such limit",
+        path.display(), cap >> 20
+    )]
+    /// A cet image member larger than `MAX_ARCHIVED_IMAGE`.
+    TooLarge {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The member.
+        member: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        cap: u64,
+    },
+    #[error(
+        "{}: {member} is in the archive twice; which copy a restore would use is unclear: \
+         refusing the archive (forged or damaged)",
+        path.display()
+    )]
+    /// A cet image member that appears twice.
+    Duplicate {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The member.
+        member: String,
+    },
+    #[error(
+        "{}: the tar headers after {after} take more than {cap} bytes (GNU long names or pax \
+         records); refusing the archive (forged or damaged)",
+        path.display()
+    )]
+    /// Tar headers (long names, pax records) larger than `MAX_MEMBER_HEADERS` before one member.
+    HugeHeaders {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The last member read before them.
+        after: String,
+        /// The limit in bytes.
+        cap: u64,
+    },
+    #[error("{}: more than {cap} links: not a checkpoint archive", path.display())]
+    /// More links than `MAX_LINKS`.
+    TooManyLinks {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The limit.
+        cap: usize,
+    },
+    #[error(
+        "{}: member {member} has a {what} of {len} bytes, more than the {cap} (PATH_MAX) any tool \
+         extracts; refusing the archive (forged or damaged)",
+        path.display()
+    )]
+    /// A member's name or link target longer than `MAX_MEMBER_NAME`.
+    LongName {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The member, its name cut to its first bytes when it is the long one.
+        member: String,
+        /// `name` or `link target`.
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        cap: usize,
+    },
+    #[error(
+        "{}: member {member}: {why}; GNU tar and this reader could read it differently: refusing \
+         the archive (forged or damaged)",
+        path.display()
+    )]
+    /// Tar headers that tar implementations read differently (duplicate or malformed pax
+    /// records, a GNU long name and a pax path for one member, a global header naming files).
+    Ambiguous {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The member the headers describe (its name as this reader reads it).
+        member: String,
+        /// What is ambiguous.
+        why: String,
+    },
+    #[error(
+        "{}: more than {cap} {what}: not a checkpoint archive or image directory a restore would use",
+        path.display()
+    )]
+    /// More cet images (or bytes of their names) than a reading keeps.
+    TooManyImages {
+        /// The input: an image directory or archive, as given.
+        path: PathBuf,
+        /// The limit.
+        cap: usize,
+        /// What it counts: `cet images` or `bytes of cet image names`.
+        what: &'static str,
+    },
+    #[error("{display}: {source}")]
+    /// A cet image in the input is invalid.
+    Image {
+        /// The image, named as `FoundImage::display`.
+        display: String,
+        /// What is wrong with it.
+        source: FormatError,
+    },
+}
+
+impl InputError {
+    /// A read error of the archive stream, with what to do about it.
+    pub fn read(path: &Path, what: String, source: std::io::Error) -> InputError {
+        let next = if source.to_string().contains("too much memory") {
+            "the zstd frame needs a window over 16 MiB (zstd --long or --ultra levels): recompress \
+             the archive with an ordinary level"
+        } else {
+            "the archive is damaged or truncated: copy it again"
+        };
+        InputError::Read { path: path.to_path_buf(), what, source, next }
+    }
 }
 
 /// Fails with `Interrupted` once SIGINT or SIGTERM has reached the CLI: called between steps,

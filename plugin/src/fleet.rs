@@ -5,6 +5,7 @@
 use crate::check::{self, CoveragePolicy, Finding, Severity};
 use crate::error::EngineError;
 use crate::host::{self, HostProfile};
+use crate::input::{self, Links};
 use criu_cet_format::{ImageSummary, Metadata};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -32,30 +33,42 @@ pub struct Targets {
     pub fleet: bool,
 }
 
-/// Loads a host profile written by `criu-cet host --json`.
-pub fn load_profile(path: &Path) -> Result<HostProfile, EngineError> {
-    let io_err = |source| EngineError::Io { path: path.into(), source };
-    // A FIFO or device would block or never end.
-    if !std::fs::metadata(path).map_err(io_err)?.is_file() {
-        return Err(io_err(std::io::Error::other(
-            "is not a regular file: give a host profile (criu-cet host --json)",
-        )));
-    }
-    let text =
-        std::fs::read_to_string(path).map_err(|source| EngineError::Io { path: path.into(), source })?;
-    serde_json::from_str(&text).map_err(|e| EngineError::Io {
-        path: path.into(),
-        source: std::io::Error::other(format!("not a host profile (criu-cet host --json): {e}")),
-    })
+/// The largest host profile read: one is about 250 bytes; a kernel release is at most 256.
+pub const MAX_PROFILE: u64 = 64 << 10;
+
+/// The most host profiles a fleet directory may hold (memory grows with hosts).
+pub const MAX_HOSTS: usize = 4096;
+
+/// Loads a host profile written by `criu-cet host --json`: read with a cap of [`MAX_PROFILE`]
+/// bytes and parsed by [`parse_profile`]. `links`: a profile found in a fleet directory is
+/// never read through a link.
+pub fn load_profile(path: &Path, links: Links) -> Result<HostProfile, EngineError> {
+    let text = input::read_capped(path, links, MAX_PROFILE, "host profile (criu-cet host --json)")?;
+    parse_profile(&text)
+        .map_err(|why| EngineError::Io { path: path.into(), source: std::io::Error::other(why) })
 }
 
-fn target_from_file(path: &Path) -> Result<Target, EngineError> {
+/// A host profile from its JSON, every field validated (`SourceHost::validate`, docs/FORMAT.md
+/// section 3): what is wrong names the field and what to do.
+pub fn parse_profile(json: &[u8]) -> Result<HostProfile, String> {
+    let profile: HostProfile = serde_json::from_slice(json)
+        .map_err(|e| format!("not a host profile (criu-cet host --json): {e}"))?;
+    profile.validate().map_err(|(field, why)| {
+        format!(
+            "field {field} is {why}: not a profile `criu-cet host --json` writes; collect it again on \
+             that host"
+        )
+    })?;
+    Ok(profile)
+}
+
+fn target_from_file(path: &Path, links: Links) -> Result<Target, EngineError> {
     let host = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(Target {
         host,
         label: format!("target {}", path.display()),
         profile_file: Some(path.to_path_buf()),
-        profile: load_profile(path)?,
+        profile: load_profile(path, links)?,
     })
 }
 
@@ -72,13 +85,19 @@ pub fn targets(target: Option<&Path>) -> Result<Targets, EngineError> {
         return Ok(Targets { hosts, fleet: false });
     };
     if !path.is_dir() {
-        return Ok(Targets { hosts: vec![target_from_file(path)?], fleet: false });
+        return Ok(Targets { hosts: vec![target_from_file(path, Links::Follow)?], fleet: false });
     }
     let io_err = |source| EngineError::Io { path: path.to_path_buf(), source };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(path).map_err(io_err)? {
         let p = entry.map_err(io_err)?.path();
         if p.extension().is_some_and(|e| e == "json") && !p.is_dir() {
+            if files.len() == MAX_HOSTS {
+                return Err(io_err(std::io::Error::other(format!(
+                    "holds more than {MAX_HOSTS} host profiles (*.json): split the fleet into \
+                     directories of fewer hosts"
+                ))));
+            }
             files.push(p);
         }
     }
@@ -89,7 +108,7 @@ pub fn targets(target: Option<&Path>) -> Result<Targets, EngineError> {
         )));
     }
     files.sort();
-    let hosts = files.iter().map(|f| target_from_file(f)).collect::<Result<_, _>>()?;
+    let hosts = files.iter().map(|f| target_from_file(f, Links::Refuse)).collect::<Result<_, _>>()?;
     Ok(Targets { hosts, fleet: true })
 }
 
@@ -243,5 +262,48 @@ mod tests {
         assert_eq!((tallies.0[0].images, tallies.0[0].warnings, tallies.0[1].refused), (2, 1, 1));
         tallies.add(&[verdict("a", false, 0), verdict("b", true, 0)]);
         assert!(!tallies.pass(true));
+    }
+
+    /// The host-profile fuzz corpus (fuzz/corpus/host_profile) replays without a panic, and
+    /// its seeds of valid profiles still parse.
+    #[test]
+    fn the_host_profile_fuzz_corpus_replays_without_a_panic() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/host_profile");
+        let (mut n, mut valid) = (0, 0);
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let data = std::fs::read(e.unwrap().path()).unwrap();
+            n += 1;
+            if let Ok(p) = parse_profile(&data) {
+                valid += 1;
+                assert!(host::user_limit(p.user_address_bits) < 1 << 57);
+            }
+        }
+        assert!(n >= 8 && valid >= 2, "the host_profile corpus lost its seeds ({n} inputs, {valid} valid)");
+    }
+
+    #[test]
+    fn profiles_are_refused_naming_the_field() {
+        let p = |bits: u8, la57: bool| {
+            let mut h = host::four_level_example();
+            h.user_address_bits = bits;
+            h.la57 = la57;
+            parse_profile(serde_json::to_string(&h).unwrap().as_bytes())
+        };
+        for (bits, la57) in [
+            (0, false),
+            (5, true),
+            (11, true),
+            (56, false),
+            (58, true),
+            (64, true),
+            (100, true),
+            (255, false),
+        ] {
+            let e = p(bits, la57).unwrap_err();
+            assert!(e.contains("field host.user_address_bits is") && e.contains(&bits.to_string()), "{e}");
+        }
+        for (bits, la57) in [(47, false), (56, true), (1, false), (57, true)] {
+            p(bits, la57).unwrap();
+        }
     }
 }

@@ -51,9 +51,10 @@ pub fn from_facts(
 }
 
 /// Highest end address a user mapping may have on a host with `bits` user address bits: the
-/// kernel's TASK_SIZE, 2^bits minus one guard page.
+/// kernel's TASK_SIZE, 2^bits minus one guard page (0 below 13 bits: no room for a mapping).
+/// `bits` is at most 57 in any validated record (`SourceHost::validate`); more saturates.
 pub fn user_limit(bits: u8) -> u64 {
-    (1u64 << bits) - 4096
+    1u64.checked_shl(u32::from(bits)).unwrap_or(u64::MAX).saturating_sub(4096)
 }
 
 /// A built-in profile of a host that has only a 47-bit user address space: the demo and the

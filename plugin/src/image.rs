@@ -4,9 +4,8 @@
 
 use crate::error::EngineError;
 use criu_cet_format::ImageReader;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Opens and fully validates an image (every checksum, every table, every block).
@@ -20,31 +19,7 @@ pub fn open_keeping_file(
     path: &Path,
 ) -> Result<(File, std::fs::Metadata, ImageReader<BufReader<File>>), EngineError> {
     let io = |source| EngineError::Io { path: display_path(path), source };
-    // Looked at before it is opened: opening a socket or a FIFO says nothing useful (ENXIO) or
-    // blocks.
-    let md = std::fs::symlink_metadata(path).map_err(io)?;
-    if let Some(kind) = not_regular(&md) {
-        let why = if kind == "symbolic link" {
-            "is a symbolic link; images are never read through links".to_string()
-        } else {
-            format!("is not a regular file but a {kind}: not an image")
-        };
-        return Err(io(std::io::Error::other(why)));
-    }
-    let file =
-        OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(
-            |e| {
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    io(std::io::Error::other("is a symbolic link; images are never read through links"))
-                } else {
-                    io(e)
-                }
-            },
-        )?;
-    let md = file.metadata().map_err(io)?;
-    if !md.is_file() {
-        return Err(io(std::io::Error::other("is not a regular file")));
-    }
+    let (file, md) = crate::input::open_file(path, crate::input::Links::Refuse)?;
     let kept = file.try_clone().map_err(io)?;
     Ok((kept, md, read_verified(BufReader::with_capacity(1 << 16, file), path)?))
 }

@@ -21,6 +21,7 @@ pub mod fleet;
 pub mod hooks;
 pub mod host;
 pub mod image;
+pub mod input;
 pub mod job;
 pub mod proc;
 pub mod restore;

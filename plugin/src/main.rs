@@ -7,6 +7,7 @@
 use clap::{Parser, Subcommand};
 use criu_cet::capture::CaptureOptions;
 use criu_cet::host;
+use criu_cet::input::{self, Links};
 use criu_cet::trace::Tracing;
 use criu_cet::{image, job, EngineError};
 use criu_cet_format::meta::parse_number;
@@ -30,6 +31,10 @@ macro_rules! say_raw {
         let _ = write!(std::io::stdout().lock(), $($t)*);
     }};
 }
+
+/// The largest image document `encode` reads. `decode` of a 20,000-data-page image writes
+/// 164 MB; encode holds the document in memory (docs/RELIABILITY.md states the bound).
+const MAX_DOCUMENT: u64 = 256 << 20;
 
 mod bench;
 mod demo;
@@ -193,8 +198,8 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
         Command::Show { file } => return inputs::show(&file),
         Command::Decode { file } => return inputs::decode(&file),
         Command::Encode { json, output } => {
-            let text = std::fs::read_to_string(&json)
-                .map_err(|source| EngineError::Io { path: json.clone(), source })?;
+            let text =
+                input::read_text(&json, Links::Follow, MAX_DOCUMENT, "image document (criu-cet decode)")?;
             let doc: ImageDoc = serde_json::from_str(&text).map_err(|e| EngineError::Io {
                 path: json.clone(),
                 source: std::io::Error::other(format!("not an image document (criu-cet decode): {e}")),

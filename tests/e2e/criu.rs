@@ -117,6 +117,7 @@ fn an_image_needing_more_address_bits_aborts_in_init_before_any_fork() {
     let mut doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     doc["bitmap"]["base"] = "0x4000000000000".into();
     doc["host"]["user_address_bits"] = 56.into();
+    doc["host"]["la57"] = true.into();
     let forged = s.root.join("forged.json");
     std::fs::write(&forged, doc.to_string()).unwrap();
     let out = run(criu_cet().arg("encode").arg(&forged).arg("--output").arg(&img));

@@ -648,41 +648,13 @@ fn a_restore_that_would_commit_more_than_the_machine_has_is_refused_before_anyth
     assert_eq!(f.ask().unwrap().get("bitmap"), "none");
 }
 
-/// A memory cgroup (v1 here; v2 hosts put it in the unified tree) below ours, removed on drop.
-struct MemCgroup(PathBuf);
-
-impl MemCgroup {
-    fn new(limit: u64) -> MemCgroup {
-        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-        let (v2, path) = criu_cet::proc::parse_memory_cgroup(&text).expect("a memory cgroup");
-        let root = if v2 { "/sys/fs/cgroup" } else { "/sys/fs/cgroup/memory" };
-        let dir = Path::new(root)
-            .join(path.trim_start_matches('/'))
-            .join(format!("criu-cet-{}", std::process::id()));
-        std::fs::create_dir(&dir).unwrap();
-        let file = if v2 { "memory.max" } else { "memory.limit_in_bytes" };
-        std::fs::write(dir.join(file), limit.to_string()).unwrap();
-        MemCgroup(dir)
-    }
-
-    fn add(&self, pid: u32) {
-        std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).unwrap();
-    }
-}
-
-impl Drop for MemCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
 #[test]
 fn a_restore_beyond_the_targets_memory_cgroup_limit_is_refused_naming_both_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("gig.img");
     // A 48-bit bitmap at BASE with one 1 GiB all-ones run: the target is limited to 512 MiB.
     image_with(&img, Some((0x6000_0000_0000, 1 << 33)), |w| w.push_ones(0x100, 1 << 18).unwrap());
-    let cg = MemCgroup::new(512 << 20);
+    let cg = MemCgroup::new("", 512 << 20);
     {
         let f = start_fixture(dir.path(), "t", &["--no-bitmap"]);
         cg.add(f.pid);

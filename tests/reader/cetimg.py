@@ -4,7 +4,7 @@
 Usage: cetimg.py FILE            print the image as JSON (docs/FORMAT.md section 8)
        cetimg.py --check-vectors DIR
                                  decode every .cetimg under DIR and compare with the .json beside it
-       cetimg.py --check-rejects DIR
+       cetimg.py --check-rejects DIR [REJECTS_DIR]
                                  every single-bit flip of every vector must be refused
 
 Needs the `zstandard` package. Exits 1 with a one-line message on a bad image.
@@ -110,6 +110,11 @@ def read_meta(c):
     host["cpu_virtual_bits"] = c.u8("cpu_virtual_bits")
     host["la57"] = c.bool("la57")
     host["cet"] = {k: c.bool(k) for k in ("cpu_shstk", "cpu_ibt", "kernel_shstk", "kernel_ibt")}
+    bits, lo, hi = host["user_address_bits"], *((49, 57) if host["la57"] else (1, 48))
+    if host["cpu_virtual_bits"] > 57 or bits > 57:
+        raise BadImage("host address bits past 57")
+    if not lo <= bits <= hi:
+        raise BadImage(f"host.user_address_bits {bits} outside {lo}..{hi} for la57 {host['la57']} (FORMAT.md section 3)")
     pid = c.u32("pid")
     comm = c.string("comm", 256)
     threads = []
@@ -147,6 +152,8 @@ def read_meta(c):
     if [t["tid"] for t in threads] != sorted({t["tid"] for t in threads}):
         raise BadImage("thread ids not strictly ascending")
     if bm is not None:
+        if bm["prot"] > 7:
+            raise BadImage(f"bitmap prot {bm['prot']:#x}: bits above 2 (FORMAT.md section 3)")
         if bm["base"] % 4096 or bm["length"] % 4096 or bm["length"] == 0 or bm["base"] + bm["length"] > 1 << 57:
             raise BadImage("bitmap base/length not aligned, empty, or past 2^57")
     return host, {"pid": pid, "comm": comm, "threads": threads}, bm
@@ -160,6 +167,8 @@ def read_namespace(c, nthreads):
         depth = c.u32("namespace depth")
         if pid == 0 or 0 in tids or len(tids) != nthreads or len(set(tids)) != len(tids):
             raise BadImage("namespace ids zero, duplicated, or not one per thread")
+        if depth > 32:
+            raise BadImage(f"namespace depth {depth} past 32 (FORMAT.md section 3)")
         return {"pid": pid, "tids": tids, "depth": depth}
     return c.option("namespace", ids)
 
@@ -215,6 +224,39 @@ def decode_pages(content, pages, j):
     if at != len(content):
         raise BadImage(f"block {j}: bytes after the last page")
     return bytes(out)
+
+
+MAX_FRAME_WINDOW = 1 << 27  # FORMAT.md section 5
+
+
+def frame_rules(frame, j):
+    """FORMAT.md section 5: the declared window (Window_Descriptor, or Frame_Content_Size for a
+    single-segment frame) at most 2^27 bytes; a Dictionary_ID field, when present, is 0."""
+    if len(frame) < 5:
+        raise BadImage(f"block {j}: a frame header cut short")
+    fhd = frame[4]
+    single = bool(fhd & 0x20)
+    dict_len = (0, 1, 2, 4)[fhd & 3]
+    fcs_len = (1 if single else 0, 2, 4, 8)[fhd >> 6]
+    at = 5
+    window = None
+    if not single:
+        if len(frame) < 6:
+            raise BadImage(f"block {j}: a frame header cut short")
+        wd = frame[5]
+        base = 1 << (10 + (wd >> 3))
+        window = base + (base // 8) * (wd & 7)
+        at = 6
+    if len(frame) < at + dict_len + fcs_len:
+        raise BadImage(f"block {j}: a frame header cut short")
+    dict_id = int.from_bytes(frame[at:at + dict_len], "little")
+    if dict_id:
+        raise BadImage(f"block {j}: a frame naming dictionary {dict_id} (FORMAT.md section 5)")
+    at += dict_len
+    if window is None:
+        window = int.from_bytes(frame[at:at + fcs_len], "little") + (256 if fcs_len == 2 else 0)
+    if window > MAX_FRAME_WINDOW:
+        raise BadImage(f"block {j}: a frame declaring a {window}-byte window, more than 2^27")
 
 
 def decode(data):
@@ -313,6 +355,7 @@ def decode(data):
             frame = data[doff + off:doff + off + clen]
             if len(frame) >= 4 and int.from_bytes(frame[:4], "little") & 0xFFFFFFF0 == 0x184D2A50:
                 raise BadImage(f"block {j}: a skippable frame (FORMAT.md section 5)")
+            frame_rules(frame, j)
             d = zstandard.ZstdDecompressor().decompressobj()
             try:
                 content = d.decompress(frame)
@@ -375,9 +418,19 @@ def check_vectors(directory):
     return 1 if failed else 0
 
 
-def check_rejects(directory):
-    """Every single-bit flip (low and high bit of every byte) of every vector must be refused."""
+def check_rejects(directory, forged=None):
+    """Every single-bit flip (low and high bit of every byte) of every vector must be refused, and
+    every file in `forged` (tests/rejects: each breaks one rule a flip cannot reach)."""
     failed = total = 0
+    for img in sorted(Path(forged).glob("*.cetimg")) if forged else []:
+        total += 1
+        try:
+            decode(img.read_bytes())
+        except BadImage as e:
+            print(f"ok   {img.name}: {e}")
+            continue
+        failed += 1
+        print(f"FAIL {img.name}: accepted")
     for img in sorted(Path(directory).rglob("*.cetimg")):
         good = img.read_bytes()
         for at in range(len(good)):
@@ -398,8 +451,8 @@ def check_rejects(directory):
 def main(argv):
     if len(argv) == 3 and argv[1] == "--check-vectors":
         return check_vectors(argv[2])
-    if len(argv) == 3 and argv[1] == "--check-rejects":
-        return check_rejects(argv[2])
+    if len(argv) in (3, 4) and argv[1] == "--check-rejects":
+        return check_rejects(*argv[2:])
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2

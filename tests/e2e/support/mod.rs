@@ -132,3 +132,33 @@ impl Drop for PidNamespace {
         }
     }
 }
+
+/// A memory cgroup (v1 here; v2 hosts put it in the unified tree) below ours, removed on drop.
+pub struct MemCgroup(pub PathBuf);
+
+impl MemCgroup {
+    /// A new memory cgroup named for this process and `name`, limited to `limit` bytes.
+    pub fn new(name: &str, limit: u64) -> MemCgroup {
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let (v2, path) = criu_cet::proc::parse_memory_cgroup(&text).expect("a memory cgroup");
+        let root = if v2 { "/sys/fs/cgroup" } else { "/sys/fs/cgroup/memory" };
+        let dir = Path::new(root)
+            .join(path.trim_start_matches('/'))
+            .join(format!("criu-cet-{}{name}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        let file = if v2 { "memory.max" } else { "memory.limit_in_bytes" };
+        std::fs::write(dir.join(file), limit.to_string()).unwrap();
+        MemCgroup(dir)
+    }
+
+    /// Moves `pid` into it.
+    pub fn add(&self, pid: u32) {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
