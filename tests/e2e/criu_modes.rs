@@ -389,8 +389,10 @@ fn a_streamed_dump_of_a_process_with_a_bitmap_is_refused() {
     let refusal = dlog.lines().find(|l| l.contains("cet:") && l.contains("--stream"));
     assert!(refusal.is_some_and(|l| l.contains("not supported")), "no refusal of --stream:\n{dlog}");
     assert_eq!(cet_images(&imgs), Vec::<String>::new(), "a cet image was left beside the stream");
-    assert_eq!(cet_images(&captured), Vec::<String>::new());
-    streamer.finished();
+    // The plugin may refuse before CRIU connects to the streamer, which then waits for ever: it
+    // is ended here, not waited for.
+    drop(streamer);
+    assert_eq!(cet_images(&captured), Vec::<String>::new(), "a cet image went into the stream");
     // A failed dump leaves the task running, as it was.
     assert_eq!(f.ask().unwrap(), before);
 }
