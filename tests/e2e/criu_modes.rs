@@ -200,7 +200,7 @@ enum PageSupply {
     /// `criu page-server --lazy-pages` serving the source directory over TCP to `criu
     /// lazy-pages --page-server` beside a copy of the images.
     Network,
-    /// As `Network`, through a proxy that passes the page server's answers on slowly.
+    /// As `Network`, through a proxy that delivers the page server's answers late.
     SlowNetwork,
 }
 
@@ -279,10 +279,14 @@ fn post_copy(supply: PageSupply) {
     );
 }
 
+/// How late the slow link delivers each answer of the page server, as a long-distance round trip
+/// would. lazy-pages fetches a task's memory in dozens of requests (about 50 for the fixture), so
+/// the whole transfer takes half a second, and the plugin's hook runs while it goes on.
+const SLOW_LINK_DELAY: Duration = Duration::from_millis(10);
+
 /// A proxy on 127.0.0.1 between `criu lazy-pages` and the page server on `upstream`: requests
-/// pass at once, answers in 16 KiB pieces with a 2 ms pause after each (at most ~8 MB/s), so pages
-/// are still arriving long after the restored task resumes. Serves one connection; returns the
-/// port it listens on.
+/// pass at once, each piece of an answer [`SLOW_LINK_DELAY`] after the page server sent it.
+/// Serves one connection; returns the port it listens on.
 fn slow_proxy(upstream: u16) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -291,23 +295,33 @@ fn slow_proxy(upstream: u16) -> u16 {
         let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
         let requests = std::thread::spawn(move || pass(c2, s2, Duration::ZERO));
-        pass(server, client, Duration::from_millis(2));
+        pass(server, client, SLOW_LINK_DELAY);
         let _ = requests.join();
     });
     port
 }
 
-/// Copies `from` to `to` in pieces of at most 16 KiB, pausing `pause` after each, until `from`
-/// ends; then ends `to`'s writing side.
-fn pass(mut from: TcpStream, mut to: TcpStream, pause: Duration) {
-    let mut buf = [0u8; 16 << 10];
+/// Copies `from` to `to`, each piece `delay` after it was read, until `from` ends; then ends
+/// `to`'s writing side. Reading goes on meanwhile (a delay line, not a narrow pipe).
+fn pass(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    let writer = std::thread::spawn(move || {
+        for (read_at, piece) in rx {
+            std::thread::sleep((read_at + delay).saturating_duration_since(Instant::now()));
+            if to.write_all(&piece).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+    let mut buf = [0u8; 64 << 10];
     while let Ok(n @ 1..) = from.read(&mut buf) {
-        if to.write_all(&buf[..n]).is_err() {
+        if tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
             break;
         }
-        std::thread::sleep(pause);
     }
-    let _ = to.shutdown(std::net::Shutdown::Write);
+    drop(tx);
+    let _ = writer.join();
 }
 
 #[test]
