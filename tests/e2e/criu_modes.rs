@@ -520,7 +520,7 @@ fn shell_job() {
     cmd.args(["-c", script]).arg(fixture_bin()).arg(&report).args(FIXTURE);
     let mut shell = criu_cet::sys::spawn_detached(&mut cmd).expect("start the shell");
     let first = wait_for_report(&report).expect("the fixture's report");
-    let f = Fixture::adopt(first.num("pid") as u32, report.clone());
+    let f = Fixture::adopt(u32::try_from(first.num("pid")).unwrap(), report.clone());
     let before = f.ask().unwrap();
     let out = s.criu(&imgs, &["dump", "-t", &f.pid.to_string()], "dump.log");
     assert!(!out.status.success(), "CRIU dumped a shell job without --shell-job");
