@@ -4,15 +4,15 @@
 
 #![forbid(unsafe_code)]
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use cli::{Cli, Command};
 use criu_cet::capture::CaptureOptions;
 use criu_cet::host;
 use criu_cet::input::{self, Links};
 use criu_cet::trace::Tracing;
 use criu_cet::{image, job, EngineError};
-use criu_cet_format::meta::parse_number;
 use criu_cet_format::{ImageDoc, WriterOptions};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Prints a line to stdout, ignoring a closed pipe (`criu-cet demo | head` must still end the
@@ -37,103 +37,10 @@ macro_rules! say_raw {
 const MAX_DOCUMENT: u64 = 256 << 20;
 
 mod bench;
+mod cli;
 mod demo;
 mod inputs;
 mod show;
-
-#[derive(Parser)]
-#[command(
-    name = "criu-cet",
-    version,
-    about = "Checkpoint/restore of x86 CET state and the IBT legacy code bitmap"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Print this host's profile (address width, CET support); --json gives the profile format.
-    Host {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Capture the bitmap and CET state of a running process into an image.
-    Dump {
-        #[arg(long)]
-        pid: u32,
-        #[arg(long, short)]
-        output: PathBuf,
-        /// The bitmap's start address, when it cannot be found otherwise.
-        #[arg(long, value_parser = parse_addr)]
-        bitmap: Option<u64>,
-        /// Leave out legacy bits of code pages no executable mapping covers.
-        #[arg(long)]
-        prune_stale: bool,
-        /// Print the report as JSON (the counts the line gives, by name).
-        #[arg(long)]
-        json: bool,
-    },
-    /// A readable summary of an image, or of every cet image in a CRIU image directory or a
-    /// checkpoint archive (tar, tar.gz, tar.zst, as `podman container checkpoint --export` writes).
-    Show { file: PathBuf },
-    /// An image as JSON on stdout (like CRIU's crit decode); a directory or archive gives every
-    /// image's document.
-    Decode { file: PathBuf },
-    /// Write an image from its JSON form.
-    Encode {
-        json: PathBuf,
-        #[arg(long, short)]
-        output: PathBuf,
-    },
-    /// Check an image, image directory or checkpoint archive against this host, a host profile
-    /// (from `criu-cet host --json`), or a directory of profiles (one verdict per host).
-    Check {
-        /// An image, a CRIU image directory, or a checkpoint archive (tar, tar.gz, tar.zst).
-        file: PathBuf,
-        /// A host profile (`criu-cet host --json`), or a directory of them (a fleet).
-        #[arg(long)]
-        target: Option<PathBuf>,
-        /// Treat coverage narrower than the target's address space as an error.
-        #[arg(long)]
-        strict_coverage: bool,
-        /// Machine-readable verdicts (schema in README's command table).
-        #[arg(long)]
-        json: bool,
-        /// Exit 0 when at least one host can take every image (default: every host must).
-        #[arg(long)]
-        any: bool,
-    },
-    /// Restore an image's bitmap (and IBT state, where the kernel allows) into a process.
-    Restore {
-        #[arg(long)]
-        pid: u32,
-        file: PathBuf,
-        /// Print the report as JSON (the counts the line gives, by name).
-        #[arg(long)]
-        json: bool,
-    },
-    /// The built-in demo: dump, show, check and restore a fixture process.
-    Demo,
-    /// Measure capture, restore, image size, memory and check time (docs/PERFORMANCE.md).
-    Bench {
-        /// Runs per figure (the median is reported).
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-        /// The criu binary for the CRIU figures (default: criu in PATH).
-        #[arg(long)]
-        criu: Option<PathBuf>,
-        /// One run of each figure, skipping the slow naive 4 TiB pagemap baseline (the test
-        /// command's smoke run).
-        #[arg(long)]
-        smoke: bool,
-    },
-}
-
-fn parse_addr(s: &str) -> Result<u64, String> {
-    parse_number(s)
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -224,6 +131,12 @@ fn run(command: Command) -> Result<ExitCode, EngineError> {
         }
         Command::Demo => return demo::run(),
         Command::Bench { runs, criu, smoke } => return bench::run(runs, criu, smoke),
+        Command::Completions { shell } => say_raw!("{}", String::from_utf8_lossy(&cli::completions(shell))),
+        Command::Man { dir: None } => say_raw!("{}", String::from_utf8_lossy(&cli::man_page())),
+        Command::Man { dir: Some(dir) } => {
+            cli::write_man_pages(&dir).map_err(|source| EngineError::Io { path: dir.clone(), source })?;
+            say!("{}: criu-cet.1 and a page per subcommand", dir.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,8 @@
 # provision_env SCRIPT ARGS...: runs a provisioning script that prints shell assignments and
 #   evaluates them; if the script fails, stops the caller with a message naming it (a bare
 #   `eval "$(bash SCRIPT)"` would go on with the variables unset).
+# debian_mirror: the Debian mirror this machine's own apt sources name (not -security); fails
+#   with a message when there is none.
 criu_cet_cache=${CRIU_CET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/criu-cet}
 provision_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -24,4 +26,19 @@ provision_env() {
     exit 1
   }
   eval "$out"
+}
+
+debian_mirror() {
+  local f mirror=""
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    # deb822: the first URIs line of a stanza whose suites are not -security.
+    mirror=$(awk '/^URIs:/{u=$2} /^Suites:/{ if ($0 !~ /security/ && u != "") {print u; exit} }' "$f")
+    [ -n "$mirror" ] && break
+  done
+  if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
+    mirror=$(awk '$1=="deb" && $0 !~ /security/ {for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
+  fi
+  [ -n "$mirror" ] || { echo "no Debian mirror in /etc/apt/sources.list{,.d}" >&2; return 1; }
+  echo "$mirror"
 }

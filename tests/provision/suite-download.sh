@@ -11,17 +11,7 @@ shift 2
 cache=$criu_cet_cache
 provision_lock "apt-$suite"
 
-mirror=""
-for f in /etc/apt/sources.list.d/*.sources; do
-  [ -f "$f" ] || continue
-  # deb822: the first URIs line of a stanza whose suites are not -security.
-  mirror=$(awk '/^URIs:/{u=$2} /^Suites:/{ if ($0 !~ /security/ && u != "") {print u; exit} }' "$f")
-  [ -n "$mirror" ] && break
-done
-if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
-  mirror=$(awk '$1=="deb" && $0 !~ /security/ {for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
-fi
-[ -n "$mirror" ] || { echo "suite-download: no Debian mirror in /etc/apt/sources.list{,.d}" >&2; exit 1; }
+mirror=$(debian_mirror)
 
 work=$cache/apt-$suite
 mkdir -p "$work/lists/partial" "$work/archives/partial" "$dest"
