@@ -88,8 +88,8 @@ pub fn prepare(stopped: &Stopped, host: &HostProfile, opts: &CaptureOptions) -> 
 /// names its images by and restores the tasks under.
 fn namespace_ids(pid: u32, tids: &[u32]) -> Result<Option<NamespaceIds>, EngineError> {
     let own = proc::nspid(pid, pid)?;
-    let depth = u32::try_from(own.len().saturating_sub(1))
-        .map_err(|_| EngineError::sys(pid, "reading NSpid", nix::errno::Errno::EINVAL))?;
+    // More levels than a u32 counts cannot be; the image's validation refuses a depth over 32.
+    let depth = u32::try_from(own.len().saturating_sub(1)).unwrap_or(u32::MAX);
     let ns_tids = tids.iter().map(|&tid| proc::namespace_id(pid, tid)).collect::<Result<Vec<_>, _>>()?;
     Ok(Some(NamespaceIds { pid: own.last().copied().unwrap_or(pid), tids: ns_tids, depth }))
 }
@@ -130,25 +130,30 @@ fn batches(regions: &[Range<u64>], max_bytes: u64, max_pieces: usize) -> Vec<Vec
     out
 }
 
+/// Why a batch of bitmap pages could not be read.
+enum ReadFailure {
+    /// The kernel reached fewer bytes than the scan reported populated (an error at the first
+    /// page, or a short read): the mapping changed under the capture.
+    Changed(String),
+    /// Anything else (the process went away, no permission).
+    Engine(EngineError),
+}
+
 /// Reads the pieces of `batch` from process `pid` into `buf`, back to back, in one call.
-fn read_remote(pid: u32, batch: &[Piece], buf: &mut [u8]) -> Result<(), EngineError> {
+fn read_remote(pid: u32, batch: &[Piece], buf: &mut [u8]) -> Result<(), ReadFailure> {
     use nix::sys::uio::{process_vm_readv, RemoteIoVec};
     let remote: Vec<RemoteIoVec> =
         batch.iter().map(|p| RemoteIoVec { base: usize_from(p.addr), len: usize_from(p.len) }).collect();
     let want = buf.len();
     let mut local = [std::io::IoSliceMut::new(buf)];
-    let tid =
-        proc::kernel_pid(proc::mm_tid(pid)).map_err(|e| EngineError::sys(pid, "process_vm_readv", e))?;
-    let got = process_vm_readv(tid, &mut local, &remote)
-        .map_err(|e| EngineError::sys(pid, "process_vm_readv", e))?;
-    if got != want {
-        return Err(EngineError::sys(
-            pid,
-            format!("process_vm_readv returned {got} of {want} bytes"),
-            nix::errno::Errno::EFAULT,
-        ));
+    let tid = proc::kernel_pid(proc::mm_tid(pid))
+        .map_err(|e| ReadFailure::Engine(EngineError::sys(pid, "process_vm_readv", e)))?;
+    match process_vm_readv(tid, &mut local, &remote) {
+        Ok(got) if got == want => Ok(()),
+        Ok(got) => Err(ReadFailure::Changed(format!("process_vm_readv read {got} of {want} bytes"))),
+        Err(e @ nix::errno::Errno::EFAULT) => Err(ReadFailure::Changed(format!("process_vm_readv: {e}"))),
+        Err(e) => Err(ReadFailure::Engine(EngineError::sys(pid, "process_vm_readv", e))),
     }
-    Ok(())
 }
 
 impl Capture {
@@ -172,10 +177,10 @@ impl Capture {
                 crate::error::check_interrupt(pid, "while reading the bitmap; no image was written")?;
                 let len = usize_from(batch.iter().map(|p| p.len).sum::<u64>());
                 read_remote(pid, &batch, &mut buf[..len]).map_err(|e| match e {
-                    EngineError::Sys { errno, .. } if errno == nix::errno::Errno::EFAULT => {
-                        self.changed(v, format!("reading {:#x}+{len:#x} failed: {errno}", batch[0].addr))
+                    ReadFailure::Changed(why) => {
+                        self.changed(v, format!("reading {:#x}+{len:#x} failed: {why}", batch[0].addr))
                     }
-                    e => e,
+                    ReadFailure::Engine(e) => e,
                 })?;
                 let mut pages = buf[..len].chunks_exact_mut(PAGE_BYTES);
                 for piece in &batch {

@@ -88,8 +88,7 @@ fn suspend_thread(pid: u32, tid: u32) -> Result<Option<UserCet>, EngineError> {
     }
     let off = UserCet(before.0 & !(UserCet::ENDBR_EN | UserCet::TRACKER));
     if !write_user_cet(pid, tid, off)? {
-        let what = format!("turning IBT tracking off in thread {tid}: the interface went away");
-        return Err(EngineError::sys(pid, what, Errno::ENODEV));
+        return Err(EngineError::IbtInterfaceGone { pid, tid, doing: "turning IBT tracking off".into() });
     }
     Ok(Some(before))
 }
@@ -107,11 +106,7 @@ pub fn write_user_cet(pid: u32, tid: u32, user_cet: UserCet) -> Result<bool, Eng
             return match sys::test_module_user_cet(t, Some(user_cet.0)) {
                 // The module keeps the shadow-stack bits as the kernel has them.
                 Ok(Some(now)) if UserCet(now).ibt_bits() == user_cet.ibt_bits() => Ok(true),
-                Ok(Some(now)) => Err(EngineError::sys(
-                    pid,
-                    format!("{}: the thread has {now:#x} afterwards", writing()),
-                    Errno::EIO,
-                )),
+                Ok(Some(now)) => Err(EngineError::IbtNotTaken { pid, tid, wanted: user_cet.0, now }),
                 Ok(None) | Err(Errno::ENODEV) => Ok(false),
                 Err(e) => Err(EngineError::sys(pid, writing(), e)),
             };

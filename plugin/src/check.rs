@@ -14,6 +14,41 @@ pub enum Severity {
     Warning,
 }
 
+/// Which rule a finding comes from: what callers and tests match on (the message is for people).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// The mapping cannot be a bitmap (its length, coverage or protection).
+    Geometry,
+    /// The bitmap ends above the target's user address space.
+    AddressBits {
+        /// Address bits the bitmap's end needs.
+        need: u8,
+        /// The target's user address bits.
+        have: u8,
+    },
+    /// Legacy bits are set for code above the target's address space.
+    LegacyBitsBeyondTarget,
+    /// The bitmap covers fewer address bits than the target maps code at.
+    NarrowCoverage,
+    /// A thread has shadow stack enabled; the target has none.
+    NoShadowStack {
+        /// The thread, by the id the image records.
+        tid: u32,
+    },
+    /// A thread's IA32_U_CET is not a value the CPU takes.
+    InvalidUserCet {
+        /// The thread.
+        tid: u32,
+    },
+    /// A thread has IBT enabled; the target has none.
+    NoIbt {
+        /// The thread.
+        tid: u32,
+    },
+    /// A rule outside the host check (an image's name, its dump): see the message.
+    Other,
+}
+
 /// One reason an image cannot, or can only partly, be restored on a host.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -21,6 +56,16 @@ pub struct Finding {
     pub severity: Severity,
     /// What is wrong, with the range, both hosts' widths and the next step.
     pub message: String,
+    /// The rule it comes from.
+    #[serde(skip)]
+    pub rule: Rule,
+}
+
+impl Finding {
+    /// A finding of a rule outside the host check.
+    pub fn other(severity: Severity, message: String) -> Finding {
+        Finding { severity, message, rule: Rule::Other }
+    }
 }
 
 impl std::fmt::Display for Finding {
@@ -54,17 +99,18 @@ pub fn check(
     coverage: CoveragePolicy,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut push = |severity, message| out.push(Finding { severity, message });
+    let mut push = |rule, severity, message| out.push(Finding { severity, message, rule });
     let bits = target.user_address_bits;
     let source = &meta.host;
     if let Some(b) = &meta.bitmap {
         if let Some(why) = geometry_problem(b) {
-            push(Severity::Error, format!("{image}: {why}"));
+            push(Rule::Geometry, Severity::Error, format!("{image}: {why}"));
         }
         let limit = user_limit(bits);
         let need = addr::address_bits_needed(b.end());
         if b.end() > limit {
             push(
+                Rule::AddressBits { need, have: bits },
                 Severity::Error,
                 format!(
                     "{image}: bitmap {:#x}-{:#x} needs {need} address bits, but {target_name} has a \
@@ -80,6 +126,7 @@ pub fn check(
         let code_end = addr::code_range_of_bitmap_page(summary.populated_end_page).0;
         if code_end > 1u64 << bits {
             push(
+                Rule::LegacyBitsBeyondTarget,
                 Severity::Warning,
                 format!(
                     "{image}: legacy bits are populated for code up to {code_end:#x} ({} address bits), \
@@ -94,6 +141,7 @@ pub fn check(
             let severity =
                 if coverage == CoveragePolicy::Strict { Severity::Error } else { Severity::Warning };
             push(
+                Rule::NarrowCoverage,
                 severity,
                 format!(
                     "{image}: the bitmap covers {cov} address bits but {target_name} maps code up to \
@@ -108,6 +156,7 @@ pub fn check(
         if let ShadowStack::Available { features, .. } = t.shadow_stack {
             if features & 1 != 0 && !target_shstk {
                 push(
+                    Rule::NoShadowStack { tid: t.tid },
                     Severity::Error,
                     format!(
                         "{image}: thread {} has shadow stack enabled, but {target_name} lacks user \
@@ -120,12 +169,14 @@ pub fn check(
         if let Ibt::Available { user_cet } = t.ibt {
             if let Some(why) = user_cet.invalid_reason() {
                 push(
+                    Rule::InvalidUserCet { tid: t.tid },
                     Severity::Error,
                     format!("{image}: thread {}: IA32_U_CET {:#x} is invalid: {why}", t.tid, user_cet.0),
                 );
             }
             if user_cet.has(UserCet::ENDBR_EN) && !target_ibt {
                 push(
+                    Rule::NoIbt { tid: t.tid },
                     Severity::Error,
                     format!(
                         "{image}: thread {} has IBT enabled (IA32_U_CET {:#x}), but {target_name} lacks \
@@ -224,4 +275,81 @@ impl std::fmt::Display for Commit {
 /// Whether any finding refuses the restore.
 pub fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.severity == Severity::Error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use criu_cet_format::{CetSupport, ImageReader, SourceHost};
+
+    fn vector(bytes: &[u8]) -> (Metadata, ImageSummary) {
+        let r = ImageReader::open(std::io::Cursor::new(bytes.to_vec())).unwrap();
+        (r.metadata().clone(), *r.summary())
+    }
+
+    fn host(bits: u8, cet: bool) -> HostProfile {
+        let all = CetSupport { cpu_shstk: cet, cpu_ibt: cet, kernel_shstk: cet, kernel_ibt: cet };
+        SourceHost {
+            kernel_release: "t".into(),
+            user_address_bits: bits,
+            cpu_virtual_bits: 57,
+            la57: bits > 48,
+            cet: all,
+        }
+    }
+
+    fn rules(
+        meta: &Metadata,
+        s: &ImageSummary,
+        target: &HostProfile,
+        c: CoveragePolicy,
+    ) -> Vec<(Rule, Severity)> {
+        check("i", meta, s, target, "t", c).into_iter().map(|f| (f.rule, f.severity)).collect()
+    }
+
+    #[test]
+    fn a_bitmap_above_the_targets_address_space_is_refused_with_both_widths() {
+        let (meta, s) = vector(include_bytes!("../../tests/vectors/high-57.cetimg"));
+        let found = rules(&meta, &s, &host(47, false), CoveragePolicy::Warn);
+        assert!(found.contains(&(Rule::AddressBits { need: 53, have: 47 }, Severity::Error)), "{found:?}");
+        assert!(found.contains(&(Rule::LegacyBitsBeyondTarget, Severity::Warning)), "{found:?}");
+        assert!(rules(&meta, &s, &host(56, false), CoveragePolicy::Warn)
+            .iter()
+            .all(|(_, sev)| *sev != Severity::Error));
+    }
+
+    #[test]
+    fn narrow_coverage_warns_unless_strict() {
+        let (meta, s) = vector(include_bytes!("../../tests/vectors/typical-48.cetimg"));
+        assert_eq!(rules(&meta, &s, &host(47, false), CoveragePolicy::Strict), vec![]);
+        assert_eq!(
+            rules(&meta, &s, &host(56, false), CoveragePolicy::Warn),
+            vec![(Rule::NarrowCoverage, Severity::Warning)]
+        );
+        assert_eq!(
+            rules(&meta, &s, &host(56, false), CoveragePolicy::Strict),
+            vec![(Rule::NarrowCoverage, Severity::Error)]
+        );
+    }
+
+    #[test]
+    fn cet_state_the_target_lacks_and_invalid_state_are_refused_per_thread() {
+        let (mut meta, s) = vector(include_bytes!("../../tests/vectors/threads-cet.cetimg"));
+        assert_eq!(rules(&meta, &s, &host(47, true), CoveragePolicy::Warn), vec![]);
+        let found = rules(&meta, &s, &host(47, false), CoveragePolicy::Warn);
+        assert!(found.contains(&(Rule::NoShadowStack { tid: 5150 }, Severity::Error)), "{found:?}");
+        assert!(found.contains(&(Rule::NoIbt { tid: 5151 }, Severity::Error)), "{found:?}");
+        meta.process.threads[0].ibt =
+            Ibt::Available { user_cet: UserCet(UserCet::ENDBR_EN | UserCet::SUPPRESS | UserCet::TRACKER) };
+        let found = rules(&meta, &s, &host(47, true), CoveragePolicy::Warn);
+        assert_eq!(found, vec![(Rule::InvalidUserCet { tid: 5150 }, Severity::Error)]);
+    }
+
+    #[test]
+    fn a_mapping_that_cannot_be_a_bitmap_is_refused() {
+        let (mut meta, s) = vector(include_bytes!("../../tests/vectors/typical-48.cetimg"));
+        meta.bitmap.as_mut().unwrap().length += 4096;
+        assert!(rules(&meta, &s, &host(47, false), CoveragePolicy::Warn)
+            .contains(&(Rule::Geometry, Severity::Error)));
+    }
 }

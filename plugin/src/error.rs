@@ -173,6 +173,43 @@ pub enum EngineError {
         message: String,
     },
     #[error(
+        "process {pid}: no syscall instruction to run mmap with: it has no vDSO and no readable \
+         executable mapping; nothing was changed"
+    )]
+    /// Creating the mapping needs a `syscall` instruction in the target, and it has none.
+    NoSyscallInstruction {
+        /// The process.
+        pid: u32,
+    },
+    #[error(
+        "process {pid}: thread {tid}: {doing}: the IBT interface (NT_X86_CET, or the test module) \
+         went away while the plugin held the thread"
+    )]
+    /// The kernel interface that gave a thread's IA32_U_CET is gone when it is written.
+    IbtInterfaceGone {
+        /// The process.
+        pid: u32,
+        /// The thread.
+        tid: u32,
+        /// What was being done.
+        doing: String,
+    },
+    #[error(
+        "process {pid}: thread {tid}: IA32_U_CET {wanted:#x} was written, but the thread has {now:#x} \
+         afterwards (its IBT bits differ)"
+    )]
+    /// A thread's IA32_U_CET did not take the value written.
+    IbtNotTaken {
+        /// The process.
+        pid: u32,
+        /// The thread.
+        tid: u32,
+        /// The value written.
+        wanted: u64,
+        /// What the thread has.
+        now: u64,
+    },
+    #[error(
         "process {pid}: the bitmap range {start:#x}-{end:#x} is occupied by {by}; that is not a \
          bitmap (a bitmap is {shape}); nothing was changed: restore into a process where the range \
          is free or holds the bitmap mapping",
@@ -534,6 +571,16 @@ impl From<FormatError> for EngineError {
 }
 
 impl EngineError {
+    /// The same error naming the file it is about as `shown` (an image read through CRIU's
+    /// directory descriptor is named by its plain name, not /proc/self/fd/N/NAME).
+    pub fn named(self, shown: &std::path::Path) -> EngineError {
+        match self {
+            EngineError::Image { source, .. } => EngineError::Image { file: shown.to_path_buf(), source },
+            EngineError::Io { source, .. } => EngineError::Io { path: shown.to_path_buf(), source },
+            e => e,
+        }
+    }
+
     /// Names the image file in a format error raised without it.
     pub fn in_file(self, path: &std::path::Path) -> EngineError {
         match self {

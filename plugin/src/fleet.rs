@@ -141,7 +141,7 @@ pub fn name_findings(image: &str, file_name: &str, meta: &Metadata) -> Vec<Findi
         Some(_) => return Vec::new(),
         None => format!("{image}: not a name the plugin writes (cet-<task id>.img)"),
     };
-    vec![Finding { severity: Severity::Error, message }]
+    vec![Finding::other(Severity::Error, message)]
 }
 
 /// Judges one image (named `image` in messages) against every host; `file_name`, for an image
@@ -238,8 +238,8 @@ mod tests {
 
     fn verdict(host: &str, ok: bool, warnings: usize) -> HostVerdict {
         let findings = (0..warnings)
-            .map(|i| Finding { severity: Severity::Warning, message: format!("w{i}") })
-            .chain((!ok).then(|| Finding { severity: Severity::Error, message: "e".into() }))
+            .map(|i| Finding::other(Severity::Warning, format!("w{i}")))
+            .chain((!ok).then(|| Finding::other(Severity::Error, "e".into())))
             .collect();
         HostVerdict { host: host.into(), can_restore: ok, findings }
     }

@@ -221,8 +221,8 @@ impl ImageVisitor for Check<'_> {
         let name = file_name.unwrap_or(&found.name);
         let belonging = self.inventory.as_ref().map(|inv| checkpoint::belonging(name, r.metadata(), inv));
         let finding = match belonging {
-            Some(Belonging::Foreign(message)) => Some(Finding { severity: Severity::Error, message }),
-            Some(Belonging::Unknown(message)) => Some(Finding { severity: Severity::Warning, message }),
+            Some(Belonging::Foreign(message)) => Some(Finding::other(Severity::Error, message)),
+            Some(Belonging::Unknown(message)) => Some(Finding::other(Severity::Warning, message)),
             Some(Belonging::Same) | None => None,
         };
         for v in verdicts.iter_mut().filter(|_| finding.is_some()) {

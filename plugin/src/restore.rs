@@ -393,10 +393,5 @@ pub fn find_syscall_insn(pid: u32, vmas: &[Vma]) -> Result<u64, EngineError> {
             return Ok(v.start + i as u64);
         }
     }
-    Err(EngineError::Sys {
-        pid,
-        action: "finding a syscall instruction in the target".into(),
-        errno: Errno::ENOEXEC,
-        hint: " (no vDSO and no readable executable mapping)",
-    })
+    Err(EngineError::NoSyscallInstruction { pid })
 }

@@ -28,6 +28,7 @@
 pub mod config;
 pub mod criu;
 pub mod ffi;
+pub mod refusal;
 
 use config::{Config, OnError, ENV_BITMAP_ADDR, ENV_ON_ERROR};
 use criu::{log, Level};
@@ -39,6 +40,7 @@ use criu_cet::host::{self, HostProfile};
 use criu_cet::trace::Tracing;
 use criu_cet::{cet, image, job, proc, EngineError};
 use criu_cet_format::{ImageSummary, Metadata, UserCet};
+use refusal::Refusal;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Seek};
@@ -154,9 +156,9 @@ impl Hooks {
                     *st = State::Restore { config, host, images };
                     Outcome::Done
                 }
-                Err(problems) => {
-                    for p in &problems {
-                        log(Level::Error, p);
+                Err(refusals) => {
+                    for r in &refusals {
+                        log(Level::Error, &r.to_string());
                     }
                     log(Level::Error, "restore refused before any task was forked; nothing was changed");
                     Outcome::Failed
@@ -451,11 +453,12 @@ fn restore_one(img: &CheckedImage, pid: u32, host: &HostProfile) -> Result<job::
 
 /// Restore init: every cet image in the directory must be intact, carry the id its name gives,
 /// fit this host, and belong to a task CRIU is about to restore, with the same threads.
-fn check_images(config: &Config) -> Result<(BTreeMap<u32, CheckedImage>, HostProfile), Vec<String>> {
+fn check_images(config: &Config) -> Result<(BTreeMap<u32, CheckedImage>, HostProfile), Vec<Refusal>> {
     // CRIU's own bookkeeping of the plugins the dump required; the rules below read inventory.img.
     criu::claim_inventory_entry();
-    let dir = criu::image_dir().map_err(|e| vec![e])?;
-    let entries = std::fs::read_dir(&dir).map_err(|e| vec![format!("reading the image directory: {e}")])?;
+    let dir = criu::image_dir().map_err(|e| vec![Refusal::Criu(e)])?;
+    let entries = std::fs::read_dir(&dir)
+        .map_err(|e| vec![Refusal::Criu(format!("reading the image directory: {e}"))])?;
     let here = host::probe();
     let (mut images, mut problems, mut found) = (BTreeMap::new(), Vec::new(), 0usize);
     for entry in entries.flatten() {
@@ -469,11 +472,7 @@ fn check_images(config: &Config) -> Result<(BTreeMap<u32, CheckedImage>, HostPro
         };
         found += 1;
         if checkpoint::image_id(&name).is_none() {
-            problems.push(format!(
-                "{name}: not a name this plugin writes (it would be {}); a second image for task \
-                 {id}? remove the one that does not belong",
-                job::image_name(id)
-            ));
+            problems.push(Refusal::NotOurName { name, id });
             continue;
         }
         match check_one(&dir, &name, id, &here, config) {
@@ -493,7 +492,7 @@ fn check_images(config: &Config) -> Result<(BTreeMap<u32, CheckedImage>, HostPro
         Ok(inv) => Some(inv),
         Err(_) if found == 0 => None,
         Err(e) => {
-            problems.push(format!("{e}: cannot tell which dump the cet images belong to"));
+            problems.push(Refusal::Criu(format!("{e}: cannot tell which dump the cet images belong to")));
             None
         }
     };
@@ -503,18 +502,24 @@ fn check_images(config: &Config) -> Result<(BTreeMap<u32, CheckedImage>, HostPro
             match checkpoint::belonging(&img.name, &img.meta, inv) {
                 Belonging::Same => {}
                 Belonging::Unknown(why) => log(Level::Warn, &format!("{why}; restoring it anyway")),
-                Belonging::Foreign(why) => problems.push(why),
+                Belonging::Foreign(why) => problems.push(Refusal::Foreign(why)),
             }
         }
         if inv.names_cet() {
             let ids: Vec<u32> = images.keys().copied().collect();
-            problems.extend(checkpoint::missing_images(&dir, "the images directory", &ids));
+            problems
+                .extend(checkpoint::missing_images(&dir, "the images directory", &ids).map(Refusal::Missing));
         }
     }
     if !images.is_empty() {
         match tasks.get_or_insert_with(|| criu_images::read_pstree(&dir)) {
-            Ok(tasks) => problems.extend(match_tasks(&images, tasks)),
-            Err(e) => problems.push(format!("{e}: cannot tell which tasks the cet images belong to")),
+            Ok(tasks) => problems.extend(refusal::match_tasks(
+                images.iter().map(|(&id, img)| (id, img.name.as_str(), &img.meta)),
+                tasks,
+            )),
+            Err(e) => {
+                problems.push(Refusal::Criu(format!("{e}: cannot tell which tasks the cet images belong to")))
+            }
         }
     }
     if problems.is_empty() {
@@ -524,82 +529,34 @@ fn check_images(config: &Config) -> Result<(BTreeMap<u32, CheckedImage>, HostPro
     }
 }
 
-/// Opens, verifies and checks one image; returns it with its warnings, or its problems.
+/// Opens, verifies and checks one image; returns it with its warnings, or why it is refused.
 fn check_one(
     dir: &Path,
     name: &str,
     id: u32,
     here: &HostProfile,
     config: &Config,
-) -> Result<(CheckedImage, Vec<String>), Vec<String>> {
-    let path = dir.join(name);
-    // Error messages name files by their path under /proc/self/fd/N; show the plain name.
-    let plain = |e: EngineError| vec![e.to_string().replace(&format!("{}/", dir.display()), "")];
+) -> Result<(CheckedImage, Vec<String>), Vec<Refusal>> {
     // The file's identity as opened, before a byte was read: a change while it is checked or
-    // later is seen when the hook compares.
-    let (file, opened, r) = image::open_keeping_file(&path).map_err(plain)?;
+    // later is seen when the hook compares. Errors name the file as it lies in the directory,
+    // not by the /proc/self/fd/N path CRIU's directory descriptor gives.
+    let (file, opened, r) = image::open_keeping_file(&dir.join(name)).map_err(|e| {
+        vec![Refusal::Unreadable { name: name.to_string(), error: e.named(Path::new(name)).to_string() }]
+    })?;
     let meta = r.metadata().clone();
-    let own_id = meta.namespace.as_ref().map_or(meta.process.pid, |ns| ns.pid);
-    if own_id != id {
-        return Err(vec![format!(
-            "{name}: the image records task {own_id}, not {id}; refusing an image under another task's name"
-        )]);
+    let recorded = meta.namespace.as_ref().map_or(meta.process.pid, |ns| ns.pid);
+    if recorded != id {
+        return Err(vec![Refusal::WrongTask { name: name.to_string(), recorded, id }]);
     }
-    let findings = check::check(name, &meta, r.summary(), here, "this host", config.coverage);
-    let mut problems = Vec::new();
-    let mut warnings = Vec::new();
-    for f in findings {
-        match f.severity {
-            check::Severity::Error => problems.push(f.message),
-            check::Severity::Warning => warnings.push(f.message),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(problems);
+    let (errors, warnings): (Vec<check::Finding>, Vec<check::Finding>) =
+        check::check(name, &meta, r.summary(), here, "this host", config.coverage)
+            .into_iter()
+            .partition(|f| f.severity == check::Severity::Error);
+    if !errors.is_empty() {
+        return Err(errors.into_iter().map(Refusal::Host).collect());
     }
     let summary = *r.summary();
     let identity = identity_of(&opened);
+    let warnings = warnings.into_iter().map(|f| f.message).collect();
     Ok((CheckedImage { name: name.to_string(), file, identity, meta, summary, used: false }, warnings))
-}
-
-/// Every checked image must name a task of pstree.img, with the same threads.
-fn match_tasks(images: &BTreeMap<u32, CheckedImage>, tasks: &BTreeMap<u32, Task>) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (id, img) in images {
-        let threads: Vec<u32> = match &img.meta.namespace {
-            Some(ns) => ns.tids.clone(),
-            None => img.meta.process.threads.iter().map(|t| t.tid).collect(),
-        };
-        let Some(task) = tasks.get(id) else {
-            let known: Vec<String> = tasks.keys().take(16).map(u32::to_string).collect();
-            let old = if img.meta.namespace.is_none() {
-                " It was written by a plugin older than format 1.2, which named images by host pid: \
-                 if the tree ran in its own pid namespace, dump it again with this plugin."
-            } else {
-                ""
-            };
-            problems.push(format!(
-                "{}: CRIU's pstree.img has no task {id} (it restores tasks {}{}), so this image would \
-                 never be used; it does not belong to this checkpoint: remove it, or restore from the \
-                 directory it was dumped to.{old}",
-                img.name,
-                known.join(", "),
-                if tasks.len() > 16 { ", …" } else { "" }
-            ));
-            continue;
-        };
-        let (mut a, mut b) = (threads.clone(), task.threads.clone());
-        a.sort_unstable();
-        b.sort_unstable();
-        if a != b {
-            problems.push(format!(
-                "{}: task {id} has threads [{}] in CRIU's pstree.img but [{}] in the cet image: the two \
-                 come from different dumps; restore from one checkpoint's directory",
-                img.name,
-                list(&b),
-                list(&a)
-            ));
-        }
-    }
-    problems
 }
