@@ -364,7 +364,7 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
             "-".into(),
         );
         tree32 = Some((ratio, t.whole));
-        let n = if smoke { 64 } else { 256 };
+        let n = if smoke { 16 } else { 256 };
         let t = tree_overhead(criu, &bin, d, n, &["--no-bitmap"], runs.min(3), &withlib, &nolib)?;
         let ratio = t.with.as_secs_f64() / t.without.as_secs_f64();
         row(

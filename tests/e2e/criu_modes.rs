@@ -282,7 +282,7 @@ fn post_copy(supply: PageSupply) {
 /// How late the slow link delivers each answer of the page server, as a long-distance round trip
 /// would. lazy-pages fetches a task's memory in dozens of requests (about 50 for the fixture), so
 /// the whole transfer takes half a second, and the plugin's hook runs while it goes on.
-const SLOW_LINK_DELAY: Duration = Duration::from_millis(10);
+const SLOW_LINK_DELAY: Duration = Duration::from_millis(5);
 
 /// A proxy on 127.0.0.1 between `criu lazy-pages` and the page server on `upstream`: requests
 /// pass at once, each piece of an answer [`SLOW_LINK_DELAY`] after the page server sent it.
