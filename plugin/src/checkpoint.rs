@@ -1,10 +1,13 @@
 //! A CRIU checkpoint's cet images: how a dump makes them part of the checkpoint, and which ones
 //! a restore may apply. The plugin and `criu-cet check DIR` follow the same rules.
 //!
-//! - While CRIU dumps, each image is written as `.cet-<id>.img.staged`; when CRIU reports at
-//!   exit that the dump succeeded, the staged images become `cet-<id>.img` and every other
-//!   `cet-*.img` of the directory (an earlier dump's) is removed. A failed dump removes its
-//!   staged images and leaves the directory's earlier images exactly as they were.
+//! - While CRIU dumps, each image is written as `cet-<id>.img` at once (`criu dump --lazy-pages`
+//!   serves pages before it ends, and the images directory, cet images included, is copied to
+//!   the target meanwhile), an earlier dump's image of the same name set aside first as
+//!   `.cet-<id>.img.previous`. When CRIU reports at exit that the dump succeeded, what was set
+//!   aside and every `cet-*.img` this dump did not write (an earlier dump's) is removed; when it
+//!   failed, the dump's images are removed and what was set aside is put back, so the
+//!   directory's earlier images are exactly as they were.
 //! - An image records the id of the CRIU run that dumped it (format 1.3, `criu_run_id`); CRIU
 //!   records the same id in the checkpoint's inventory.img (`dump_criu_run_id`), together with
 //!   the plugins the dump registered. An image applies only to the checkpoint whose inventory
@@ -19,9 +22,25 @@ use std::path::Path;
 /// written into the directory beside it never travel with the stream.
 pub const STREAMER_CAPTURE_SOCKET: &str = "streamer-capture.sock";
 
-/// The name an image has while the dump that writes it is under way.
-pub fn staged_name(id: u32) -> String {
-    format!(".cet-{id}.img.staged")
+/// The name an earlier dump's `cet-<id>.img` has while a dump that writes a new one is under way.
+pub fn previous_name(id: u32) -> String {
+    format!(".cet-{id}.img.previous")
+}
+
+/// Before a dump writes `cet-<id>.img` in `dir`: sets an earlier one aside as
+/// [`previous_name`]. One already set aside (by a dump that CRIU never finished) is kept: it is
+/// the last complete dump's; the unfinished dump's image goes.
+pub fn set_aside(dir: &Path, id: u32) -> Result<(), String> {
+    let (name, previous) = (crate::job::image_name(id), previous_name(id));
+    let result = if dir.join(&previous).exists() {
+        std::fs::remove_file(dir.join(&name))
+    } else {
+        std::fs::rename(dir.join(&name), dir.join(&previous))
+    };
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("setting {name} aside: {e}")),
+        _ => Ok(()),
+    }
 }
 
 /// The task id of a published image's name `cet-<id>.img` (canonical decimal), else `None`.
@@ -30,9 +49,9 @@ pub fn image_id(name: &str) -> Option<u32> {
     (name == crate::job::image_name(id)).then_some(id)
 }
 
-fn staged_id(name: &str) -> Option<u32> {
-    let id: u32 = name.strip_prefix(".cet-")?.strip_suffix(".img.staged")?.parse().ok()?;
-    (name == staged_name(id)).then_some(id)
+fn previous_id(name: &str) -> Option<u32> {
+    let id: u32 = name.strip_prefix(".cet-")?.strip_suffix(".img.previous")?.parse().ok()?;
+    (name == previous_name(id)).then_some(id)
 }
 
 /// Whether CRIU is dumping into `dir` through an image streamer (`criu dump --stream`).
@@ -50,22 +69,17 @@ pub struct Published {
     pub removed: Vec<String>,
 }
 
-/// Publishes the images that the dump which succeeded staged, by task id: each
-/// `.cet-<id>.img.staged` becomes `cet-<id>.img`; every other `cet-*.img` (an earlier dump's) and
-/// any other staged image (left by a dump that CRIU never finished) is removed.
-pub fn publish(dir: &Path, staged: &[u32]) -> Result<Published, String> {
-    let mut done = Published::default();
-    for &id in staged {
-        let (from, to) = (staged_name(id), crate::job::image_name(id));
-        std::fs::rename(dir.join(&from), dir.join(&to))
-            .map_err(|e| format!("renaming {from} to {to}: {e}"))?;
-        done.images.push(id);
-    }
+/// At the end of a dump that succeeded and wrote the images of tasks `written`: removes what was
+/// set aside and every other `cet-*.img` (an earlier dump's).
+pub fn publish(dir: &Path, written: &[u32]) -> Result<Published, String> {
+    let mut done = Published { images: written.to_vec(), removed: Vec::new() };
     for name in list(dir)? {
-        let earlier = image_id(&name).is_some_and(|id| !staged.contains(&id));
-        if earlier || staged_id(&name).is_some() {
+        let earlier = image_id(&name).is_some_and(|id| !written.contains(&id));
+        if earlier || previous_id(&name).is_some() {
             std::fs::remove_file(dir.join(&name)).map_err(|e| format!("removing {name}: {e}"))?;
-            done.removed.push(name);
+            if earlier {
+                done.removed.push(name);
+            }
         }
     }
     done.images.sort_unstable();
@@ -73,15 +87,25 @@ pub fn publish(dir: &Path, staged: &[u32]) -> Result<Published, String> {
     Ok(done)
 }
 
-/// Removes staged images (of a failed dump, or left by one that CRIU did not finish); returns
-/// their names.
-pub fn discard_staged(dir: &Path) -> Result<Vec<String>, String> {
-    let mut removed = Vec::new();
-    for name in list(dir)?.into_iter().filter(|n| staged_id(n).is_some()) {
-        std::fs::remove_file(dir.join(&name)).map_err(|e| format!("removing {name}: {e}"))?;
-        removed.push(name);
+/// At the end of a dump that failed, or of one image refused: removes the images of tasks
+/// `written` and puts back what was set aside for them. Returns how many were removed.
+pub fn roll_back(dir: &Path, written: &[u32]) -> Result<usize, String> {
+    for &id in written {
+        let (name, previous) = (crate::job::image_name(id), previous_name(id));
+        match std::fs::remove_file(dir.join(&name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("removing {name}: {e}"))
+            }
+            _ => {}
+        }
+        match std::fs::rename(dir.join(&previous), dir.join(&name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("putting {previous} back as {name}: {e}"))
+            }
+            _ => {}
+        }
     }
-    Ok(removed)
+    Ok(written.len())
 }
 
 fn list(dir: &Path) -> Result<Vec<String>, String> {
@@ -217,20 +241,41 @@ mod tests {
     }
 
     #[test]
-    fn publishing_renames_staged_images_and_removes_earlier_ones() {
+    fn a_dump_sets_earlier_images_aside_and_success_or_failure_settles_them() {
         let dir = tempfile::tempdir().unwrap();
-        for n in
-            [".cet-1.img.staged", ".cet-9.img.staged", "cet-1.img", "cet-5.img", "cet-05.img", "core-1.img"]
-        {
-            std::fs::write(dir.path().join(n), n).unwrap();
-        }
-        let done = publish(dir.path(), &[1]).unwrap();
-        assert_eq!(done.images, vec![1]);
-        assert_eq!(done.removed, vec![".cet-9.img.staged".to_string(), "cet-5.img".to_string()]);
-        assert_eq!(std::fs::read_to_string(dir.path().join("cet-1.img")).unwrap(), ".cet-1.img.staged");
-        assert!(dir.path().join("cet-05.img").exists() && dir.path().join("core-1.img").exists());
-        std::fs::write(dir.path().join(".cet-7.img.staged"), "x").unwrap();
-        assert_eq!(discard_staged(dir.path()).unwrap(), vec![".cet-7.img.staged".to_string()]);
-        assert!(dir.path().join("cet-1.img").exists());
+        let d = dir.path();
+        let put = |n: &str, text: &str| std::fs::write(d.join(n), text).unwrap();
+        let read = |n: &str| std::fs::read_to_string(d.join(n)).ok();
+        put("cet-1.img", "old 1");
+        put("cet-5.img", "old 5");
+        put("cet-05.img", "not ours");
+        put("core-1.img", "criu");
+        // A dump writes task 1 (the old one set aside) and task 2; then it fails.
+        set_aside(d, 1).unwrap();
+        set_aside(d, 2).unwrap();
+        put("cet-1.img", "new 1");
+        put("cet-2.img", "new 2");
+        assert_eq!(roll_back(d, &[1, 2]).unwrap(), 2);
+        assert_eq!(
+            (read("cet-1.img"), read("cet-2.img"), read("cet-5.img")),
+            (Some("old 1".into()), None, Some("old 5".into()))
+        );
+        // The same, and it succeeds: the earlier dump's cet-5.img goes, nothing is left aside.
+        set_aside(d, 1).unwrap();
+        put("cet-1.img", "new 1");
+        let done = publish(d, &[1]).unwrap();
+        assert_eq!((done.images, done.removed), (vec![1], vec!["cet-5.img".to_string()]));
+        assert_eq!(read("cet-1.img").as_deref(), Some("new 1"));
+        assert!(
+            read(&previous_name(1)).is_none() && read("cet-05.img").is_some() && read("core-1.img").is_some()
+        );
+        // A dump that CRIU never finished left its image and the one set aside: the next keeps
+        // the one set aside (the last complete dump's) and rolls back to it.
+        set_aside(d, 1).unwrap();
+        put("cet-1.img", "unfinished");
+        set_aside(d, 1).unwrap();
+        assert_eq!(read("cet-1.img"), None);
+        roll_back(d, &[1]).unwrap();
+        assert_eq!(read("cet-1.img").as_deref(), Some("new 1"));
     }
 }

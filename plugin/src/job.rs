@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 pub enum Destination<'a> {
     /// This file (the CLI's `--output`).
     File(&'a Path),
-    /// CRIU's image directory (the plugin): the image is staged as `.cet-<id>.img.staged` until
-    /// CRIU says the dump succeeded, when it becomes `cet-<id>.img` (`checkpoint::publish`),
-    /// `<id>` being the process's pid in its own pid namespace, as CRIU names its images.
+    /// CRIU's image directory (the plugin): `cet-<id>.img`, `<id>` being the process's pid in its
+    /// own pid namespace, as CRIU names its images; an earlier dump's image of that name is set
+    /// aside until CRIU says how the dump ended (`checkpoint`).
     ImageDirectory(&'a Path),
 }
 
@@ -131,7 +131,13 @@ fn write(
     let namespace_pid = cap.meta.namespace.as_ref().map_or(pid, |ns| ns.pid);
     let file = match dest {
         Destination::File(path) => path.to_path_buf(),
-        Destination::ImageDirectory(dir) => dir.join(crate::checkpoint::staged_name(namespace_pid)),
+        Destination::ImageDirectory(dir) => {
+            crate::checkpoint::set_aside(dir, namespace_pid).map_err(|message| EngineError::Io {
+                path: crate::image::display_path(dir),
+                source: std::io::Error::other(message),
+            })?;
+            dir.join(image_name(namespace_pid))
+        }
     };
     let capture =
         image::write_atomically(&file, opts.durability, |out| cap.write(out, &opts.capture).map(|(_, r)| r))?;

@@ -732,9 +732,9 @@ fn a_failed_dump_leaves_the_earlier_cet_image_as_it_was() {
     let left: Vec<String> = std::fs::read_dir(&s.imgs)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("staged"))
+        .filter(|n| n.starts_with(".cet-"))
         .collect();
-    assert!(left.is_empty(), "staged images left behind: {left:?}");
+    assert!(left.is_empty(), "images set aside left behind: {left:?}");
 }
 
 /// Issue 18, finding 2: CRIU's images moved without the plugin's (a page server receives only

@@ -279,6 +279,69 @@ fn post_copy(supply: PageSupply) {
     );
 }
 
+/// `criu dump --lazy-pages --port`: the dump serves the pages itself and ends only once the
+/// target has them all, so the images directory (cet images included) is copied to the target
+/// while the dump is still under way. The task runs as the init of its own pid namespace, as a
+/// container's does, so that the restore (in a new pid namespace) can run while the source task
+/// still exists. The dump's pages come from the frozen task itself, so CRIU's copy cannot be
+/// zeroed here; the plugin's restore line and the digest show the bitmap came back.
+#[test]
+fn post_copy_served_by_the_dump_itself_with_its_cet_image_copied_meanwhile() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _pipes = PipeMaxSize::raised();
+    let s = session();
+    let mut ns = PidNamespace::start(&s.root, "lazy-dump", FIXTURE);
+    let before = ns.init.ask().unwrap();
+    let (src, dst) = (s.dir("src"), s.dir("dst"));
+    let port = free_port().to_string();
+    let mut dump = Command::new(criu())
+        .args(["dump", "-t", &ns.init.pid.to_string(), "--lazy-pages", "--address", "127.0.0.1"])
+        .args(["--port", &port, "-D"])
+        .arg(&src)
+        .arg("-L")
+        .arg(&s.lib)
+        .args(["-v4", "-o", "dump.log"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !log(&src, "dump.log").contains("Starting page server on port") {
+        assert!(dump.try_wait().unwrap().is_none(), "criu dump ended early:\n{}", log(&src, "dump.log"));
+        assert!(t0.elapsed() < Duration::from_secs(120), "the dump never served its pages");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    copy_images(&src, &dst, |n| !n.ends_with(".log"));
+    assert!(
+        dst.join("cet-1.img").exists(),
+        "the dump serving its pages has not put cet-1.img in its images directory: {:?}",
+        cet_images(&src)
+    );
+    let lazy = s.daemon(
+        &dst,
+        &["lazy-pages", "--page-server", "--address", "127.0.0.1", "--port", &port],
+        "lazy-pages.log",
+    );
+    let pid = s.restore(&dst, &["--lazy-pages"]);
+    let restored = Fixture::adopt(pid, ns.init.report.clone());
+    let after = restored.ask().expect("the restored process answers");
+    let restore = log(&dst, "restore.log");
+    assert_eq!(after.bitmap_view(), before.bitmap_view(), "the bitmap came back different:\n{restore}");
+    assert!(restore.contains("(task 1 in its pid namespace): restored cet-1.img"), "{restore}");
+    let t0 = Instant::now();
+    while !log(&dst, "lazy-pages.log").contains("UFFD transferred pages") {
+        assert!(t0.elapsed() < Duration::from_secs(120), "{}", log(&dst, "lazy-pages.log"));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = dump.wait().unwrap();
+    assert!(status.success(), "criu dump --lazy-pages failed:\n{}", log(&src, "dump.log"));
+    assert!(src.join("cet-1.img").exists(), "the dump that succeeded lost its image");
+    ns.reap_after_dump();
+    drop(restored);
+    lazy.finished();
+}
+
 /// How late the slow link delivers each answer of the page server, as a long-distance round trip
 /// would. lazy-pages fetches a task's memory in dozens of requests (about 50 for the fixture), so
 /// the whole transfer takes half a second, and the plugin's hook runs while it goes on.

@@ -10,10 +10,10 @@
 //! whenever the tree lives in its own pid namespace (every container).
 //!
 //! - dump, CHECKPOINT_DEVICES(pid): the tree is frozen and criu is the tracer; capture the
-//!   bitmap and CET state into `.cet-<id>.img.staged`, recording CRIU's run id, and register
-//!   "cet" in the inventory. Refused under `--stream` (the image would not travel).
-//! - dump, exit: when the dump succeeded, the staged images become `cet-<id>.img` and earlier
-//!   dumps' cet images go; when it failed, the staged images go and the directory is as it was.
+//!   bitmap and CET state into `cet-<id>.img` (an earlier dump's set aside), recording CRIU's
+//!   run id, and register "cet" in the inventory. Refused under `--stream` (it would not travel).
+//! - dump, exit: when the dump succeeded, earlier dumps' cet images go; when it failed, this
+//!   dump's go and the earlier ones are put back: the directory is as it was.
 //! - restore, init: before any task is forked, load, verify and check every cet image against
 //!   this host, against CRIU's inventory.img (the same dump: its plugins and run id; an image
 //!   missing) and against the tasks of CRIU's pstree.img; any problem aborts the restore.
@@ -88,8 +88,8 @@ enum State {
         config: Config,
         host: HostProfile,
         registered: bool,
-        /// Images staged by this dump, by task id: published at exit if the dump succeeded.
-        staged: Vec<u32>,
+        /// Images this dump wrote, by task id: kept at exit if the dump succeeded.
+        written: Vec<u32>,
         /// Threads whose IBT tracking is off while CRIU's parasite runs: (pid, tid, value to
         /// put back at exit).
         suspended: Vec<(u32, u32, UserCet)>,
@@ -137,7 +137,7 @@ impl Hooks {
                     config,
                     host: host::probe(),
                     registered: false,
-                    staged: Vec::new(),
+                    written: Vec::new(),
                     suspended: Vec::new(),
                 };
                 Outcome::Done
@@ -173,9 +173,9 @@ impl Hooks {
     /// restored task used is an error.
     pub fn exit(&self, stage: Option<Stage>, success: bool) {
         let mut st = self.lock();
-        if let State::Dump { suspended, staged, .. } = &*st {
+        if let State::Dump { suspended, written, .. } = &*st {
             resume_ibt(suspended);
-            finish_dump(staged, success);
+            finish_dump(written, success);
         }
         if let (Some(Stage::Restore), true, State::Restore { images, .. }) = (stage, success, &*st) {
             for (id, img) in images.iter().filter(|(_, i)| !i.used) {
@@ -195,13 +195,13 @@ impl Hooks {
     /// CHECKPOINT_DEVICES(pid): capture one process of the frozen tree.
     pub fn checkpoint(&self, pid: u32) -> Outcome {
         let mut st = self.lock();
-        let State::Dump { config, host, registered, staged, suspended } = &mut *st else {
+        let State::Dump { config, host, registered, written, suspended } = &mut *st else {
             return Outcome::NotMine;
         };
         match dump_one(config, host, pid) {
             Ok(None) => Outcome::NotMine,
             Ok(Some((id, line))) => {
-                staged.push(id);
+                written.push(id);
                 // CRIU's parasite has no ENDBR: in a process with IBT tracking on, its first
                 // indirect branch would kill the process (#CP). Off until exit puts it back.
                 let off = proc::tasks(pid).and_then(|tids| cet::suspend_ibt(pid, &tids));
@@ -322,8 +322,8 @@ fn resume_ibt(suspended: &[(u32, u32, UserCet)]) {
     }
 }
 
-/// Captures process `pid` into `.cet-<id>.img.staged`: its task id and the log line, or `None`
-/// when it has neither a bitmap nor CET state.
+/// Captures process `pid` into `cet-<id>.img`: its task id and the log line, or `None` when it
+/// has neither a bitmap nor CET state.
 fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<(u32, String)>, EngineError> {
     let dir = criu::image_dir().map_err(|message| EngineError::Criu { message })?;
     let opts = job::DumpOptions {
@@ -341,7 +341,7 @@ fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<(u32
     };
     let id = report.namespace_pid;
     if checkpoint::streaming(&dir) {
-        let _ = std::fs::remove_file(&report.file);
+        let _ = checkpoint::roll_back(&dir, &[id]);
         return Err(EngineError::Criu {
             message: format!(
                 "criu dump --stream is not supported by the cet plugin: CRIU's images go through the \
@@ -358,23 +358,22 @@ fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<(u32
     Ok(Some((id, report.to_string())))
 }
 
-/// At the end of a dump: publishes the images it staged if it succeeded, else discards them,
-/// leaving the directory's earlier images as they were.
-fn finish_dump(staged: &[u32], success: bool) {
+/// At the end of a dump: keeps the images it wrote if it succeeded (and removes earlier dumps'),
+/// else removes them and puts back the earlier images they replaced.
+fn finish_dump(written: &[u32], success: bool) {
     let dir = match criu::image_dir() {
         Ok(d) => d,
-        Err(e) if staged.is_empty() => return log(Level::Debug, &e),
-        Err(e) => return log(Level::Error, &format!("{e}: the dump's cet images stay staged, unused")),
+        Err(e) if written.is_empty() => return log(Level::Debug, &e),
+        Err(e) => return log(Level::Error, &format!("{e}: the dump's cet images could not be settled")),
     };
     if !success {
-        match checkpoint::discard_staged(&dir) {
-            Ok(gone) if gone.is_empty() => {}
-            Ok(gone) => log(
+        match checkpoint::roll_back(&dir, written) {
+            Ok(0) => {}
+            Ok(n) => log(
                 Level::Warn,
                 &format!(
-                    "the dump failed: its {} cet image(s) were discarded; the directory's earlier images \
-                     are as they were",
-                    gone.len()
+                    "the dump failed: its {n} cet image(s) were discarded; the directory's earlier images \
+                     are as they were"
                 ),
             ),
             Err(e) => {
@@ -383,7 +382,7 @@ fn finish_dump(staged: &[u32], success: bool) {
         }
         return;
     }
-    match checkpoint::publish(&dir, staged) {
+    match checkpoint::publish(&dir, written) {
         Ok(done) => {
             if !done.images.is_empty() {
                 log(Level::Info, &format!("{} cet image(s) in place for this dump", done.images.len()));
@@ -401,7 +400,10 @@ fn finish_dump(staged: &[u32], success: bool) {
         }
         Err(e) => log(
             Level::Error,
-            &format!("publishing this dump's cet images failed: {e}; restore will refuse this checkpoint"),
+            &format!(
+                "removing earlier dumps' cet images failed: {e}; remove them by hand (restore refuses \
+                 an image from another dump)"
+            ),
         ),
     }
 }
