@@ -160,14 +160,14 @@ pub fn belonging(name: &str, meta: &Metadata, inventory: &Inventory) -> Belongin
     }
 }
 
-/// What a checkpoint whose inventory names the cet plugin lacks, given the ids of the cet images
-/// found in `dir` (shown as `dir_shown`): the image of every task whose CRIU mm-<id>.img shows a
-/// mapping with a bitmap's fingerprint (the plugin wrote one for each), and, when `dir` holds no
-/// cet image at all, any. `None` when nothing is missing.
-pub fn missing_images(dir: &Path, dir_shown: &str, found: &[u32]) -> Option<String> {
+/// What a checkpoint whose inventory names the cet plugin lacks, given the tasks of its
+/// pstree.img and the ids of the cet images found in `dir` (shown as `dir_shown`): the image of
+/// every task whose CRIU mm-<id>.img shows a mapping with a bitmap's fingerprint (the plugin
+/// wrote one for each), and, when `dir` holds no cet image at all, any. `None` when nothing is
+/// missing.
+pub fn missing_images(dir: &Path, dir_shown: &str, tasks: &[u32], found: &[u32]) -> Option<String> {
     let travel = "cet-*.img must travel with CRIU's images (a page server receives only pages; copy \
                   them with rsync or your transport from the dump's images directory)";
-    let tasks: Vec<u32> = criu_images::read_pstree(dir).map(|t| t.into_keys().collect()).unwrap_or_default();
     let lacking: Vec<String> = tasks
         .iter()
         .filter(|id| !found.contains(id))

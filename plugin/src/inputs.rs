@@ -281,7 +281,10 @@ pub fn check(
         .collect();
     let missing = match &c.inventory {
         Some(inv) if inv.names_cet() => {
-            checkpoint::missing_images(input, &input.display().to_string(), &found)
+            let tasks: Vec<u32> = criu_cet::criu_images::read_pstree(input)
+                .map(|t| t.into_keys().collect())
+                .unwrap_or_default();
+            checkpoint::missing_images(input, &input.display().to_string(), &tasks, &found)
         }
         _ => None,
     };

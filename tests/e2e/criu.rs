@@ -428,6 +428,14 @@ impl Session {
         std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap()
     }
 
+    /// Starts a fixture as the init of a new pid namespace (a container's first process) and
+    /// dumps it into the images directory, which CRIU's dump ends.
+    fn dump_container(&self, name: &str, args: &[&str]) {
+        let mut ns = PidNamespace::start(&self.root, name, args);
+        self.dump(ns.init.pid);
+        ns.reap_after_dump();
+    }
+
     /// Destroys CRIU's own copy of the bitmap of task `id` (whose report says where it is), so
     /// that only the plugin can bring it back; returns how many non-zero pages were destroyed.
     fn zero_criu_copy(&self, id: u32, report: &Report) -> usize {
@@ -667,9 +675,7 @@ fn an_image_rewritten_in_place_during_restore_is_refused_and_its_task_killed() {
 fn a_reused_directory_never_applies_an_earlier_containers_bitmap() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = session();
-    let mut first = PidNamespace::start(&s.root, "a", &["--bits", "48", "--ones", "2", "--mixed", "3"]);
-    s.dump(first.init.pid);
-    first.reap_after_dump();
+    s.dump_container("a", &["--bits", "48", "--ones", "2", "--mixed", "3"]);
     assert!(s.image(1).exists(), "{}", s.log("dump.log"));
     let mut second = PidNamespace::start(&s.root, "b", &["--no-bitmap"]);
     let before = second.init.ask().unwrap();
@@ -691,9 +697,7 @@ fn a_reused_directory_never_applies_an_earlier_containers_bitmap() {
 fn an_image_left_by_a_dump_with_the_plugin_is_refused_after_a_dump_without_it() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = session();
-    let mut first = PidNamespace::start(&s.root, "a", &["--bits", "48", "--ones", "2", "--mixed", "3"]);
-    s.dump(first.init.pid);
-    first.reap_after_dump();
+    s.dump_container("a", &["--bits", "48", "--ones", "2", "--mixed", "3"]);
     let mut second = PidNamespace::start(&s.root, "b", &["--bits", "48", "--ones", "1", "--mixed", "1"]);
     let out = s.criu(&s.empty_lib, &["dump", "-t", &second.init.pid.to_string()], "dump.log");
     assert!(out.status.success(), "{}", s.log("dump.log"));
@@ -717,9 +721,7 @@ fn an_image_left_by_a_dump_with_the_plugin_is_refused_after_a_dump_without_it() 
 fn a_failed_dump_leaves_the_earlier_cet_image_as_it_was() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = session();
-    let mut first = PidNamespace::start(&s.root, "a", &["--bits", "48", "--ones", "2", "--mixed", "3"]);
-    s.dump(first.init.pid);
-    first.reap_after_dump();
+    s.dump_container("a", &["--bits", "48", "--ones", "2", "--mixed", "3"]);
     let earlier = std::fs::read(s.image(1)).unwrap();
     let second = PidNamespace::start(&s.root, "b", &["--bits", "48", "--ones", "5", "--mixed", "1"]);
     let pid = second.init.pid.to_string();
@@ -744,9 +746,7 @@ fn a_failed_dump_leaves_the_earlier_cet_image_as_it_was() {
 fn a_checkpoint_whose_cet_image_did_not_travel_is_refused_naming_it() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = session();
-    let mut ns = PidNamespace::start(&s.root, "a", &["--bits", "48", "--ones", "2", "--mixed", "3"]);
-    s.dump(ns.init.pid);
-    ns.reap_after_dump();
+    s.dump_container("a", &["--bits", "48", "--ones", "2", "--mixed", "3"]);
     std::fs::remove_file(s.image(1)).unwrap();
     let out = s.restore_with(&s.lib);
     let log = s.log("restore.log");

@@ -90,6 +90,8 @@ enum State {
         registered: bool,
         /// Images this dump wrote, by task id: kept at exit if the dump succeeded.
         written: Vec<u32>,
+        /// This CRIU run's id, recorded in every image of the dump.
+        criu_run_id: Option<String>,
         /// Threads whose IBT tracking is off while CRIU's parasite runs: (pid, tid, value to
         /// put back at exit).
         suspended: Vec<(u32, u32, UserCet)>,
@@ -138,6 +140,7 @@ impl Hooks {
                     host: host::probe(),
                     registered: false,
                     written: Vec::new(),
+                    criu_run_id: criu::run_id(),
                     suspended: Vec::new(),
                 };
                 Outcome::Done
@@ -195,10 +198,10 @@ impl Hooks {
     /// CHECKPOINT_DEVICES(pid): capture one process of the frozen tree.
     pub fn checkpoint(&self, pid: u32) -> Outcome {
         let mut st = self.lock();
-        let State::Dump { config, host, registered, written, suspended } = &mut *st else {
+        let State::Dump { config, host, registered, written, criu_run_id, suspended } = &mut *st else {
             return Outcome::NotMine;
         };
-        match dump_one(config, host, pid) {
+        match dump_one(config, host, criu_run_id, pid) {
             Ok(None) => Outcome::NotMine,
             Ok(Some((id, line))) => {
                 written.push(id);
@@ -324,7 +327,12 @@ fn resume_ibt(suspended: &[(u32, u32, UserCet)]) {
 
 /// Captures process `pid` into `cet-<id>.img`: its task id and the log line, or `None` when it
 /// has neither a bitmap nor CET state.
-fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<(u32, String)>, EngineError> {
+fn dump_one(
+    config: &Config,
+    host: &HostProfile,
+    criu_run_id: &Option<String>,
+    pid: u32,
+) -> Result<Option<(u32, String)>, EngineError> {
     let dir = criu::image_dir().map_err(|message| EngineError::Criu { message })?;
     let opts = job::DumpOptions {
         host,
@@ -334,7 +342,7 @@ fn dump_one(config: &Config, host: &HostProfile, pid: u32) -> Result<Option<(u32
             bitmap_addr: config.bitmap_addr.map(|a| (a, ENV_BITMAP_ADDR)),
             ..Default::default()
         },
-        criu_run_id: criu::run_id(),
+        criu_run_id: criu_run_id.clone(),
     };
     let Some(mut report) = job::dump_if_cet(pid, job::Destination::ImageDirectory(&dir), &opts)? else {
         return Ok(None);
@@ -498,7 +506,10 @@ fn check_images(config: &Config) -> Result<(BTreeMap<u32, CheckedImage>, HostPro
             None
         }
     };
-    let mut tasks: Option<Result<BTreeMap<u32, Task>, String>> = None;
+    // CRIU's task list, read once, when an image or the inventory needs it.
+    let needs_tasks = !images.is_empty() || inventory.as_ref().is_some_and(|i| i.names_cet());
+    let tasks: Option<Result<BTreeMap<u32, Task>, String>> =
+        needs_tasks.then(|| criu_images::read_pstree(&dir));
     if let Some(inv) = &inventory {
         for img in images.values() {
             match checkpoint::belonging(&img.name, &img.meta, inv) {
@@ -508,20 +519,28 @@ fn check_images(config: &Config) -> Result<(BTreeMap<u32, CheckedImage>, HostPro
             }
         }
         if inv.names_cet() {
-            let ids: Vec<u32> = images.keys().copied().collect();
-            problems
-                .extend(checkpoint::missing_images(&dir, "the images directory", &ids).map(Refusal::Missing));
+            let known: Vec<u32> = tasks
+                .as_ref()
+                .and_then(|t| t.as_ref().ok())
+                .map(|t| t.keys().copied().collect())
+                .unwrap_or_default();
+            let found: Vec<u32> = images.keys().copied().collect();
+            problems.extend(
+                checkpoint::missing_images(&dir, "the images directory", &known, &found)
+                    .map(Refusal::Missing),
+            );
         }
     }
     if !images.is_empty() {
-        match tasks.get_or_insert_with(|| criu_images::read_pstree(&dir)) {
-            Ok(tasks) => problems.extend(refusal::match_tasks(
+        match &tasks {
+            Some(Ok(tasks)) => problems.extend(refusal::match_tasks(
                 images.iter().map(|(&id, img)| (id, img.name.as_str(), &img.meta)),
                 tasks,
             )),
-            Err(e) => {
+            Some(Err(e)) => {
                 problems.push(Refusal::Criu(format!("{e}: cannot tell which tasks the cet images belong to")))
             }
+            None => {}
         }
     }
     if problems.is_empty() {
