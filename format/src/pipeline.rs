@@ -35,9 +35,12 @@ const SPAWN_AFTER: u64 = 16;
 /// block, so that small images stay in small buffers (each fresh large one costs page faults).
 const BATCH: usize = 4;
 
-/// How many threads block work uses by default: the machine's cores, at most 4.
+/// How many threads block work uses by default: the machine's cores, at most 4. Asked once per
+/// process: std reads the cgroup's CPU quota files each time, which cost the plugin about 30 µs
+/// a dumped process (docs/PERFORMANCE.md).
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4))
 }
 
 impl<I: Send + 'static, O: Send + 'static> Ordered<I, O> {

@@ -96,8 +96,15 @@ impl<W: Write> ImageWriter<W> {
             )));
         }
         meta.validate().map_err(|(field, problem)| FormatError::Input(format!("{field}: {problem}")))?;
-        zstd::bulk::Compressor::new(opts.zstd_level)
-            .map_err(|e| FormatError::Input(format!("zstd level {}: {e}", opts.zstd_level)))?;
+        let levels = zstd::compression_level_range();
+        if !levels.contains(&opts.zstd_level) {
+            return Err(FormatError::Input(format!(
+                "zstd level {} is outside {}..={}",
+                opts.zstd_level,
+                levels.start(),
+                levels.end()
+            )));
+        }
         let level = opts.zstd_level;
         let block_bytes = opts.block_pages as usize * PAGE_BYTES;
         let pool = Ordered::new(opts.threads, move || {

@@ -57,8 +57,16 @@ pub struct CaptureReport {
 pub fn prepare(stopped: &Stopped, host: &HostProfile, opts: &CaptureOptions) -> Result<Capture, EngineError> {
     let pid = stopped.pid;
     let vmas = proc::read_smaps(pid)?;
-    let threads =
-        stopped.tids.iter().map(|&tid| cet::read_thread(pid, tid)).collect::<Result<Vec<_>, _>>()?;
+    // Each thread's status is read once: its shadow-stack features and its ids in each pid
+    // namespace come from it.
+    let statuses =
+        stopped.tids.iter().map(|&tid| proc::thread_status(pid, tid)).collect::<Result<Vec<_>, _>>()?;
+    let threads = stopped
+        .tids
+        .iter()
+        .zip(&statuses)
+        .map(|(&tid, status)| cet::read_thread(pid, tid, status))
+        .collect::<Result<Vec<_>, _>>()?;
     let found = find_bitmap(pid, &vmas, &threads, opts.bitmap_addr)?;
     let comm = proc::comm(pid)?;
     let bitmap = found.as_ref().map(|(v, how): &(Vma, FoundBy)| BitmapMapping {
@@ -69,7 +77,7 @@ pub fn prepare(stopped: &Stopped, host: &HostProfile, opts: &CaptureOptions) -> 
         dontdump: v.dontdump,
         found_by: *how,
     });
-    let namespace = namespace_ids(pid, &stopped.tids)?;
+    let namespace = namespace_ids(pid, &stopped.tids, &statuses)?;
     Ok(Capture {
         pid,
         meta: Metadata {
@@ -85,12 +93,17 @@ pub fn prepare(stopped: &Stopped, host: &HostProfile, opts: &CaptureOptions) -> 
 }
 
 /// The ids of the process and its threads in their own (innermost) pid namespace: the ids CRIU
-/// names its images by and restores the tasks under.
-fn namespace_ids(pid: u32, tids: &[u32]) -> Result<Option<NamespaceIds>, EngineError> {
-    let own = proc::nspid(pid, pid)?;
+/// names its images by and restores the tasks under. `statuses` are the threads' status texts.
+fn namespace_ids(pid: u32, tids: &[u32], statuses: &[String]) -> Result<Option<NamespaceIds>, EngineError> {
+    let nspid = |tid: u32, status: &str| proc::parse_nspid(status).unwrap_or_else(|| vec![tid]);
+    let own = match tids.iter().position(|&t| t == pid) {
+        Some(i) => nspid(pid, &statuses[i]),
+        None => proc::nspid(pid, pid)?,
+    };
     // More levels than a u32 counts cannot be; the image's validation refuses a depth over 32.
     let depth = u32::try_from(own.len().saturating_sub(1)).unwrap_or(u32::MAX);
-    let ns_tids = tids.iter().map(|&tid| proc::namespace_id(pid, tid)).collect::<Result<Vec<_>, _>>()?;
+    let ns_tids =
+        tids.iter().zip(statuses).map(|(&tid, s)| nspid(tid, s).last().copied().unwrap_or(tid)).collect();
     Ok(Some(NamespaceIds { pid: own.last().copied().unwrap_or(pid), tids: ns_tids, depth }))
 }
 
@@ -139,14 +152,15 @@ enum ReadFailure {
     Engine(EngineError),
 }
 
-/// Reads the pieces of `batch` from process `pid` into `buf`, back to back, in one call.
-fn read_remote(pid: u32, batch: &[Piece], buf: &mut [u8]) -> Result<(), ReadFailure> {
+/// Reads the pieces of `batch` from process `pid` (through its thread `tid`, see `proc::mm_tid`)
+/// into `buf`, back to back, in one call.
+fn read_remote(pid: u32, tid: u32, batch: &[Piece], buf: &mut [u8]) -> Result<(), ReadFailure> {
     use nix::sys::uio::{process_vm_readv, RemoteIoVec};
     let remote: Vec<RemoteIoVec> =
         batch.iter().map(|p| RemoteIoVec { base: usize_from(p.addr), len: usize_from(p.len) }).collect();
     let want = buf.len();
     let mut local = [std::io::IoSliceMut::new(buf)];
-    let tid = proc::kernel_pid(proc::mm_tid(pid))
+    let tid = proc::kernel_pid(tid)
         .map_err(|e| ReadFailure::Engine(EngineError::sys(pid, "process_vm_readv", e)))?;
     match process_vm_readv(tid, &mut local, &remote) {
         Ok(got) if got == want => Ok(()),
@@ -173,10 +187,12 @@ impl Capture {
             let total: u64 = regions.iter().map(|r| r.end - r.start).sum();
             let mut buf = vec![0u8; usize_from(READ_CHUNK.min(total))];
             let mut mask = vec![0u8; PAGE_BYTES];
+            // The thread whose address space the reads name, chosen once: the process is held.
+            let tid = proc::mm_tid(pid);
             for batch in batches(&regions, READ_CHUNK, MAX_IOVECS) {
                 crate::error::check_interrupt(pid, "while reading the bitmap; no image was written")?;
                 let len = usize_from(batch.iter().map(|p| p.len).sum::<u64>());
-                read_remote(pid, &batch, &mut buf[..len]).map_err(|e| match e {
+                read_remote(pid, tid, &batch, &mut buf[..len]).map_err(|e| match e {
                     ReadFailure::Changed(why) => {
                         self.changed(v, format!("reading {:#x}+{len:#x} failed: {why}", batch[0].addr))
                     }

@@ -12,11 +12,10 @@ fn thread(pid: u32, tid: u32) -> Result<Pid, EngineError> {
     proc::kernel_pid(tid).map_err(|e| EngineError::sys(pid, format!("thread {tid}"), e))
 }
 
-/// Reads the CET state of a ptrace-stopped thread.
-pub fn read_thread(pid: u32, tid: u32) -> Result<ThreadCet, EngineError> {
-    let status = proc::thread_status(pid, tid)?;
+/// Reads the CET state of a ptrace-stopped thread whose /proc status text is `status`.
+pub fn read_thread(pid: u32, tid: u32, status: &str) -> Result<ThreadCet, EngineError> {
     let t = thread(pid, tid)?;
-    let shadow_stack = match proc::parse_thread_features(&status) {
+    let shadow_stack = match proc::parse_thread_features(status) {
         None => ShadowStack::NotAvailable,
         Some((features, locked)) => {
             let ssp = if features & 1 != 0 {

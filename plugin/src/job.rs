@@ -184,10 +184,12 @@ impl fmt::Display for RestoreOutcome {
     }
 }
 
-/// Restores the image `reader` (named `file` in messages) into process `pid`, after checking it
-/// against `host`: a refusal changes nothing in the process.
+/// Restores the image `reader` (named `file` in messages) into process `pid`, known as
+/// `namespace_pid` in its own pid namespace, after checking it against `host`: a refusal changes
+/// nothing in the process.
 pub fn restore<R: Read + Seek>(
     pid: u32,
+    namespace_pid: u32,
     file: &Path,
     reader: &mut ImageReader<R>,
     host: &HostProfile,
@@ -211,6 +213,5 @@ pub fn restore<R: Read + Seek>(
     }
     let stopped = Stopped::new(pid, tracing)?;
     let report = restore::restore(&stopped, reader).map_err(|e| e.in_file(file))?;
-    let namespace_pid = crate::proc::namespace_id(pid, pid).unwrap_or(pid);
     Ok(RestoreOutcome { pid, namespace_pid, file: file.to_path_buf(), report })
 }

@@ -157,5 +157,6 @@ pub fn dump(pid: u32, output: &Path, opts: &CaptureOptions) -> Result<job::DumpR
 /// The CLI's restore: check `file` against this host, seize the process, restore, let it go.
 pub fn restore_file(pid: u32, file: &Path) -> Result<job::RestoreOutcome, EngineError> {
     let mut r = image::open(file)?;
-    job::restore(pid, file, &mut r, &host::probe(), Tracing::Seize)
+    let namespace_pid = criu_cet::proc::namespace_id(pid, pid).unwrap_or(pid);
+    job::restore(pid, namespace_pid, file, &mut r, &host::probe(), Tracing::Seize)
 }

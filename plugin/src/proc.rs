@@ -110,14 +110,25 @@ impl Vma {
 /// `dontdump` read false): a tenth of smaps' cost, for deciding whether a process can hold a
 /// bitmap at all.
 pub fn read_maps(pid: u32) -> Result<Vec<Vma>, EngineError> {
-    let path = mm_path(pid, "maps");
-    let text = read(pid, &path)?;
+    let (path, text) = read_mm(pid, "maps")?;
     parse_smaps(&text).map_err(|e| EngineError::Io { path: path.into(), source: std::io::Error::other(e) })
 }
 
-/// Parses /proc/PID/smaps (or maps) text.
+/// Parses /proc/PID/smaps (or maps) text. Only the mapping lines and their `VmFlags:` reach
+/// procfs's parser: it would store each of the twenty-odd counters of every mapping in a map of
+/// its own, which was most of the parsing time of a dump and a restore (docs/PERFORMANCE.md).
 pub fn parse_smaps(text: &[u8]) -> Result<Vec<Vma>, String> {
-    let maps = MemoryMaps::from_read(text).map_err(|e| format!("unparseable smaps: {e}"))?;
+    let mut wanted = Vec::with_capacity(text.len() / 8);
+    // A mapping line starts with its start address in lowercase hex; a counter line with a
+    // capitalised name ("Rss:", "THPeligible:").
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        if line.first().is_some_and(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+            || line.starts_with(b"VmFlags:")
+        {
+            wanted.extend_from_slice(line);
+        }
+    }
+    let maps = MemoryMaps::from_read(&wanted[..]).map_err(|e| format!("unparseable smaps: {e}"))?;
     Ok(maps
         .into_iter()
         .map(|m| {
@@ -172,6 +183,21 @@ fn mm_path(pid: u32, file: &str) -> String {
         t if t == pid => format!("/proc/{pid}/{file}"),
         t => format!("/proc/{pid}/task/{t}/{file}"),
     }
+}
+
+/// Reads memory file `file` (maps, smaps) of process `pid`: its path and its text. Read through
+/// the main thread first, and through a live thread (see `mm_path`) only when that shows no
+/// mapping at all, as an exited main thread's does: every process has at least its vDSO. Saves
+/// the dump and the restore a read of the main thread's stat for each file.
+fn read_mm(pid: u32, file: &str) -> Result<(String, Vec<u8>), EngineError> {
+    let path = format!("/proc/{pid}/{file}");
+    let text = read(pid, &path)?;
+    if !text.is_empty() {
+        return Ok((path, text));
+    }
+    let path = mm_path(pid, file);
+    let text = read(pid, &path)?;
+    Ok((path, text))
 }
 
 /// An open /proc file of a process (its mem or pagemap), read and written at offsets; errors
@@ -304,15 +330,14 @@ pub fn open_pagemap(pid: u32) -> Result<ProcFile, EngineError> {
 
 /// Every mapping of process `pid`, from its smaps (through a live thread, see `mm_path`).
 pub fn read_smaps(pid: u32) -> Result<Vec<Vma>, EngineError> {
-    let path = mm_path(pid, "smaps");
-    let text = read(pid, &path)?;
+    let (path, text) = read_mm(pid, "smaps")?;
     parse_smaps(&text).map_err(|e| EngineError::Io { path: path.into(), source: std::io::Error::other(e) })
 }
 
 /// Whether the process has a mapping of exactly `[start, end)`, from /proc/PID/maps (which,
 /// unlike smaps, costs no page-table walk).
 pub fn has_mapping(pid: u32, start: u64, end: u64) -> Result<bool, EngineError> {
-    let maps = read_text(pid, &mm_path(pid, "maps"))?;
+    let maps = String::from_utf8_lossy(&read_mm(pid, "maps")?.1).into_owned();
     let prefix = format!("{start:x}-{end:x} ");
     Ok(maps.lines().any(|l| l.starts_with(&prefix)))
 }

@@ -13,6 +13,7 @@ use criu_cet_format::addr::{usize_from, PAGE_BYTES, PAGE_SIZE};
 use criu_cet_format::{BitmapMapping, Chunk, Ibt, ImageReader, Metadata, PageKind};
 use nix::errno::Errno;
 use std::io::{Read, Seek};
+use std::ops::Range;
 
 /// What a restore did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -97,9 +98,26 @@ pub fn restore<R: Read + Seek>(
     let meta = reader.metadata().clone();
     let mut report = RestoreReport::default();
     if let Some(b) = &meta.bitmap {
-        check_memory(pid, reader.summary())?;
+        let place = place(pid, b)?;
+        // The pages populated before the restore (one scan, whatever the mapping's size): those
+        // the image does not have are cleared after its pages are written.
+        let populated = match place {
+            Place::Present => scan::populated(pid, b.base.0, b.end(), ScanMethod::Auto)?,
+            Place::Free(_) => Vec::new(),
+        };
+        // Memory is asked for only when the restore may need more: CRIU restores its own copy of
+        // a bitmap below 2^47, so in a CRIU restore its pages are usually all there already.
+        if !matches!(place, Place::Present) || !all_populated(&populated, b.base.0, reader)? {
+            check_memory(pid, reader.summary())?;
+        }
         check_interrupt(pid, "before anything was changed")?;
-        report.created_mapping = ensure_mapping(stopped, b)?;
+        report.created_mapping = match place {
+            Place::Present => false,
+            Place::Free(vmas) => {
+                create_mapping(stopped, b, &vmas)?;
+                true
+            }
+        };
         crate::hooks::pause("restore-mapped");
         check_interrupt(pid, PARTIAL)?;
         let win = BitmapWindow { pid, mem: Memory::for_mapping(pid, b.prot)?, start: b.base.0, end: b.end() };
@@ -124,7 +142,7 @@ pub fn restore<R: Read + Seek>(
             }
             Ok(())
         })?;
-        report.cleared_pages = clear_strays(&win, reader)?;
+        report.cleared_pages = clear_strays(&win, reader, &populated)?;
     }
     // Threads are matched (which reads /proc for each) only when some thread has IBT state to put back.
     if meta
@@ -170,16 +188,20 @@ fn restored_tids(pid: u32, held: &[u32], meta: &Metadata) -> Result<Vec<Option<u
         .collect())
 }
 
-/// Zeroes every populated page of the mapping that the image does not have and that is not
-/// zero already (the scan is merged with the run table), and checks that every image page is
-/// populated. Returns how many pages were cleared.
-fn clear_strays<R: Read + Seek>(win: &BitmapWindow, reader: &mut ImageReader<R>) -> Result<u64, EngineError> {
-    let (mut cleared, mut covered) = (0u64, 0u64);
+/// Zeroes every page of `populated` (the mapping's populated regions before the restore,
+/// ascending) that the image does not have and that is not zero already: the run table is merged
+/// with the regions. Returns how many pages were cleared.
+fn clear_strays<R: Read + Seek>(
+    win: &BitmapWindow,
+    reader: &mut ImageReader<R>,
+    populated: &[Range<u64>],
+) -> Result<u64, EngineError> {
+    let mut cleared = 0u64;
     let mut buf = vec![0u8; PAGE_BYTES];
     let runs = reader.summary().runs;
     let mut i = 0;
     let mut run = if runs > 0 { Some(reader.run_at(0)?) } else { None };
-    for std::ops::Range { start, end } in scan::populated(win.pid, win.start, win.end, ScanMethod::Auto)? {
+    for &Range { start, end } in populated {
         check_interrupt(win.pid, PARTIAL)?;
         let (mut p, last) = ((start - win.start) / PAGE_SIZE, (end - win.start) / PAGE_SIZE);
         while p < last {
@@ -188,11 +210,7 @@ fn clear_strays<R: Read + Seek>(win: &BitmapWindow, reader: &mut ImageReader<R>)
                 run = if i < runs { Some(reader.run_at(i)?) } else { None };
             }
             match run {
-                Some(r) if r.page <= p => {
-                    let upto = r.end().min(last);
-                    covered += upto - p;
-                    p = upto;
-                }
+                Some(r) if r.page <= p => p = r.end().min(last),
                 _ => {
                     let upto = run.map_or(last, |r| r.page.min(last));
                     for q in p..upto {
@@ -208,22 +226,20 @@ fn clear_strays<R: Read + Seek>(win: &BitmapWindow, reader: &mut ImageReader<R>)
             }
         }
     }
-    let s = reader.summary();
-    if covered != s.ones_pages + s.data_pages {
-        return Err(EngineError::Verify {
-            pid: win.pid,
-            addr: win.start,
-            expected: format!("{} populated image pages", s.ones_pages + s.data_pages),
-            actual: format!("{covered} populated"),
-        });
-    }
     Ok(cleared)
 }
 
-/// Makes sure the bitmap mapping exists: returns `true` when it had to be created. Refuses,
-/// changing nothing, when anything else occupies the range.
-fn ensure_mapping(stopped: &Stopped, b: &BitmapMapping) -> Result<bool, EngineError> {
-    let pid = stopped.pid;
+/// What the bitmap's range holds in the target.
+enum Place {
+    /// The bitmap mapping, as the image recorded it.
+    Present,
+    /// Nothing: the mapping must be created. The target's mappings, to find a `syscall` in.
+    Free(Vec<Vma>),
+}
+
+/// Whether the bitmap mapping is in place or its range is free. Refuses, changing nothing, when
+/// anything else occupies the range.
+fn place(pid: u32, b: &BitmapMapping) -> Result<Place, EngineError> {
     let (start, end) = (b.base.0, b.end());
     let vmas = proc::read_smaps(pid)?;
     let overlapping: Vec<&Vma> = vmas.iter().filter(|v| v.overlaps(start, end)).collect();
@@ -235,7 +251,7 @@ fn ensure_mapping(stopped: &Stopped, b: &BitmapMapping) -> Result<bool, EngineEr
     }
     match overlapping.as_slice() {
         [] => {}
-        [v] if v.start == start && v.end == end && is_bitmap(v, b) => return Ok(false),
+        [v] if v.start == start && v.end == end && is_bitmap(v, b) => return Ok(Place::Present),
         many => {
             let mut by: Vec<String> = many.iter().take(5).map(|v| describe_for_bitmap(v, b)).collect();
             if many.len() > 5 {
@@ -244,7 +260,40 @@ fn ensure_mapping(stopped: &Stopped, b: &BitmapMapping) -> Result<bool, EngineEr
             return Err(occupied(by.join(", ")));
         }
     }
-    let insn = find_syscall_insn(pid, &vmas)?;
+    Ok(Place::Free(vmas))
+}
+
+/// Whether every page the image holds lies in `populated` (the target's populated regions of the
+/// bitmap at `base`, ascending): the restore then commits no new memory (nor page tables) by
+/// writing them.
+fn all_populated<R: Read + Seek>(
+    populated: &[Range<u64>],
+    base: u64,
+    reader: &mut ImageReader<R>,
+) -> Result<bool, EngineError> {
+    let mut k = 0;
+    for i in 0..reader.summary().runs {
+        let run = reader.run_at(i)?;
+        let (mut at, end) = (base + run.page * PAGE_SIZE, base + run.end() * PAGE_SIZE);
+        while at < end {
+            while populated.get(k).is_some_and(|g| g.end <= at) {
+                k += 1;
+            }
+            match populated.get(k) {
+                Some(g) if g.start <= at => at = g.end,
+                _ => return Ok(false),
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Creates the bitmap mapping in the target (whose range is free) by running mmap, and madvise
+/// for DONTDUMP, in one of its stopped threads.
+fn create_mapping(stopped: &Stopped, b: &BitmapMapping, vmas: &[Vma]) -> Result<(), EngineError> {
+    let pid = stopped.pid;
+    let (start, end) = (b.base.0, b.end());
+    let insn = find_syscall_insn(pid, vmas)?;
     let t = stopped.any_thread().map_err(|e| EngineError::sys(pid, "choosing a thread to run mmap in", e))?;
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE;
     let prot = u64::from(b.prot & 3);
@@ -282,7 +331,7 @@ fn ensure_mapping(stopped: &Stopped, b: &BitmapMapping) -> Result<bool, EngineEr
         .map_err(|e| EngineError::sys(pid, "running madvise in the target", e))?;
         r.map_err(|e| EngineError::sys(pid, "MADV_DONTDUMP on the new bitmap", e))?;
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Whether an existing mapping of exactly the bitmap's range is a bitmap we may write into: a

@@ -266,7 +266,7 @@ impl Hooks {
         } else {
             format!("process {pid} (task {id} in its pid namespace)")
         };
-        match restore_one(img, pid, host) {
+        match restore_one(img, pid, id, host) {
             Ok(outcome) => {
                 log(Level::Info, &outcome.to_string());
                 let r = outcome.report;
@@ -438,7 +438,12 @@ fn identity_of(m: &std::fs::Metadata) -> (u64, u64, u64, i64, i64) {
 /// Restores from the file init checked: read again through the same open file, unchanged since
 /// (by its identity, then by what its header, tables and metadata say; each block's checksum is
 /// checked again as the restore decompresses it).
-fn restore_one(img: &CheckedImage, pid: u32, host: &HostProfile) -> Result<job::RestoreOutcome, EngineError> {
+fn restore_one(
+    img: &CheckedImage,
+    pid: u32,
+    id: u32,
+    host: &HostProfile,
+) -> Result<job::RestoreOutcome, EngineError> {
     let path = PathBuf::from(&img.name);
     let io = |e| EngineError::Io { path: path.clone(), source: e };
     let mut file = img.file.try_clone().map_err(io)?;
@@ -458,7 +463,7 @@ fn restore_one(img: &CheckedImage, pid: u32, host: &HostProfile) -> Result<job::
     if r.metadata() != &img.meta || r.summary() != &img.summary {
         return Err(changed());
     }
-    job::restore(pid, &path, &mut r, host, Tracing::AlreadyTracer)
+    job::restore(pid, id, &path, &mut r, host, Tracing::AlreadyTracer)
 }
 
 /// Restore init: every cet image in the directory must be intact, carry the id its name gives,
