@@ -417,7 +417,15 @@ impl<R: Read + Seek> ImageReader<R> {
         } else {
             None
         };
-        Ok(BlockJob { j, at, block: b, compressed, raw_len: self.block_raw_len(j), content_max })
+        Ok(BlockJob {
+            j,
+            at,
+            block: b,
+            compressed,
+            raw_len: self.block_raw_len(j),
+            content_max,
+            out: Vec::new(),
+        })
     }
 
     /// Decompresses block `j` into the block buffer (kept for the next call) and checks it.
@@ -440,12 +448,14 @@ impl<R: Read + Seek> ImageReader<R> {
             let mut dctx = zstd::bulk::Decompressor::new();
             let mut coded = Vec::new();
             move |jobs: Vec<BlockJob>| -> Vec<Result<Vec<u8>, FormatError>> {
-                let mut one = |job: BlockJob| {
+                let mut one = |mut job: BlockJob| {
                     let dctx = dctx.as_mut().map_err(|e| FormatError::Io {
                         doing: "creating a zstd context",
                         source: std::io::Error::other(e.to_string()),
                     })?;
-                    let mut out = vec![0u8; job.raw_len];
+                    // Every byte is written by the decoding (or the block is refused).
+                    let mut out = std::mem::take(&mut job.out);
+                    out.resize(job.raw_len, 0);
                     decode_block(dctx, &job, &mut coded, &mut out)?;
                     Ok(out)
                 };
@@ -458,6 +468,7 @@ impl<R: Read + Seek> ImageReader<R> {
             total: self.summary.blocks,
             ready: VecDeque::new(),
             current: None,
+            spare: Vec::new(),
         }
     }
 
@@ -604,6 +615,9 @@ struct BlockJob {
     raw_len: usize,
     /// With page coding: the most bytes the frame may inflate to (its coded pages).
     content_max: Option<usize>,
+    /// A buffer a consumed block left, for the decoded pages (a fresh zeroed one per block cost
+    /// a restore page faults and memset).
+    out: Vec<u8>,
 }
 
 /// Decompresses one block into `out` (exactly its raw size), decoding its pages through `coded`
@@ -727,6 +741,8 @@ struct BlockStream {
     total: u64,
     ready: VecDeque<Result<Vec<u8>, FormatError>>,
     current: Option<(u64, Vec<u8>)>,
+    /// Buffers of consumed blocks, handed to the next jobs.
+    spare: Vec<Vec<u8>>,
 }
 
 impl BlockStream {
@@ -737,7 +753,12 @@ impl BlockStream {
             while self.ready.is_empty() {
                 if self.next_submit < self.total {
                     let end = self.total.min(self.next_submit + self.pool.blocks_per_item() as u64);
-                    let jobs = (self.next_submit..end).map(|j| r.block_job(j)).collect::<Result<_, _>>()?;
+                    let jobs = (self.next_submit..end)
+                        .map(|j| {
+                            let out = self.spare.pop().unwrap_or_default();
+                            r.block_job(j).map(|job| BlockJob { out, ..job })
+                        })
+                        .collect::<Result<_, _>>()?;
                     self.next_submit = end;
                     self.ready.extend(self.pool.push(jobs).flatten());
                 } else {
@@ -751,7 +772,9 @@ impl BlockStream {
                 }
             }
             let block = self.ready.pop_front().expect("not empty")?;
-            self.current = Some((next, block));
+            if let Some((_, used)) = self.current.replace((next, block)) {
+                self.spare.push(used);
+            }
         }
         match &self.current {
             Some((c, b)) if *c == j => Ok(b),

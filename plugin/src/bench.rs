@@ -57,10 +57,26 @@ fn bitmap_range(f: &Fixture) -> Result<(u64, u64), EngineError> {
     Ok((p(base), p(base) + p(len)))
 }
 
-/// Reads the populated pages of `[start, end)` straight from /proc/PID/mem: the memory-speed
-/// baseline for capture.
-fn raw_read(pid: u32, start: u64, end: u64) -> Result<u64, EngineError> {
-    let mem = proc::open_mem(pid, false)?;
+/// How the raw baselines reach the target's memory: the two ways the engine has (`proc::Memory`).
+#[derive(Clone, Copy)]
+enum Raw {
+    /// /proc/PID/mem: pread and pwrite.
+    ProcMem,
+    /// process_vm_readv and process_vm_writev, as capture and restore use them (faster here).
+    VmCalls,
+}
+
+fn raw_memory(pid: u32, how: Raw, write: bool) -> Result<proc::Memory, EngineError> {
+    Ok(match how {
+        Raw::ProcMem => proc::Memory::File(proc::open_mem(pid, write)?),
+        Raw::VmCalls => proc::Memory::for_mapping(pid, 3)?,
+    })
+}
+
+/// Reads the populated pages of `[start, end)` straight from the process, 1 MiB a call: the
+/// memory-speed baseline for capture.
+fn raw_read(pid: u32, start: u64, end: u64, how: Raw) -> Result<u64, EngineError> {
+    let mem = raw_memory(pid, how, false)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0;
     for std::ops::Range { start: s, end: e } in scan::populated(pid, start, end, ScanMethod::Auto)? {
@@ -75,9 +91,10 @@ fn raw_read(pid: u32, start: u64, end: u64) -> Result<u64, EngineError> {
     Ok(n)
 }
 
-/// Writes `bytes` of a fixed pattern into `[start, ..)` of a process: the baseline for restore.
-fn raw_write(pid: u32, start: u64, bytes: u64) -> Result<(), EngineError> {
-    let mem = proc::open_mem(pid, true)?;
+/// Writes `bytes` of a fixed pattern into `[start, ..)` of a process, 1 MiB a call: the
+/// baseline for restore.
+fn raw_write(pid: u32, start: u64, bytes: u64, how: Raw) -> Result<(), EngineError> {
+    let mem = raw_memory(pid, how, true)?;
     let buf = vec![0x5au8; 1 << 20];
     let mut at = 0;
     while at < bytes {
@@ -393,15 +410,23 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
         &["--bits", "47", "--base", BASE, "--dense", &dense_pages.to_string()],
     )?;
     let (sd, ed) = bitmap_range(&fd)?;
-    let (t_read, bytes) = timed(runs, || raw_read(fd.pid, sd, ed))?;
+    let (t_read, bytes) = timed(runs, || raw_read(fd.pid, sd, ed, Raw::ProcMem))?;
+    let (t_read_vm, _) = timed(runs, || raw_read(fd.pid, sd, ed, Raw::VmCalls))?;
     let (t_cap, (dense_img, _)) = timed(runs, || capture_once(fd.pid, ScanMethod::Auto))?;
     let mib = bytes as f64 / MIB;
     let (cap_mib_s, read_mib_s) = (mib / t_cap.as_secs_f64(), mib / t_read.as_secs_f64());
+    let read_vm_mib_s = mib / t_read_vm.as_secs_f64();
     row(
         &format!("dense capture ({mib:.0} MiB -> {:.1} MiB)", dense_img.len() as f64 / MIB),
         format!("{cap_mib_s:.0} MiB/s"),
         format!("{read_mib_s:.0} MiB/s read"),
         format!("{:.2}", cap_mib_s / read_mib_s),
+    );
+    row(
+        "  against process_vm_readv",
+        "-".into(),
+        format!("{read_vm_mib_s:.0} MiB/s read"),
+        format!("{:.2}", cap_mib_s / read_vm_mib_s),
     );
     let img_path = d.join("dense.cet");
     std::fs::write(&img_path, &dense_img)
@@ -410,18 +435,26 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
     let (t_restore, _) = timed(runs, || {
         let mut r = image::open(&img_path)?;
         let stopped = Stopped::new(target.pid, Tracing::Seize)?;
-        restore::restore(&stopped, &mut r)
+        restore::restore(&stopped, &mut r, restore::Recreated::Unknown)
     })?;
-    let (t_write, _) = timed(runs, || raw_write(target.pid, sd, bytes))?;
+    let (t_write, _) = timed(runs, || raw_write(target.pid, sd, bytes, Raw::ProcMem))?;
+    let (t_write_vm, _) = timed(runs, || raw_write(target.pid, sd, bytes, Raw::VmCalls))?;
     // Put the real content back (the raw write overwrote it) and check it is what was dumped.
     crate::restore_file(target.pid, &img_path)?;
     let same = target.ask()?.get("digest") == fd.ask()?.get("digest");
     let (rst_mib_s, wr_mib_s) = (mib / t_restore.as_secs_f64(), mib / t_write.as_secs_f64());
+    let wr_vm_mib_s = mib / t_write_vm.as_secs_f64();
     row(
         "dense restore (write, verify, clear strays)",
         format!("{rst_mib_s:.0} MiB/s"),
         format!("{wr_mib_s:.0} MiB/s write"),
         format!("{:.2}", rst_mib_s / wr_mib_s),
+    );
+    row(
+        "  against process_vm_writev",
+        "-".into(),
+        format!("{wr_vm_mib_s:.0} MiB/s write"),
+        format!("{:.2}", rst_mib_s / wr_vm_mib_s),
     );
 
     // Peak RSS of the CLI doing the dense capture and restore, as separate processes.
@@ -479,9 +512,14 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
     let nocet_overhead = tree_nocet.map_or("-".to_string(), |(r, _)| format!("{r:.2}"));
     say!(
         "summary: sparse57_speedup={speedup:.0} sparse_scale={scale:.2} image_ratio={:.4} dense_mib_s={cap_mib_s:.0} \
-         restore_mib_s={rst_mib_s:.0} peak_rss_mib={rss:.1} check_ms={:.2} tree32_overhead={tree32_overhead} \
+         dense_read_ratio={:.2} dense_read_vm_ratio={:.2} restore_mib_s={rst_mib_s:.0} \
+         restore_write_ratio={:.2} restore_write_vm_ratio={:.2} peak_rss_mib={rss:.1} check_ms={:.2} tree32_overhead={tree32_overhead} \
          tree_nocet_overhead={nocet_overhead}",
         image_ratio,
+        cap_mib_s / read_mib_s,
+        cap_mib_s / read_vm_mib_s,
+        rst_mib_s / wr_mib_s,
+        rst_mib_s / wr_vm_mib_s,
         ms(t_check)
     );
     Ok(if same && rss_ok && tree_whole { ExitCode::SUCCESS } else { ExitCode::FAILURE })

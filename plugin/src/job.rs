@@ -194,6 +194,7 @@ pub fn restore<R: Read + Seek>(
     reader: &mut ImageReader<R>,
     host: &HostProfile,
     tracing: Tracing,
+    recreated: restore::Recreated,
 ) -> Result<RestoreOutcome, EngineError> {
     let findings = check::check(
         &file.display().to_string(),
@@ -212,6 +213,6 @@ pub fn restore<R: Read + Seek>(
         return Err(EngineError::Refused { findings: lines });
     }
     let stopped = Stopped::new(pid, tracing)?;
-    let report = restore::restore(&stopped, reader).map_err(|e| e.in_file(file))?;
+    let report = restore::restore(&stopped, reader, recreated).map_err(|e| e.in_file(file))?;
     Ok(RestoreOutcome { pid, namespace_pid, file: file.to_path_buf(), report })
 }

@@ -9,6 +9,7 @@ use cli::{Cli, Command};
 use criu_cet::capture::CaptureOptions;
 use criu_cet::host;
 use criu_cet::input::{self, Links};
+use criu_cet::restore::Recreated;
 use criu_cet::trace::Tracing;
 use criu_cet::{image, job, EngineError};
 use criu_cet_format::{ImageDoc, WriterOptions};
@@ -158,5 +159,5 @@ pub fn dump(pid: u32, output: &Path, opts: &CaptureOptions) -> Result<job::DumpR
 pub fn restore_file(pid: u32, file: &Path) -> Result<job::RestoreOutcome, EngineError> {
     let mut r = image::open(file)?;
     let namespace_pid = criu_cet::proc::namespace_id(pid, pid).unwrap_or(pid);
-    job::restore(pid, namespace_pid, file, &mut r, &host::probe(), Tracing::Seize)
+    job::restore(pid, namespace_pid, file, &mut r, &host::probe(), Tracing::Seize, Recreated::Unknown)
 }

@@ -37,6 +37,7 @@ use criu_cet::check;
 use criu_cet::checkpoint::{self, Belonging};
 use criu_cet::criu_images::{self, Task};
 use criu_cet::host::{self, HostProfile};
+use criu_cet::restore::Recreated;
 use criu_cet::trace::Tracing;
 use criu_cet::{cet, image, job, proc, EngineError};
 use criu_cet_format::{ImageSummary, Metadata, UserCet};
@@ -78,6 +79,8 @@ struct CheckedImage {
     identity: (u64, u64, u64, i64, i64),
     meta: Metadata,
     summary: ImageSummary,
+    /// CRIU's mm-<id>.img records the bitmap mapping as the image does (see `Recreated::ByCriu`).
+    recreated_by_criu: bool,
     used: bool,
 }
 
@@ -463,7 +466,8 @@ fn restore_one(
     if r.metadata() != &img.meta || r.summary() != &img.summary {
         return Err(changed());
     }
-    job::restore(pid, id, &path, &mut r, host, Tracing::AlreadyTracer)
+    let recreated = if img.recreated_by_criu { Recreated::ByCriu } else { Recreated::Unknown };
+    job::restore(pid, id, &path, &mut r, host, Tracing::AlreadyTracer, recreated)
 }
 
 /// Restore init: every cet image in the directory must be intact, carry the id its name gives,
@@ -584,5 +588,25 @@ fn check_one(
     let summary = *r.summary();
     let identity = identity_of(&opened);
     let warnings = warnings.into_iter().map(|f| f.message).collect();
-    Ok((CheckedImage { name: name.to_string(), file, identity, meta, summary, used: false }, warnings))
+    let recreated_by_criu = meta.bitmap.as_ref().is_some_and(|b| {
+        criu_images::read_mappings(dir, id).is_ok_and(|vmas| {
+            vmas.iter().any(|v| {
+                (v.start, v.end) == (b.base.0, b.end())
+                    && v.backing == proc::Backing::Anonymous
+                    && v.private
+                    && !v.exec
+                    && (v.noreserve, v.dontdump) == (b.noreserve, b.dontdump)
+            })
+        })
+    });
+    let img = CheckedImage {
+        name: name.to_string(),
+        file,
+        identity,
+        meta,
+        summary,
+        recreated_by_criu,
+        used: false,
+    };
+    Ok((img, warnings))
 }
