@@ -19,158 +19,341 @@ pub const MAX_CODED_PAGE: usize = 1 + PAGE_BYTES;
 /// Most bytes of one run length: 32768 needs 3 LEB128 bytes.
 const MAX_LENGTH_BYTES: usize = 3;
 
-/// Appends the coding of one 4096-byte page. RUNS when the run lengths take fewer than 4096
-/// bytes and at most 32 more than twice the page's mixed bytes (neither 0x00 nor 0xff), else
-/// VERBATIM: a page of many short runs, where the lengths would cost zstd more than the bits do,
-/// stays verbatim. Any choice reads back the same; this one is pinned by the golden vectors.
+/// Appends the coding of one 4096-byte page (panics on another size). RUNS when the run lengths
+/// take fewer than 4096 bytes and at most 32 more than twice the page's mixed bytes (neither
+/// 0x00 nor 0xff), else VERBATIM: a page of many short runs, where the lengths would cost zstd
+/// more than the bits do, stays verbatim. Any choice reads back the same; this one is pinned by
+/// the golden vectors.
+///
+/// A dense capture spent about half its time here, so the work is laid out for the processor:
+/// the mixed bytes are counted by byte compares the compiler vectorizes; each word's edges,
+/// `w ^ (w << 1 | carry)`, mark where runs start; only the words with edges are visited, each
+/// giving two starts whether or not it has a second (a dense page's words hold one or two,
+/// unpredictably, and a loop over them mispredicted its exit); the lengths are then written a
+/// batch at a time, in a loop where no length waits for the one before.
 pub fn encode_page(page: &[u8], out: &mut Vec<u8>) {
-    debug_assert_eq!(page.len(), PAGE_BYTES);
-    let (runs, mixed) = census(page);
+    let page: &[u8; PAGE_BYTES] = page.try_into().expect("a 4096-byte page");
+    let mixed = mixed_bytes(page);
     let limit = (2 * mixed + 32).min(PAGE_BYTES - 1);
-    // Every run costs at least one byte: a page with too many runs is settled without coding it.
-    if runs > limit || !encode_runs(page, limit, out) {
+    if !encode_runs(page, mixed, limit, out) {
         out.push(VERBATIM);
         out.extend_from_slice(page);
     }
 }
 
-fn words(page: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    page.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+/// The page's bytes that are neither 0x00 nor 0xff: roughly what zstd must store of a verbatim
+/// page as literals, while the long 0x00 and 0xff stretches cost it little.
+fn mixed_bytes(page: &[u8; PAGE_BYTES]) -> usize {
+    // Byte counters for the vectorizer, summed before they could wrap.
+    let uniform: usize = page
+        .chunks_exact(128)
+        .map(|c| usize::from(c.iter().fold(0u8, |n, &b| n + u8::from(b.wrapping_add(1) < 2))))
+        .sum();
+    PAGE_BYTES - uniform
 }
 
-/// One pass over a page: its runs of equal bits (counting an empty first run of zeros, as the
-/// coding does) and its mixed bytes (neither 0x00 nor 0xff: roughly what zstd must store of a
-/// verbatim page as literals, while the long 0x00 and 0xff stretches cost it little).
-fn census(page: &[u8]) -> (usize, usize) {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    // The top bit of each byte of `w` that is zero, nothing else.
-    let zero_bytes = |w: u64| !(((w & LOW7) + LOW7) | w | LOW7);
-    let (mut carry, mut changes, mut uniform) = (0u64, 0u32, 0u32);
-    for w in words(page) {
-        changes += (w ^ (w << 1 | carry)).count_ones();
-        carry = w >> 63;
-        uniform += (zero_bytes(w) | zero_bytes(!w)).count_ones();
-    }
-    (changes as usize + 1, PAGE_BYTES - uniform as usize)
-}
-
-/// Writes one run length (below 2^21) at `buf[n..]`, touching 3 bytes whatever its size, without
-/// a branch (dense bitmaps mix 1- and 2-byte lengths unpredictably); returns the new end.
+/// The mixed bytes of a word whose edges are `t`: those with an edge inside.
 #[inline(always)]
-fn put_length(buf: &mut [u8], n: usize, len: u32) -> usize {
-    let (more0, more1) = (u8::from(len >= 0x80), u8::from(len >= 0x4000));
-    buf[n] = (len & 0x7f) as u8 | more0 << 7;
-    buf[n + 1] = (len >> 7 & 0x7f) as u8 | more1 << 7;
-    buf[n + 2] = (len >> 14 & 0x7f) as u8;
-    n + 1 + usize::from(more0) + usize::from(more1)
+fn mixed_in(t: u64) -> usize {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let inside = t & 0xfefe_fefe_fefe_fefe;
+    // A 1 in each byte of `inside` that is not zero, then their sum, in the top byte.
+    let nonzero = (((inside & LOW7) + LOW7) | inside) >> 7 & 0x0101_0101_0101_0101;
+    usize::from(nonzero.wrapping_mul(0x0101_0101_0101_0101).to_be_bytes()[0])
 }
 
-/// Appends RUNS and the page's run lengths; gives up (appending nothing) past `limit` bytes.
-fn encode_runs(page: &[u8], limit: usize, out: &mut Vec<u8>) -> bool {
-    // One word adds at most 64 lengths of 3 bytes, and `put_length` touches 3 bytes: checking
-    // after each word keeps within this.
-    let mut buf = [0u8; PAGE_BYTES + 65 * MAX_LENGTH_BYTES];
-    let mut n = 0;
-    // All zeros while in a run of zeros, all ones in a run of ones: `word ^ fill` has a bit set
-    // wherever the current run ends.
-    let mut fill = 0u64;
-    let mut run_start = 0u32;
-    for (i, word) in (0u32..).zip(words(page)) {
-        let mut ends = word ^ fill;
-        while ends != 0 {
-            let bit = ends.trailing_zeros();
-            let at = i * 64 + bit;
-            n = put_length(&mut buf, n, at - run_start);
-            run_start = at;
-            fill = !fill;
-            ends = (word ^ fill) & (!0u64 << bit);
+/// One run length (below 2^21) as LEB128 in the low 3 bytes, computed without a branch (dense
+/// bitmaps mix 1- and 2-byte lengths unpredictably), and its size in bytes in the top byte.
+#[inline(always)]
+fn length_code(len: u32) -> u32 {
+    let (more0, more1) = (u32::from(len > 0x7f), u32::from(len > 0x3fff));
+    // The 7-bit groups moved to bytes 0, 1 and 2, then the continuation bits.
+    let groups = len + (len & !0x7f) + 2 * (len & !0x3fff);
+    groups | more0 << 7 | more1 << 15 | (1 + more0 + more1) << 24
+}
+
+// Below, an index taken modulo its array's size never wraps: the modulo only spares a bounds
+// check in a loop that is run for every word or every run.
+
+/// Run starts gathered before their lengths are written (a word adds at most 64 more).
+const BATCH: usize = 256;
+/// Room for a batch of starts.
+const STARTS: usize = 512;
+const _: () = assert!(BATCH + 64 < STARTS);
+
+/// Appends RUNS and the page's run lengths; gives up (appending nothing) once they must take
+/// more than `limit` bytes.
+fn encode_runs(page: &[u8; PAGE_BYTES], mixed: usize, limit: usize, out: &mut Vec<u8>) -> bool {
+    // Every run costs a byte, and each mixed byte holds the start of one: `spare` is what the
+    // limit leaves beside the runs found so far and those the other mixed bytes must start.
+    // A page with too many runs is settled without coding them all.
+    let Some(mut spare) = limit.checked_sub(1 + mixed) else { return false };
+    let word = |i: usize| u64::from_le_bytes(page[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+    // Bit j of word i set where bit 64i+j differs from the bit before it (bit 0 from a zero):
+    // where runs start, the first run of zeros excepted.
+    let edges: [u64; 512] = std::array::from_fn(|i| {
+        let w = word(i);
+        let before = if i == 0 { 0 } else { word(i - 1) >> 63 };
+        w ^ (w << 1 | before)
+    });
+    // The words that hold run starts, listed so that the walk below skips the others without
+    // a branch per word (on a dense page about half the words hold one, unpredictably).
+    let mut busy = [0u16; 512];
+    let mut listed = 0;
+    for (i, &t) in (0u16..).zip(&edges) {
+        busy[listed % 512] = i; // `listed` <= i < 512
+        listed += usize::from(t != 0);
+    }
+    let start = out.len();
+    out.push(RUNS);
+    // Run starts from index 1, after the start of the run whose length comes first (0 at first).
+    let mut starts = [0u32; STARTS];
+    let mut codes = [0u32; BATCH + 64];
+    let mut k = 1;
+    for &i in &busy[..listed] {
+        let mut t = edges[usize::from(i) % 512];
+        let first = 64 * u32::from(i);
+        // Two run starts written whether or not there is a second one (then it lies past the
+        // word and the next write replaces it): most busy words of a dense page hold one or
+        // two, unpredictably, so counting them beats branching.
+        starts[k % STARTS] = first + t.trailing_zeros();
+        t &= t - 1;
+        starts[(k + 1) % STARTS] = first + t.trailing_zeros();
+        k += 1 + usize::from(t != 0);
+        t &= t.wrapping_sub(1);
+        if t != 0 {
+            let k0 = k - 2;
+            while t != 0 {
+                starts[k % STARTS] = first + t.trailing_zeros();
+                t &= t - 1;
+                k += 1;
+            }
+            // Only the words with many starts are counted against the limit (then their
+            // mixed bytes are no longer): the others cannot bring it much closer.
+            let Some(left) = (spare + mixed_in(edges[usize::from(i) % 512])).checked_sub(k - k0) else {
+                out.truncate(start);
+                return false;
+            };
+            spare = left;
         }
-        if n > limit {
-            return false;
+        if k >= BATCH {
+            put_lengths(&starts[..k], &mut codes, out);
+            starts[0] = starts[k - 1];
+            k = 1;
         }
     }
-    n = put_length(&mut buf, n, PAGE_BITS - run_start);
-    if n > limit {
+    starts[k % STARTS] = PAGE_BITS;
+    put_lengths(&starts[..=k], &mut codes, out);
+    if out.len() - start - 1 > limit {
+        out.truncate(start);
         return false;
     }
-    out.push(RUNS);
-    out.extend_from_slice(&buf[..n]);
     true
 }
 
-/// One run length at the start of `b`: (length, bytes used). At most 3 bytes, minimally
-/// encoded. Computed without a branch on the length's size (dense bitmaps mix 1- and 2-byte
-/// lengths unpredictably); bytes past the end of `b` read as continuation bytes, so a length
-/// that needs them is refused as cut short.
+/// Appends the lengths of the runs from each of `starts` to the next.
+fn put_lengths(starts: &[u32], codes: &mut [u32; BATCH + 64], out: &mut Vec<u8>) {
+    // The codes first, in a loop where no length waits for another (the compiler makes several
+    // at once), then the stores, whose places depend on the sizes before them.
+    let n = starts.len() - 1;
+    for (c, (&to, &from)) in codes.iter_mut().zip(starts[1..].iter().zip(starts)) {
+        *c = length_code(to - from);
+    }
+    // Each code is stored as 4 bytes, its size's among them, and the next one overwrites those
+    // past its size.
+    const ROOM: usize = 1024;
+    const _: () = assert!(MAX_LENGTH_BYTES * (BATCH + 64) < ROOM);
+    let mut buf = [0u8; ROOM + 4];
+    let mut at = 0;
+    for &c in &codes[..n] {
+        buf[at % ROOM..][..4].copy_from_slice(&c.to_le_bytes());
+        at += (c >> 24) as usize;
+    }
+    out.extend_from_slice(&buf[..at]);
+}
+
+/// Bit j set where byte j of `x` is 1 (each byte 0 or 1): the multiplication adds byte j,
+/// moved up by 56 - 7j bits, into the top byte, and nothing below carries into it.
 #[inline(always)]
-fn length_at(b: &[u8]) -> Result<(u32, usize), &'static str> {
-    let (have, [b0, b1, b2]) = match b.get(..MAX_LENGTH_BYTES) {
-        Some(&[b0, b1, b2]) => (MAX_LENGTH_BYTES, [b0, b1, b2]),
-        _ => padded(b),
-    };
-    let (more0, more1) = (u32::from(b0 >> 7), u32::from(b0 >> 7 & b1 >> 7));
-    let n = u32::from(b0 & 0x7f) | (more0 * u32::from(b1 & 0x7f)) << 7 | (more1 * u32::from(b2)) << 14;
-    let k = (1 + more0 + more1) as usize;
-    let last = [b0, b1, b2][k - 1];
-    if last >= 0x80 {
-        // A padding byte is a continuation byte: a length that reaches one was cut short.
-        Err(if k > have { "the block ends inside a run length" } else { "a run length longer than 3 bytes" })
-    } else if k > 1 && last == 0 {
-        Err("a run length that is not minimally encoded")
-    } else {
-        Ok((n, k))
+fn pack_flags(x: u64) -> u64 {
+    x.wrapping_mul(0x0102_0408_1020_4080) >> 56
+}
+
+/// Bit j set where byte `from + j` of `input` ends a run length (its top bit is clear), for the
+/// 64 bytes from `from`; bytes past the end of `input` end none (they read as continuations).
+#[inline(always)]
+fn length_ends(input: &[u8], from: usize) -> u64 {
+    match input.get(from..from + 64) {
+        Some(bytes) => ends_in(bytes),
+        None => ends_in_tail(input.get(from..).unwrap_or_default()),
     }
 }
 
-/// The last bytes of a block, fewer than 3, padded with continuation bytes.
+/// [`length_ends`] of 64 bytes.
+#[inline(always)]
+fn ends_in(bytes: &[u8]) -> u64 {
+    bytes.chunks_exact(8).rev().fold(0, |ends, b| {
+        let w = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        ends << 8 | pack_flags(!w >> 7 & 0x0101_0101_0101_0101)
+    })
+}
+
+/// [`length_ends`] of the last bytes of a block, fewer than 64.
 #[cold]
-fn padded(b: &[u8]) -> (usize, [u8; MAX_LENGTH_BYTES]) {
-    let mut w = [0x80u8; MAX_LENGTH_BYTES];
-    w[..b.len()].copy_from_slice(b);
-    (b.len(), w)
+fn ends_in_tail(bytes: &[u8]) -> u64 {
+    let mut w = [0x80u8; 64];
+    w[..bytes.len()].copy_from_slice(bytes);
+    ends_in(&w)
 }
 
-/// Sets bits `[from, to)` of a page held as 512 little-endian words; `from < to`.
-fn set_bits(words: &mut [u64; 512], from: u32, to: u32) {
-    let (first, last) = ((from / 64) as usize, ((to - 1) / 64) as usize);
-    let head = !0u64 << (from % 64);
-    let tail = !0u64 >> (63 - (to - 1) % 64);
-    if first == last {
-        words[first] |= head & tail;
-    } else {
-        words[first] |= head;
-        words[first + 1..last].fill(!0);
-        words[last] |= tail;
+/// The run length of `k` bytes at `input[at..]`, whose last byte ends it: at most 3 bytes,
+/// minimally encoded. No branch on its size (dense bitmaps mix 1- and 2-byte lengths
+/// unpredictably).
+#[inline(always)]
+fn length_at(input: &[u8], at: usize, k: usize) -> Result<u32, &'static str> {
+    if k > MAX_LENGTH_BYTES {
+        return Err("a run length longer than 3 bytes");
     }
+    let x = if at + 4 <= input.len() {
+        u32::from_le_bytes(input[at..at + 4].try_into().expect("4 bytes"))
+    } else {
+        padded(&input[at..])
+    };
+    // By size: the bits a length holds, and the least that needs all its bytes (below it, the
+    // last byte would be 0). Tables, not shifts: x86 shifts by a variable tie up a register.
+    const BITS: [u32; 4] = [0, 0x7f, 0x3fff, 0x1f_ffff];
+    const LEAST: [u32; 4] = [0, 0, 0x80, 0x4000];
+    let n = (x & 0x7f | x >> 1 & 0x3f80 | x >> 2 & 0x1f_c000) & BITS[k];
+    if n < LEAST[k] {
+        return Err("a run length that is not minimally encoded");
+    }
+    Ok(n)
 }
+
+/// A block's last bytes, fewer than 4, padded to 4, as a little-endian number.
+#[cold]
+fn padded(b: &[u8]) -> u32 {
+    let mut w = [0x80u8; 4];
+    w[..b.len()].copy_from_slice(b);
+    u32::from_le_bytes(w)
+}
+
+/// Runs decoded before they are written to the page.
+const RUNS_AT_ONCE: usize = 256;
 
 /// Decodes one RUNS payload at the start of `input` into `page`; returns the bytes it used.
-fn decode_runs(input: &[u8], page: &mut [u8]) -> Result<usize, String> {
-    let mut words = [0u64; 512];
-    let (mut used, mut at, mut ones) = (0usize, 0u32, false);
-    while at < PAGE_BITS {
-        let (n, k) = length_at(&input[used..]).map_err(|e| format!("{e} at bit {at}"))?;
-        if n == 0 && used > 0 {
-            return Err(format!("a run of length 0 at bit {at} (only the first run may be empty)"));
+///
+/// The lengths are found from where they end, bytes with the top bit clear, 64 bytes at a time
+/// into a mask: each length's size is then known without decoding the one before it (decoding
+/// them in turn made a chain of dependent loads and arithmetic, about 10 cycles a run). They
+/// are checked and turned into run starts, up to 256 at a time, then the runs are written to
+/// the page: one loop doing both kept more values than there are registers, and waited every
+/// run for those it had to keep in memory.
+#[inline(never)] // Its loops then have the registers to themselves, the caller's values aside.
+fn decode_runs(input: &[u8], page: &mut [u8; PAGE_BYTES]) -> Result<usize, String> {
+    let mut starts = [0u32; RUNS_AT_ONCE + 1];
+    let (mut used, mut at, mut fill, mut m) = (0usize, 0u32, 0u64, 0usize);
+    let mut window = 0;
+    loop {
+        let mut ends = length_ends(input, window);
+        while ends != 0 {
+            let end = window + ends.trailing_zeros() as usize;
+            ends &= ends - 1;
+            let n = length_at(input, used, end + 1 - used).map_err(move |why| at_bit(why, at))?;
+            // One test for both: a run past the page, or empty (which only the first may be).
+            if n.wrapping_sub(1) >= PAGE_BITS - at && (n > 0 || used > 0) {
+                return Err(bad_run(n, at));
+            }
+            starts[m % RUNS_AT_ONCE] = at; // m < RUNS_AT_ONCE
+            m += 1;
+            used = end + 1;
+            at += n;
+            if at == PAGE_BITS || m == RUNS_AT_ONCE {
+                starts[m] = at;
+                fill = paint(page, &starts, m, fill);
+                if at == PAGE_BITS {
+                    return Ok(used);
+                }
+                m = 0;
+            }
         }
-        if n > PAGE_BITS - at {
-            return Err(format!("a run of {n} bits at bit {at} passes the page's {PAGE_BITS} bits"));
+        // No length ends in the rest of the window.
+        if window + 64 >= used + MAX_LENGTH_BYTES {
+            // Bytes past the end of the block read as continuations.
+            let why = if input.len() - used < MAX_LENGTH_BYTES {
+                "the block ends inside a run length"
+            } else {
+                "a run length longer than 3 bytes"
+            };
+            return Err(at_bit(why, at));
         }
-        used += k;
-        if ones {
-            set_bits(&mut words, at, at + n);
-        }
-        at += n;
-        ones = !ones;
+        window += 64;
     }
-    for (dst, w) in page.chunks_exact_mut(8).zip(&words) {
-        dst.copy_from_slice(&w.to_le_bytes());
+}
+
+/// Writes to `page` the `m` runs from each of `starts` to the next, the first of value `fill`,
+/// and returns the value of the run after them.
+///
+/// Each run sets the page from its first bit upward to its value: its first word keeps the
+/// bits below, the next 4 words are stored whole, without asking how far the run reaches, and
+/// the runs after it put right what lies past its end. A run of up to 257 bits needs nothing
+/// more, so the dense bitmaps' short runs cost no branch on their length (a branch on whether
+/// a run ends in its first word, and a fill of variable length, mispredicted most of the time
+/// there). Every word is stored whole by the first run that reaches it, so what `page` held
+/// does not matter.
+///
+/// The word a run starts in is kept in a register, not read back from the page: below the run
+/// it holds what the runs before it in that word made of it, or, if the run is the first to
+/// start in it, the value of the run before (reading back the word the previous run had just
+/// stored made each run wait for that store).
+#[inline(never)] // Inlined, it crowded the registers of the loop that decodes the lengths.
+fn paint(page: &mut [u8; PAGE_BYTES], starts: &[u32; RUNS_AT_ONCE + 1], m: usize, mut fill: u64) -> u64 {
+    const WORDS: usize = PAGE_BYTES / 8;
+    let mut at_word = (starts[0] / 64) as usize % WORDS; // `at` < 32768
+    let mut word = u64::from_le_bytes(page[8 * at_word..8 * at_word + 8].try_into().expect("8 bytes"));
+    for j in 0..m.min(RUNS_AT_ONCE) {
+        let (at, to) = (starts[j], starts[j + 1]);
+        let i = (at / 64) as usize % WORDS;
+        let below = (1u64 << (at % 64)) - 1;
+        let before = if i == at_word { word } else { !fill };
+        (word, at_word) = (before & below | fill & !below, i);
+        page[8 * i..8 * i + 8].copy_from_slice(&word.to_le_bytes());
+        // One test for both: the run ends within the 4 words after its first (at bit 63 of the
+        // first at worst), and those are in the page (true of any run that ends by bit 32512).
+        if to <= (at + 257).min(PAGE_BITS - 256) {
+            for w in page[8 * i + 8..8 * i + 40].chunks_exact_mut(8) {
+                w.copy_from_slice(&fill.to_le_bytes());
+            }
+        } else {
+            // The words after the first that hold bits of the run (none for an empty one).
+            let last = to.saturating_sub(1) as usize / 64;
+            page[8 * i + 8..8 * last.max(i) + 8].fill(fill.to_le_bytes()[0]);
+        }
+        fill = !fill;
     }
-    Ok(used)
+    fill
+}
+
+// The errors are formatted apart, from values: a `format!` in the loop would take the address
+// of the bit position, which then lives in memory, and each run would wait to read it back.
+
+#[cold]
+fn at_bit(why: &str, at: u32) -> String {
+    format!("{why} at bit {at}")
+}
+
+#[cold]
+fn bad_run(n: u32, at: u32) -> String {
+    if n == 0 {
+        at_bit("a run of length 0", at) + " (only the first run may be empty)"
+    } else {
+        format!("a run of {n} bits at bit {at} passes the page's {PAGE_BITS} bits")
+    }
 }
 
 /// Decodes a block's coded pages (`coded`, its whole frame content) into `out`, exactly
-/// `out.len() / 4096` pages back to back. Errors name the page within the block.
+/// `out.len() / 4096` pages back to back. Errors name the page within the block; after one,
+/// what `out` holds is unspecified.
 pub fn decode_pages(coded: &[u8], out: &mut [u8]) -> Result<(), String> {
     let mut at = 0usize;
     for (n, page) in out.chunks_exact_mut(PAGE_BYTES).enumerate() {
@@ -184,7 +367,10 @@ pub fn decode_pages(coded: &[u8], out: &mut [u8]) -> Result<(), String> {
                 page.copy_from_slice(bytes);
                 at += PAGE_BYTES;
             }
-            RUNS => at += decode_runs(&coded[at..], page).map_err(|e| format!("page {n}: {e}"))?,
+            RUNS => {
+                let page = page.try_into().expect("a 4096-byte page");
+                at += decode_runs(&coded[at..], page).map_err(|e| format!("page {n}: {e}"))?;
+            }
             t => return Err(format!("page {n}: tag {t}, expected 0 (verbatim) or 1 (runs)")),
         }
     }
@@ -277,5 +463,186 @@ mod tests {
             decode_pages(&extra, &mut out[..4096]).unwrap_err(),
             "1 bytes after the block's last page"
         );
+    }
+
+    /// The lengths of a page's runs, zeros first, bit by bit.
+    fn reference_lengths(page: &[u8]) -> Vec<u32> {
+        let mut lengths = Vec::new();
+        let (mut value, mut run) = (0u8, 0u32);
+        for i in 0..32768 {
+            if page[i / 8] >> (i % 8) & 1 != value {
+                lengths.push(run);
+                (run, value) = (0, value ^ 1);
+            }
+            run += 1;
+        }
+        lengths.push(run);
+        lengths
+    }
+
+    /// RUNS and the lengths as LEB128, whatever their size.
+    fn runs_payload(lengths: &[u32]) -> Vec<u8> {
+        let mut bytes = vec![RUNS];
+        for &n in lengths {
+            let mut n = n;
+            while n >= 0x80 {
+                bytes.push(u8::try_from(n & 0x7f | 0x80).unwrap());
+                n >>= 7;
+            }
+            bytes.push(u8::try_from(n).unwrap());
+        }
+        bytes
+    }
+
+    /// FORMAT.md 5.1 and this writer's choice, done the slow way.
+    fn reference_encode(page: &[u8]) -> Vec<u8> {
+        let runs = runs_payload(&reference_lengths(page));
+        let mixed = page.iter().filter(|&&b| b != 0 && b != 0xff).count();
+        if runs.len() - 1 <= (2 * mixed + 32).min(4095) {
+            runs
+        } else {
+            [&[VERBATIM], page].concat()
+        }
+    }
+
+    /// A page of runs of these lengths, zeros first; the last run goes on to the end.
+    fn page_of_runs(lengths: impl IntoIterator<Item = usize>) -> Vec<u8> {
+        let mut page = vec![0u8; 4096];
+        let (mut at, mut one) = (0, false);
+        for n in lengths {
+            let end = (at + n).min(32768);
+            if one {
+                (at..end).for_each(|b| page[b / 8] |= 1 << (b % 8));
+            }
+            (at, one) = (end, !one);
+            if at == 32768 {
+                return page;
+            }
+        }
+        if one {
+            (at..32768).for_each(|b| page[b / 8] |= 1 << (b % 8));
+        }
+        page
+    }
+
+    fn xorshift(s: &mut u64) -> u64 {
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        *s
+    }
+
+    #[test]
+    fn coding_is_the_reference_coding_at_word_edges_and_many_starts_a_word() {
+        let mut pages = Vec::new();
+        // The same word everywhere, or every few words: run starts at bits 0 and 63 of words,
+        // at word boundaries, 1 to 64 of them in a word.
+        for pattern in [
+            1u64 << 63 | 1,
+            1 << 63,
+            1,
+            !1 >> 1,
+            0xffff_ffff << 32,
+            0x5555_5555_5555_5555,
+            0x8421_8421_8421_8421,
+        ] {
+            for every in [1, 2, 3, 64, 511] {
+                let mut page = vec![0u8; 4096];
+                for w in (0..512).step_by(every) {
+                    page[8 * w..8 * w + 8].copy_from_slice(&pattern.to_le_bytes());
+                }
+                pages.push(page.iter().map(|b| !b).collect());
+                pages.push(page);
+            }
+        }
+        // Runs of 1 to `max` bits: more starts than one batch, starts in every word, lengths
+        // of 1, 2 and 3 bytes.
+        for max in [2, 3, 8, 64, 65, 128, 129, 256, 257, 300, 16383, 16384, 20000] {
+            pages.push(page_of_runs((0..).map(|i| 1 + i % max)));
+            pages.push(page_of_runs((0..).map(|i| max - i % max)));
+        }
+        // Noise in part of a page: too many runs, seen early or late.
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        for (from, to) in [(0, 4096), (0, 512), (3584, 4096), (2000, 2100), (4088, 4096)] {
+            let mut page = vec![0u8; 4096];
+            page[from..to].iter_mut().for_each(|b| *b = xorshift(&mut s).to_le_bytes()[0]);
+            pages.push(page);
+        }
+        for page in &pages {
+            let coded = round_trip(page);
+            assert!(coded == reference_encode(page), "{:02x?}", &page[..64]);
+        }
+        // The choice itself: mixed bytes each holding one run, with 1-byte lengths around
+        // them, are worth coding (2 bytes of lengths each); with 4 runs in each, they are not.
+        let mut page = vec![0u8; 4096];
+        (0..4096).step_by(8).for_each(|i| page[i] = 0x0f);
+        assert_eq!(round_trip(&page)[0], RUNS);
+        (0..4096).step_by(8).for_each(|i| page[i] = 0x55);
+        assert_eq!(round_trip(&page)[0], VERBATIM);
+    }
+
+    #[test]
+    fn runs_are_decoded_past_batches_and_windows_and_to_the_page_end() {
+        let mut out = vec![0u8; 4096];
+        let mut pages = vec![[0x55u8; 4096].to_vec(), [0xaau8; 4096].to_vec()];
+        for lengths in [
+            vec![32512, 256],
+            vec![32511, 1, 256],
+            vec![32254, 258, 256],
+            vec![0, 32000, 700, 68],
+            vec![100, 300, 5000, 258, 257, 193, 194],
+            // Runs past 4 words after their first, from every end of a word.
+            vec![63, 321, 63, 384, 2, 383, 65, 322, 64, 400],
+            (1..=300).collect(),
+        ] {
+            pages.push(page_of_runs(lengths));
+        }
+        for page in &pages {
+            // Coded as runs whatever their number (the writer stores some of these verbatim),
+            // into a page that held something else.
+            out.fill(0x3c);
+            decode_pages(&runs_payload(&reference_lengths(page)), &mut out).unwrap();
+            assert!(out == *page, "{:02x?}", &page[..64]);
+        }
+        // A RUNS page followed by bytes that would not do as lengths: they are not read as its.
+        let page = page_of_runs([3, 5]);
+        for next in [[0x80u8; 4096], [0u8; 4096]] {
+            let coded = [&runs_payload(&reference_lengths(&page))[..], &[VERBATIM], &next].concat();
+            let mut out = vec![0u8; 8192];
+            decode_pages(&coded, &mut out).unwrap();
+            assert!(out[..4096] == page[..] && out[4096..] == next[..]);
+        }
+    }
+
+    #[test]
+    fn lengths_across_the_decoders_64_byte_windows_read_and_are_refused_alike() {
+        let mut out = vec![0u8; 4096];
+        // `p` runs of 1 bit put a length of 20000 (3 bytes), or a damaged one, at each place
+        // around byte 64 of the payload (its tag is byte 0).
+        for p in 58..=66u32 {
+            let mut lengths = vec![1; p as usize];
+            lengths.extend([20000, 32768 - 20000 - p]);
+            let coded = runs_payload(&lengths);
+            let mut want = vec![0u8; 4096];
+            want[..].copy_from_slice(&page_of_runs(lengths.iter().map(|&n| n as usize)));
+            decode_pages(&coded, &mut out).unwrap();
+            assert!(out == want, "p {p}");
+            let at = |tail: &[u8]| [&coded[..=p as usize], tail].concat();
+            let cases: [(Vec<u8>, &str); 9] = [
+                (at(&[0x80, 0x80, 0x80, 0x01]), "a run length longer than 3 bytes"),
+                (at(&[0x80, 0x80, 0x80]), "a run length longer than 3 bytes"),
+                (at(&[0x80, 0x80]), "the block ends inside a run length"),
+                (at(&[0x80, 0x80, 0x00]), "a run length that is not minimally encoded"),
+                (at(&[0xff, 0x00, 0x01]), "a run length that is not minimally encoded"),
+                (at(&[0xff, 0xff, 0x00, 0x01]), "a run length that is not minimally encoded"),
+                (at(&[0x00, 0x01]), "a run of length 0"),
+                (at(&[0xff, 0xff, 0x01]), "a run of 32767 bits"),
+                (at(&[0x80, 0x80, 0x7f]), "a run of 2080768 bits"),
+            ];
+            for (coded, why) in cases {
+                let err = decode_pages(&coded, &mut out).unwrap_err();
+                assert!(err.starts_with(&format!("page 0: {why} at bit {p}")), "p {p}: {err}");
+            }
+        }
     }
 }
