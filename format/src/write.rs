@@ -25,7 +25,7 @@ pub struct WriterOptions {
 impl Default for WriterOptions {
     /// Chosen by measurement (docs/PERFORMANCE.md); the golden vectors are written with these.
     fn default() -> Self {
-        WriterOptions { block_pages: 16, zstd_level: 3, threads: default_threads() }
+        WriterOptions { block_pages: 16, zstd_level: 1, threads: default_threads() }
     }
 }
 
