@@ -671,3 +671,29 @@ fn a_restore_beyond_the_targets_memory_cgroup_limit_is_refused_naming_both_numbe
         assert_eq!(f.ask().unwrap().get("bitmap"), "none");
     }
 }
+
+/// The memory check is skipped only when every image page is populated in the target already
+/// (CRIU restored its own copy): a bitmap mapping that is in place but holds none of the image's
+/// pages is still checked, and refused beyond the cgroup's limit.
+#[test]
+fn a_restore_into_a_present_but_unpopulated_bitmap_is_still_checked_for_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("gig.img");
+    image_with(&img, Some((0x6000_0000_0000, 1 << 33)), |w| w.push_ones(0x100, 1 << 18).unwrap());
+    let cg = MemCgroup::new("-present", 512 << 20);
+    {
+        let f = start_fixture(dir.path(), "t", &["--bits", "48", "--base", "0x600000000000", "--ones", "1"]);
+        let before = f.ask().unwrap();
+        assert_eq!(
+            before.get("bitmap"),
+            "0x600000000000:0x200000000",
+            "the fixture's own bitmap is the image's"
+        );
+        cg.add(f.pid);
+        let o = run(criu_cet().args(["restore", "--pid", &f.pid.to_string()]).arg(&img));
+        let msg = text(&o);
+        assert!(!o.status.success(), "{msg}");
+        assert!(msg.contains("memory cgroup") && msg.contains("limit 536870912"), "{msg}");
+        assert_eq!(f.ask().unwrap().get("digest"), before.get("digest"), "nothing was written");
+    }
+}
