@@ -70,7 +70,9 @@ pub struct ImageReader<R> {
     runs: SectionEntry,
     blocks: SectionEntry,
     summary: ImageSummary,
-    dctx: zstd::bulk::Decompressor<'static>,
+    /// For reading single pages, made at the first: most readers stream blocks through the
+    /// pipeline's own contexts, and making one costs a CPUID, which a VM traps.
+    dctx: Option<zstd::bulk::Decompressor<'static>>,
     run_table: Table,
     block_table: Table,
     compressed: Vec<u8>,
@@ -249,7 +251,7 @@ impl<R: Read + Seek> ImageReader<R> {
             runs,
             blocks,
             summary: ImageSummary { data_bytes: data.length, file_bytes: file_len, ..Default::default() },
-            dctx: zstd::bulk::Decompressor::new().map_err(FormatError::io("creating a zstd context"))?,
+            dctx: None,
             run_table: Table::default(),
             block_table: Table::default(),
             compressed: Vec::with_capacity(layout::max_compressed_len(
@@ -434,7 +436,13 @@ impl<R: Read + Seek> ImageReader<R> {
         if self.block_index != Some(j) {
             self.block_index = None;
             let job = self.block_job(j)?;
-            let result = decode_block(&mut self.dctx, &job, &mut self.coded, &mut self.block[..raw_len]);
+            let dctx = match &mut self.dctx {
+                Some(d) => d,
+                None => self.dctx.insert(
+                    zstd::bulk::Decompressor::new().map_err(FormatError::io("creating a zstd context"))?,
+                ),
+            };
+            let result = decode_block(dctx, &job, &mut self.coded, &mut self.block[..raw_len]);
             self.compressed = job.compressed;
             result?;
             self.block_index = Some(j);
