@@ -260,6 +260,11 @@ fn live_mask(exec: &[Range<u64>], index: u64, mask: &mut [u8]) -> LiveCode {
     let (lo, hi) = addr::code_range_of_bitmap_page(index);
     let first = exec.partition_point(|r| r.end <= lo);
     let overlapping = exec[first..].iter().take_while(|r| r.start < hi);
+    if exec.get(first).is_none_or(|r| r.start >= hi) {
+        // Most pages of a large bitmap: the mask is not needed, nor cleared (a 4 KiB memset a
+        // page was 4% of a dense capture's CPU time).
+        return LiveCode::None;
+    }
     let mut any = false;
     mask.fill(0);
     let mut covered = 0u64;
