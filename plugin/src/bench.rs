@@ -140,8 +140,8 @@ struct TreeRun {
     without: Duration,
     /// The tree came back whole with the same bitmaps every time.
     whole: bool,
-    /// The plugin's own time per process by CRIU's log clock (its hooks' debug lines), in the
-    /// last run with it: CHECKPOINT_DEVICES at dump plus RESUME_DEVICES_LATE at restore.
+    /// The plugin's own time per process by CRIU's log clock (its hooks' debug lines), the
+    /// median of the runs with it: CHECKPOINT_DEVICES at dump plus RESUME_DEVICES_LATE at restore.
     plugin_ms_per_process: f64,
 }
 
@@ -199,7 +199,7 @@ fn tree_overhead(
     let mut root = proc::children(launcher.id()).first().copied().unwrap_or(0);
     let (mut with, mut without) = (Vec::new(), Vec::new());
     let mut whole = true;
-    let mut plugin_total = 0.0;
+    let mut plugin_totals = Vec::new();
     let imgs = d.join("tree-img");
     let mut result = Ok(());
     for i in 0..2 * runs {
@@ -230,7 +230,7 @@ fn tree_overhead(
             break;
         }
         if lib == withlib {
-            plugin_total = plugin_ms(&imgs.join("dump.log")) + plugin_ms(&imgs.join("restore.log"));
+            plugin_totals.push(plugin_ms(&imgs.join("dump.log")) + plugin_ms(&imgs.join("restore.log")));
         }
         root = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
         whole &= proc::children(root).len() as u64 == u64::from(n) - 1;
@@ -243,7 +243,9 @@ fn tree_overhead(
     let _ = launcher.kill();
     let _ = launcher.wait();
     result?;
-    let plugin_ms_per_process = plugin_total / f64::from(n);
+    plugin_totals.sort_by(f64::total_cmp);
+    let plugin_ms_per_process =
+        plugin_totals.get(plugin_totals.len() / 2).copied().unwrap_or(0.0) / f64::from(n);
     Ok(TreeRun { with: median(with), without: median(without), whole, plugin_ms_per_process })
 }
 
