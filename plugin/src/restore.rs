@@ -95,9 +95,12 @@ pub enum Recreated {
     /// Nothing: the mapping's flags are read from smaps.
     Unknown,
     /// CRIU recreates a mapping of exactly the bitmap's range, private anonymous, with the
-    /// NORESERVE and DONTDUMP the image recorded (its mm-<id>.img says so, and CRIU applies both):
-    /// /proc/PID/maps tells whether it is there, at a sixth of smaps' cost. Anything else found
-    /// there is looked at through smaps as with `Unknown`.
+    /// NORESERVE and DONTDUMP the image recorded (its mm-<id>.img says so; CRIU passes
+    /// MAP_NORESERVE to mmap and applies MADV_DONTDUMP): /proc/PID/maps tells whether it is
+    /// there, at a sixth of smaps' cost, and the flags are taken as recorded. (Under
+    /// vm.overcommit_memory=2 the kernel drops NORESERVE, which smaps would show; the mapping is
+    /// still CRIU's, of the bitmap's exact range.) Anything else found there is looked at through
+    /// smaps as with `Unknown`.
     ByCriu,
 }
 
@@ -113,14 +116,16 @@ pub fn restore<R: Read + Seek>(
     if let Some(b) = &meta.bitmap {
         let place = place(pid, b, recreated)?;
         // The pages populated before the restore (one scan, whatever the mapping's size): those
-        // the image does not have are cleared after its pages are written.
+        // the image does not have are cleared after its pages are written. (Under post-copy,
+        // pages CRIU's lazy-pages daemon brings in during the writes hold the same dump's
+        // content as the image, so none of them can be a stray.)
         let populated = match place {
             Place::Present => scan::populated(pid, b.base.0, b.end(), ScanMethod::Auto)?,
             Place::Free(_) => Vec::new(),
         };
-        // Memory is asked for only when the restore may need more: CRIU restores its own copy of
-        // a bitmap below 2^47, so in a CRIU restore its pages are usually all there already.
-        if !matches!(place, Place::Present) || !all_populated(&populated, b.base.0, reader)? {
+        // Memory is asked for only when the writes may need more: CRIU restores its own copy of
+        // a bitmap below 2^47, so in a CRIU restore its pages are often there already.
+        if !matches!(place, Place::Present) || !writes_commit_nothing(pid, b.base.0, reader)? {
             check_memory(pid, reader.summary())?;
         }
         check_interrupt(pid, "before anything was changed")?;
@@ -290,26 +295,36 @@ fn place(pid: u32, b: &BitmapMapping, recreated: Recreated) -> Result<Place, Eng
     Ok(Place::Free(vmas))
 }
 
-/// Whether every page the image holds lies in `populated` (the target's populated regions of the
-/// bitmap at `base`, ascending): the restore then commits no new memory (nor page tables) by
-/// writing them.
-fn all_populated<R: Read + Seek>(
-    populated: &[Range<u64>],
+/// Whether writing the image's pages into the bitmap at `base` commits no new memory: each is
+/// present, not swapped out, and mapped by this process alone (pagemap bits 63, 62 and 56), as
+/// the pages CRIU restored itself are in a single process. A page shared copy-on-write (CRIU
+/// keeps a forked tree's identical pages shared between parent and child), the shared zero page
+/// and a swapped-out page all take a new page when written.
+fn writes_commit_nothing<R: Read + Seek>(
+    pid: u32,
     base: u64,
     reader: &mut ImageReader<R>,
 ) -> Result<bool, EngineError> {
-    let mut k = 0;
+    const PRESENT: u64 = 1 << 63;
+    const SWAPPED: u64 = 1 << 62;
+    const EXCLUSIVE: u64 = 1 << 56;
+    let pagemap = proc::open_pagemap(pid)?;
+    let mut entries = vec![0u8; 8 * 4096];
     for i in 0..reader.summary().runs {
         let run = reader.run_at(i)?;
-        let (mut at, end) = (base + run.page * PAGE_SIZE, base + run.end() * PAGE_SIZE);
-        while at < end {
-            while populated.get(k).is_some_and(|g| g.end <= at) {
-                k += 1;
+        let (mut page, end) = (base / PAGE_SIZE + run.page, base / PAGE_SIZE + run.end());
+        while page < end {
+            let n = (end - page).min(4096);
+            let bytes = &mut entries[..usize_from(8 * n)];
+            pagemap.read_exact_at(bytes, 8 * page)?;
+            let free = |e: &[u8]| {
+                let e = u64::from_le_bytes(e.try_into().expect("8 bytes"));
+                e & (PRESENT | SWAPPED | EXCLUSIVE) == PRESENT | EXCLUSIVE
+            };
+            if !bytes.chunks_exact(8).all(free) {
+                return Ok(false);
             }
-            match populated.get(k) {
-                Some(g) if g.start <= at => at = g.end,
-                _ => return Ok(false),
-            }
+            page += n;
         }
     }
     Ok(true)
