@@ -367,37 +367,30 @@ pub fn run(runs: usize, criu: Option<PathBuf>, smoke: bool) -> Result<ExitCode, 
             format!("{:.1} ms without", ms(t_plain)),
             format!("{:.2}", t_cet.as_secs_f64() / t_plain.as_secs_f64()),
         );
+        // A tree's two rows (wall ratio, the plugin's own time per process); its ratio back.
+        let tree_rows = |name: &str, kind: &str, t: &TreeRun| {
+            let ratio = t.with.as_secs_f64() / t.without.as_secs_f64();
+            row(
+                name,
+                format!("{:.0} ms", ms(t.with)),
+                format!("{:.0} ms without", ms(t.without)),
+                format!("{ratio:.2}"),
+            );
+            row(
+                &format!("  plugin per process, {kind} (log clock)"),
+                format!("{:.3} ms", t.plugin_ms_per_process),
+                "-".into(),
+                "-".into(),
+            );
+            ratio
+        };
         let bitmaps = ["--bits", "48", "--ones", "4", "--mixed", "4"];
         let t = tree_overhead(criu, &bin, d, 32, &bitmaps, runs.min(3), &withlib, &nolib)?;
-        let ratio = t.with.as_secs_f64() / t.without.as_secs_f64();
-        row(
-            "tree32: criu dump+restore, 32 processes",
-            format!("{:.0} ms", ms(t.with)),
-            format!("{:.0} ms without", ms(t.without)),
-            format!("{ratio:.2}"),
-        );
-        row(
-            "  plugin per process, bitmap (log clock)",
-            format!("{:.3} ms", t.plugin_ms_per_process),
-            "-".into(),
-            "-".into(),
-        );
+        let ratio = tree_rows("tree32: criu dump+restore, 32 processes", "bitmap", &t);
         tree32 = Some((ratio, t.whole));
         let n = if smoke { 16 } else { 256 };
         let t = tree_overhead(criu, &bin, d, n, &["--no-bitmap"], runs.min(3), &withlib, &nolib)?;
-        let ratio = t.with.as_secs_f64() / t.without.as_secs_f64();
-        row(
-            &format!("tree{n}_nocet: dump+restore, no CET"),
-            format!("{:.0} ms", ms(t.with)),
-            format!("{:.0} ms without", ms(t.without)),
-            format!("{ratio:.2}"),
-        );
-        row(
-            "  plugin per process, no CET (log clock)",
-            format!("{:.3} ms", t.plugin_ms_per_process),
-            "-".into(),
-            "-".into(),
-        );
+        let ratio = tree_rows(&format!("tree{n}_nocet: dump+restore, no CET"), "no CET", &t);
         tree_nocet = Some((ratio, t.whole));
         criu_note = format!("criu: {}", criu.display());
     }

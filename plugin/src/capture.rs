@@ -95,15 +95,17 @@ pub fn prepare(stopped: &Stopped, host: &HostProfile, opts: &CaptureOptions) -> 
 /// The ids of the process and its threads in their own (innermost) pid namespace: the ids CRIU
 /// names its images by and restores the tasks under. `statuses` are the threads' status texts.
 fn namespace_ids(pid: u32, tids: &[u32], statuses: &[String]) -> Result<Option<NamespaceIds>, EngineError> {
-    let nspid = |tid: u32, status: &str| proc::parse_nspid(status).unwrap_or_else(|| vec![tid]);
     let own = match tids.iter().position(|&t| t == pid) {
-        Some(i) => nspid(pid, &statuses[i]),
+        Some(i) => proc::nspid_in(&statuses[i], pid),
         None => proc::nspid(pid, pid)?,
     };
     // More levels than a u32 counts cannot be; the image's validation refuses a depth over 32.
     let depth = u32::try_from(own.len().saturating_sub(1)).unwrap_or(u32::MAX);
-    let ns_tids =
-        tids.iter().zip(statuses).map(|(&tid, s)| nspid(tid, s).last().copied().unwrap_or(tid)).collect();
+    let ns_tids = tids
+        .iter()
+        .zip(statuses)
+        .map(|(&tid, s)| proc::nspid_in(s, tid).last().copied().unwrap_or(tid))
+        .collect();
     Ok(Some(NamespaceIds { pid: own.last().copied().unwrap_or(pid), tids: ns_tids, depth }))
 }
 

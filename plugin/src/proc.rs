@@ -279,15 +279,9 @@ impl Memory {
             Memory::File(f) => return f.read_exact_at(buf, addr),
             Memory::Vm { pid, tid } => (*pid, *tid),
         };
-        let mut done = 0;
-        while done < buf.len() {
-            let at = addr + done as u64;
-            let remote = [RemoteIoVec { base: usize_from(at), len: buf.len() - done }];
-            let t = kernel_pid(tid).map_err(|e| vm_error(pid, "process_vm_readv", at, remote[0].len, e))?;
-            let n = process_vm_readv(t, &mut [IoSliceMut::new(&mut buf[done..])], &remote);
-            done += vm_moved(pid, "process_vm_readv", at, remote[0].len, n)?;
-        }
-        Ok(())
+        vm_all(pid, tid, "process_vm_readv", addr, buf.len(), |t, done, remote| {
+            process_vm_readv(t, &mut [IoSliceMut::new(&mut buf[done..])], remote)
+        })
     }
 
     /// Writes all of `bytes` at address `addr`.
@@ -296,16 +290,31 @@ impl Memory {
             Memory::File(f) => return f.write_all_at(bytes, addr),
             Memory::Vm { pid, tid } => (*pid, *tid),
         };
-        let mut done = 0;
-        while done < bytes.len() {
-            let at = addr + done as u64;
-            let remote = [RemoteIoVec { base: usize_from(at), len: bytes.len() - done }];
-            let t = kernel_pid(tid).map_err(|e| vm_error(pid, "process_vm_writev", at, remote[0].len, e))?;
-            let n = process_vm_writev(t, &[IoSlice::new(&bytes[done..])], &remote);
-            done += vm_moved(pid, "process_vm_writev", at, remote[0].len, n)?;
-        }
-        Ok(())
+        vm_all(pid, tid, "process_vm_writev", addr, bytes.len(), |t, done, remote| {
+            process_vm_writev(t, &[IoSlice::new(&bytes[done..])], remote)
+        })
     }
+}
+
+/// Moves all `len` bytes at `addr` of process `pid` (through its thread `tid`) with `call`, given
+/// the bytes done so far and the remote range left, until done or a call moves nothing.
+fn vm_all(
+    pid: u32,
+    tid: u32,
+    name: &str,
+    addr: u64,
+    len: usize,
+    mut call: impl FnMut(nix::unistd::Pid, usize, &[RemoteIoVec]) -> nix::Result<usize>,
+) -> Result<(), EngineError> {
+    let mut done = 0;
+    while done < len {
+        let at = addr + done as u64;
+        let remote = [RemoteIoVec { base: usize_from(at), len: len - done }];
+        let t = kernel_pid(tid).map_err(|e| vm_error(pid, name, at, remote[0].len, e))?;
+        let n = call(t, done, &remote);
+        done += vm_moved(pid, name, at, remote[0].len, n)?;
+    }
+    Ok(())
 }
 
 /// What one vector call moved: the kernel stops at the first page it cannot reach and reports
@@ -526,7 +535,12 @@ pub fn parse_nspid(status: &str) -> Option<Vec<u32>> {
 /// `NSpid` of thread `tid` of `pid` (see [`parse_nspid`]); a kernel without the line gives the
 /// plain id, as if there were one pid namespace.
 pub fn nspid(pid: u32, tid: u32) -> Result<Vec<u32>, EngineError> {
-    Ok(parse_nspid(&thread_status(pid, tid)?).unwrap_or_else(|| vec![tid]))
+    Ok(nspid_in(&thread_status(pid, tid)?, tid))
+}
+
+/// `NSpid` of thread `tid` from its status text (see [`nspid`]).
+pub fn nspid_in(status: &str, tid: u32) -> Vec<u32> {
+    parse_nspid(status).unwrap_or_else(|| vec![tid])
 }
 
 /// The text of /proc/PID/task/TID/status of thread `tid` of `pid`.

@@ -305,26 +305,16 @@ fn writes_commit_nothing<R: Read + Seek>(
     base: u64,
     reader: &mut ImageReader<R>,
 ) -> Result<bool, EngineError> {
-    const PRESENT: u64 = 1 << 63;
-    const SWAPPED: u64 = 1 << 62;
-    const EXCLUSIVE: u64 = 1 << 56;
+    use scan::{PAGEMAP_EXCLUSIVE, PAGEMAP_PRESENT, PAGEMAP_SWAPPED};
     let pagemap = proc::open_pagemap(pid)?;
-    let mut entries = vec![0u8; 8 * 4096];
     for i in 0..reader.summary().runs {
         let run = reader.run_at(i)?;
-        let (mut page, end) = (base / PAGE_SIZE + run.page, base / PAGE_SIZE + run.end());
-        while page < end {
-            let n = (end - page).min(4096);
-            let bytes = &mut entries[..usize_from(8 * n)];
-            pagemap.read_exact_at(bytes, 8 * page)?;
-            let free = |e: &[u8]| {
-                let e = u64::from_le_bytes(e.try_into().expect("8 bytes"));
-                e & (PRESENT | SWAPPED | EXCLUSIVE) == PRESENT | EXCLUSIVE
-            };
-            if !bytes.chunks_exact(8).all(free) {
-                return Ok(false);
-            }
-            page += n;
+        let (start, end) = (base + run.page * PAGE_SIZE, base + run.end() * PAGE_SIZE);
+        let free = |_, e: u64| {
+            e & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED | PAGEMAP_EXCLUSIVE) == PAGEMAP_PRESENT | PAGEMAP_EXCLUSIVE
+        };
+        if !scan::each_entry(&pagemap, start, end, free)? {
+            return Ok(false);
         }
     }
     Ok(true)

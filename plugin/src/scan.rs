@@ -53,26 +53,48 @@ fn scan(file: &ProcFile, start: u64, end: u64) -> Result<Vec<Range<u64>>, Errno>
     Ok(merge(regions.into_iter().map(|r| r.start..r.end)))
 }
 
-/// Reads pagemap entries (bit 63 present, bit 62 swapped) in 1 MiB batches.
-fn read_pagemap(file: &ProcFile, start: u64, end: u64) -> Result<Vec<Range<u64>>, EngineError> {
+/// /proc/PID/pagemap entry bits: the page is present in memory.
+pub const PAGEMAP_PRESENT: u64 = 1 << 63;
+/// The page is swapped out.
+pub const PAGEMAP_SWAPPED: u64 = 1 << 62;
+/// The page is mapped by this process alone.
+pub const PAGEMAP_EXCLUSIVE: u64 = 1 << 56;
+
+/// Hands each pagemap entry of the pages of `[start, end)` to `f` with the page's address, read
+/// in 1 MiB batches, until `f` says to stop (returns false). Returns whether it went to the end.
+pub fn each_entry(
+    file: &ProcFile,
+    start: u64,
+    end: u64,
+    mut f: impl FnMut(u64, u64) -> bool,
+) -> Result<bool, EngineError> {
     const BATCH: u64 = 128 * 1024;
-    let mut buf = vec![0u8; usize_from(BATCH * 8)];
-    let mut out = Vec::new();
+    let mut buf = vec![0u8; usize_from(BATCH.min((end - start) / 4096) * 8)];
     let mut page = start / 4096;
     let last = end / 4096;
     while page < last {
         let n = BATCH.min(last - page);
         let bytes = &mut buf[..usize_from(n * 8)];
         file.read_exact_at(bytes, page * 8)?;
-        for (i, e) in bytes.chunks_exact(8).enumerate() {
-            let entry = u64::from_le_bytes(e.try_into().expect("8 bytes"));
-            if entry & (3 << 62) != 0 {
-                let a = (page + i as u64) * 4096;
-                out.push(a..a + 4096);
+        for (i, e) in (0u64..).zip(bytes.chunks_exact(8)) {
+            if !f((page + i) * 4096, u64::from_le_bytes(e.try_into().expect("8 bytes"))) {
+                return Ok(false);
             }
         }
         page += n;
     }
+    Ok(true)
+}
+
+/// The present or swapped pages of `[start, end)`, from their pagemap entries.
+fn read_pagemap(file: &ProcFile, start: u64, end: u64) -> Result<Vec<Range<u64>>, EngineError> {
+    let mut out = Vec::new();
+    each_entry(file, start, end, |a, entry| {
+        if entry & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED) != 0 {
+            out.push(a..a + 4096);
+        }
+        true
+    })?;
     Ok(merge(out.into_iter()))
 }
 
