@@ -46,7 +46,7 @@ fn capture_once(pid: u32, scan: ScanMethod) -> Result<(Vec<u8>, capture::Capture
     static HOST: std::sync::OnceLock<host::HostProfile> = std::sync::OnceLock::new();
     let opts = CaptureOptions { scan, ..Default::default() };
     let stopped = Stopped::new(pid, Tracing::Seize)?;
-    let cap = capture::prepare(&stopped, HOST.get_or_init(host::probe), &opts)?;
+    let cap = capture::prepare(&stopped, None, HOST.get_or_init(host::probe), &opts)?;
     cap.write(Vec::new(), &opts)
 }
 

@@ -10,7 +10,7 @@ use crate::scan::{self, ScanMethod};
 use crate::trace::Stopped;
 use criu_cet_format::addr::{self, usize_from, PAGE_BYTES, PAGE_SIZE};
 use criu_cet_format::{
-    Addr, BitmapMapping, FoundBy, ImageWriter, Metadata, NamespaceIds, ProcessInfo, WriteSummary,
+    Addr, BitmapMapping, FoundBy, Ibt, ImageWriter, Metadata, NamespaceIds, ProcessInfo, WriteSummary,
     WriterOptions,
 };
 use std::io::Write;
@@ -53,10 +53,20 @@ pub struct CaptureReport {
     pub pruned: bool,
 }
 
-/// Reads mappings, thread CET state and finds the bitmap of a stopped process.
-pub fn prepare(stopped: &Stopped, host: &HostProfile, opts: &CaptureOptions) -> Result<Capture, EngineError> {
+/// Reads mappings, thread CET state and finds the bitmap of a stopped process. `maps` are its
+/// mappings if they were read while it was held already (from maps: smaps' flags are read here,
+/// for the mappings that may be the bitmap).
+pub fn prepare(
+    stopped: &Stopped,
+    maps: Option<Vec<Vma>>,
+    host: &HostProfile,
+    opts: &CaptureOptions,
+) -> Result<Capture, EngineError> {
     let pid = stopped.pid;
-    let vmas = proc::read_smaps(pid)?;
+    let mut vmas = match maps {
+        Some(maps) => maps,
+        None => proc::read_maps(pid)?,
+    };
     // Each thread's status is read once: its shadow-stack features and its ids in each pid
     // namespace come from it.
     let statuses =
@@ -67,6 +77,17 @@ pub fn prepare(stopped: &Stopped, host: &HostProfile, opts: &CaptureOptions) -> 
         .zip(&statuses)
         .map(|(&tid, status)| cet::read_thread(pid, tid, status))
         .collect::<Result<Vec<_>, _>>()?;
+    // The flags of every mapping find_bitmap may take: named by a thread's register or the
+    // caller, or named for a bitmap or shaped like one.
+    let named: Vec<u64> = threads
+        .iter()
+        .filter_map(|t| match t.ibt {
+            Ibt::Available { user_cet } => Some(user_cet.legacy_bitmap_base()),
+            Ibt::NotAvailable => None,
+        })
+        .chain(opts.bitmap_addr.map(|(a, _)| a))
+        .collect();
+    proc::read_flags(pid, &mut vmas, |v| named.contains(&v.start) || crate::find::might_be_bitmap(v))?;
     let found = find_bitmap(pid, &vmas, &threads, opts.bitmap_addr)?;
     let comm = proc::comm(pid)?;
     let bitmap = found.as_ref().map(|(v, how): &(Vma, FoundBy)| BitmapMapping {
@@ -229,7 +250,7 @@ impl Capture {
                 }
             }
             // The process was held still; if the mapping moved anyway, say so and write nothing.
-            let still = proc::has_mapping(pid, v.start, v.end)?;
+            let still = proc::mapping_at(pid, v.start)?.is_some_and(|m| m.start == v.start && m.end == v.end);
             if !still {
                 return Err(self.changed(v, "the mapping is no longer there with the same range".into()));
             }

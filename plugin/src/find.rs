@@ -74,10 +74,14 @@ pub fn could_be_bitmap(v: &Vma) -> bool {
 /// no thread's IA32_U_CET names one and no caller gives its address: a mapping named for it, or
 /// one with a fingerprint's traits that maps shows. `false` means the process has no bitmap.
 pub fn might_hold_bitmap(vmas: &[Vma]) -> bool {
-    vmas.iter().any(|v| {
-        matches!(&v.backing, Backing::Named(n) if NAMES.contains(&n.as_str()))
-            || is_fingerprint(&Vma { noreserve: true, dontdump: true, ..v.clone() })
-    })
+    vmas.iter().any(might_be_bitmap)
+}
+
+/// Whether mapping `v` (from maps, without smaps' flags) could be found as the bitmap by its name
+/// or its fingerprint: the mappings whose flags a capture reads.
+pub fn might_be_bitmap(v: &Vma) -> bool {
+    matches!(&v.backing, Backing::Named(n) if NAMES.contains(&n.as_str()))
+        || is_fingerprint(&Vma { noreserve: true, dontdump: true, ..v.clone() })
 }
 
 /// Whether a mapping has a bitmap's fingerprint (`FoundBy::Fingerprint`): private anonymous,

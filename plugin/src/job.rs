@@ -8,6 +8,7 @@ use crate::check::{self, CoveragePolicy};
 use crate::error::EngineError;
 use crate::host::HostProfile;
 use crate::image::{self, Durability};
+use crate::proc::Vma;
 use crate::restore::{self, RestoreReport};
 use crate::trace::{Stopped, Tracing};
 use criu_cet_format::{Ibt, ImageReader, ShadowStack};
@@ -81,12 +82,17 @@ impl fmt::Display for DumpReport {
 /// Captures process `pid` into an image at `dest`, atomically: the file is complete or absent.
 pub fn dump(pid: u32, dest: Destination<'_>, opts: &DumpOptions<'_>) -> Result<DumpReport, EngineError> {
     let stopped = Stopped::new(pid, opts.tracing)?;
-    write(pid, &prepare(&stopped, opts)?, dest, opts)
+    write(pid, &prepare(&stopped, None, opts)?, dest, opts)
 }
 
-/// The capture of a stopped process, recording the CRIU run that dumps it.
-fn prepare(stopped: &Stopped, opts: &DumpOptions<'_>) -> Result<Capture, EngineError> {
-    let mut cap = capture::prepare(stopped, opts.host, &opts.capture)?;
+/// The capture of a stopped process (`maps`: its mappings, if read while it was held), recording
+/// the CRIU run that dumps it.
+fn prepare(
+    stopped: &Stopped,
+    maps: Option<Vec<Vma>>,
+    opts: &DumpOptions<'_>,
+) -> Result<Capture, EngineError> {
+    let mut cap = capture::prepare(stopped, maps, opts.host, &opts.capture)?;
     cap.meta.criu_run_id.clone_from(&opts.criu_run_id);
     Ok(cap)
 }
@@ -102,15 +108,18 @@ pub fn dump_if_cet(
     // no address is given, the maps alone tell that a process has no bitmap, before smaps and
     // every thread's state are read.
     let cet = &opts.host.cet;
+    let maps = crate::proc::read_maps(pid)?;
     if !cet.kernel_shstk
         && !cet.kernel_ibt
         && opts.capture.bitmap_addr.is_none()
-        && !crate::find::might_hold_bitmap(&crate::proc::read_maps(pid)?)
+        && !crate::find::might_hold_bitmap(&maps)
     {
         return Ok(None);
     }
     let stopped = Stopped::new(pid, opts.tracing)?;
-    let cap = prepare(&stopped, opts)?;
+    // Maps read while the process was held already (CRIU's hooks) serve the capture too.
+    let held = matches!(opts.tracing, Tracing::AlreadyTracer);
+    let cap = prepare(&stopped, held.then_some(maps), opts)?;
     let uses_cet = cap.meta.process.threads.iter().any(|t| {
         matches!(t.shadow_stack, ShadowStack::Available { features, .. } if features != 0)
             || matches!(t.ibt, Ibt::Available { user_cet } if user_cet.0 != 0)

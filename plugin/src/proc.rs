@@ -1,4 +1,4 @@
-//! Reading /proc: mappings (through procfs's smaps parser), threads and their shadow-stack
+//! Reading /proc: mappings (through procfs's maps parser, and smaps' flags), threads and their shadow-stack
 //! features, CPU facts. This module owns the /proc paths: what reads or writes a process's files
 //! returns the engine's error, already naming the process and the file. Every parser takes text,
 //! so tests feed recorded kernel output through the same code that reads the live files.
@@ -7,7 +7,7 @@ use crate::error::EngineError;
 use criu_cet_format::addr::usize_from;
 use nix::errno::Errno;
 use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
-use procfs::process::{MMPermissions, MMapPath, MemoryMaps, VmFlags};
+use procfs::process::{MMPermissions, MMapPath, MemoryMaps};
 use procfs::FromRead;
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, IoSliceMut};
@@ -111,24 +111,47 @@ impl Vma {
 /// bitmap at all.
 pub fn read_maps(pid: u32) -> Result<Vec<Vma>, EngineError> {
     let (path, text) = read_mm(pid, "maps")?;
-    parse_smaps(&text).map_err(|e| EngineError::Io { path: path.into(), source: std::io::Error::other(e) })
+    parse_maps(&text).map_err(|e| EngineError::Io { path: path.into(), source: std::io::Error::other(e) })
 }
 
-/// Parses /proc/PID/smaps (or maps) text. Only the mapping lines and their `VmFlags:` reach
-/// procfs's parser: it would store each of the twenty-odd counters of every mapping in a map of
-/// its own, which was most of the parsing time of a dump and a restore (docs/PERFORMANCE.md).
-pub fn parse_smaps(text: &[u8]) -> Result<Vec<Vma>, String> {
-    let mut wanted = Vec::with_capacity(text.len() / 8);
-    // A mapping line starts with its start address in lowercase hex; a counter line with a
-    // capitalised name ("Rss:", "THPeligible:").
-    for line in text.split_inclusive(|&b| b == b'\n') {
-        if line.first().is_some_and(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
-            || line.starts_with(b"VmFlags:")
-        {
-            wanted.extend_from_slice(line);
-        }
+/// The mapping of process `pid` that holds `addr`, as [`read_maps`] would list it (flags false),
+/// or `None`. One PROCMAP_QUERY where the kernel has it (Linux 6.11+) instead of the whole maps
+/// text: the restore's confirmation that CRIU put the bitmap back costs a sixth.
+pub fn mapping_at(pid: u32, addr: u64) -> Result<Option<Vma>, EngineError> {
+    use crate::sys::{PROCMAP_EXECUTABLE, PROCMAP_READABLE, PROCMAP_SHARED, PROCMAP_WRITABLE};
+    let path = format!("/proc/{pid}/maps");
+    let maps = File::open(&path).map_err(|e| EngineError::proc_io(pid, &path, e))?;
+    // Any failure (no such ioctl, or a main thread that has exited) leaves it to maps.
+    if let Ok(found) = crate::sys::procmap_query(maps.as_fd(), addr) {
+        return Ok(found.map(|q| {
+            let name = String::from_utf8_lossy(&q.name).into_owned();
+            let backing = if q.inode != 0 || name.starts_with('/') {
+                Backing::File(name.into())
+            } else if name.is_empty() {
+                Backing::Anonymous
+            } else {
+                Backing::Named(name)
+            };
+            Vma {
+                start: q.start,
+                end: q.end,
+                read: q.flags & PROCMAP_READABLE != 0,
+                write: q.flags & PROCMAP_WRITABLE != 0,
+                exec: q.flags & PROCMAP_EXECUTABLE != 0,
+                private: q.flags & PROCMAP_SHARED == 0,
+                backing,
+                noreserve: false,
+                dontdump: false,
+            }
+        }));
     }
-    let maps = MemoryMaps::from_read(&wanted[..]).map_err(|e| format!("unparseable smaps: {e}"))?;
+    Ok(read_maps(pid)?.into_iter().find(|v| v.start <= addr && addr < v.end))
+}
+
+/// Parses /proc/PID/maps text. `noreserve` and `dontdump` read false: [`read_flags`] sets them
+/// where they matter.
+pub fn parse_maps(text: &[u8]) -> Result<Vec<Vma>, String> {
+    let maps = MemoryMaps::from_read(text).map_err(|e| format!("unparseable maps: {e}"))?;
     Ok(maps
         .into_iter()
         .map(|m| {
@@ -146,7 +169,6 @@ pub fn parse_smaps(text: &[u8]) -> Result<Vec<Vma>, String> {
                 // procfs strips the brackets of pseudo names; put them back as the kernel prints them.
                 MMapPath::Other(s) => Backing::Named(format!("[{s}]")),
             };
-            let flags = m.extension.vm_flags;
             Vma {
                 start: m.address.0,
                 end: m.address.1,
@@ -155,8 +177,8 @@ pub fn parse_smaps(text: &[u8]) -> Result<Vec<Vma>, String> {
                 exec: m.perms.contains(MMPermissions::EXECUTE),
                 private: m.perms.contains(MMPermissions::PRIVATE),
                 backing,
-                noreserve: flags.contains(VmFlags::NR),
-                dontdump: flags.contains(VmFlags::DD),
+                noreserve: false,
+                dontdump: false,
             }
         })
         .collect())
@@ -210,6 +232,11 @@ pub struct ProcFile {
 }
 
 impl ProcFile {
+    /// The process whose file this is.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Opens `FILE` (see [`mm_path`]) of process `pid`, for writing too when `write`.
     fn open_mm(pid: u32, file: &str, write: bool) -> Result<ProcFile, EngineError> {
         let path = mm_path(pid, file);
@@ -337,18 +364,77 @@ pub fn open_pagemap(pid: u32) -> Result<ProcFile, EngineError> {
     ProcFile::open_mm(pid, "pagemap", false)
 }
 
-/// Every mapping of process `pid`, from its smaps (through a live thread, see `mm_path`).
-pub fn read_smaps(pid: u32) -> Result<Vec<Vma>, EngineError> {
-    let (path, text) = read_mm(pid, "smaps")?;
-    parse_smaps(&text).map_err(|e| EngineError::Io { path: path.into(), source: std::io::Error::other(e) })
+/// Sets `noreserve` and `dontdump` of the mappings of `vmas` (read from maps, ascending) that
+/// `wanted` picks, from their smaps `VmFlags`. smaps is read only as far as the last of them: the
+/// kernel walks the page tables of every mapping it lists there, and reading it whole was the
+/// largest cost of a dump (docs/PERFORMANCE.md). The other mappings keep the flags they had.
+pub fn read_flags(pid: u32, vmas: &mut [Vma], wanted: impl Fn(&Vma) -> bool) -> Result<(), EngineError> {
+    let pending: Vec<usize> = (0..vmas.len()).filter(|&i| wanted(&vmas[i])).collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    // Through the main thread first; an exited one lists no mapping (see `read_mm`).
+    let read = |path: &str, vmas: &mut [Vma]| {
+        let io = |e| EngineError::proc_io(pid, path, e);
+        flags_until(File::open(path).map_err(io)?, vmas, &pending).map_err(io)
+    };
+    let mut path = format!("/proc/{pid}/smaps");
+    let mut found = read(&path, vmas)?;
+    if found.is_none() {
+        path = mm_path(pid, "smaps");
+        found = read(&path, vmas)?;
+    }
+    match found {
+        Some(n) if n == pending.len() => Ok(()),
+        n => {
+            let v = &vmas[pending[n.unwrap_or(0)]];
+            let why =
+                format!("mapping {:#x}-{:#x} of maps is not in smaps: the mappings changed", v.start, v.end);
+            Err(EngineError::Io { path: path.into(), source: std::io::Error::other(why) })
+        }
+    }
 }
 
-/// Whether the process has a mapping of exactly `[start, end)`, from /proc/PID/maps (which,
-/// unlike smaps, costs no page-table walk).
-pub fn has_mapping(pid: u32, start: u64, end: u64) -> Result<bool, EngineError> {
-    let maps = String::from_utf8_lossy(&read_mm(pid, "maps")?.1).into_owned();
-    let prefix = format!("{start:x}-{end:x} ");
-    Ok(maps.lines().any(|l| l.starts_with(&prefix)))
+/// Reads smaps text from `src` up to the `VmFlags` line of the last mapping of `pending` (indices
+/// into `vmas`, ascending), setting their flags. Returns how many were found, or `None` when the
+/// text lists no mapping at all.
+fn flags_until(
+    mut src: impl std::io::Read,
+    vmas: &mut [Vma],
+    pending: &[usize],
+) -> std::io::Result<Option<usize>> {
+    let (mut text, mut chunk) = (Vec::new(), vec![0u8; 1 << 16]);
+    let (mut current, mut found, mut any) = (None, 0, false);
+    loop {
+        let n = src.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(any.then_some(found));
+        }
+        text.extend_from_slice(&chunk[..n]);
+        let mut used = 0;
+        while let Some(len) = text[used..].iter().position(|&b| b == b'\n') {
+            let line = &text[used..used + len];
+            used += len + 1;
+            // A mapping line starts with its start address in lowercase hex; counters with a
+            // capitalised name.
+            if line.first().is_some_and(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
+                let hex = line.split(|&b| b == b'-').next().unwrap_or_default();
+                current = std::str::from_utf8(hex).ok().and_then(|h| u64::from_str_radix(h, 16).ok());
+                any = true;
+            } else if let Some(flags) = line.strip_prefix(b"VmFlags:") {
+                let v = &mut vmas[pending[found]];
+                if current == Some(v.start) {
+                    let has = |f: &[u8]| flags.split(|&b| b == b' ').any(|w| w == f);
+                    (v.noreserve, v.dontdump) = (has(b"nr"), has(b"dd"));
+                    found += 1;
+                    if found == pending.len() {
+                        return Ok(Some(found));
+                    }
+                }
+            }
+        }
+        text.drain(..used);
+    }
 }
 
 /// Thread ids of a process, ascending.
@@ -456,14 +542,13 @@ pub fn headroom(pid: u32) -> Headroom {
         for root in roots {
             let mut dir = PathBuf::from(root).join(path.trim_start_matches('/'));
             loop {
-                if let (Some(limit), Some(usage)) =
-                    (read_u64(&dir.join(limit_file)), read_u64(&dir.join(usage_file)))
+                // v1's "no limit" is a huge number, v2's is "max" (which does not parse).
+                let limit = cgroup_limit(&dir.join(limit_file)).filter(|&l| l < 1 << 60);
+                if let Some((limit, usage)) = limit.and_then(|l| Some((l, read_u64(&dir.join(usage_file))?)))
                 {
-                    // v1's "no limit" is a huge number, v2's is "max" (which does not parse).
-                    if limit < 1 << 60
-                        && best
-                            .as_ref()
-                            .is_none_or(|(_, l, u)| limit.saturating_sub(usage) < l.saturating_sub(*u))
+                    if best
+                        .as_ref()
+                        .is_none_or(|(_, l, u)| limit.saturating_sub(usage) < l.saturating_sub(*u))
                     {
                         best = Some((dir.clone(), limit, usage));
                     }
@@ -475,6 +560,16 @@ pub fn headroom(pid: u32) -> Headroom {
         }
     }
     Headroom { mem_available, cgroup: best }
+}
+
+/// A memory cgroup's limit file, read once per command (`None`: no limit, or unreadable). The
+/// plugin asks for every process of a tree it restores, each time walking the cgroup's ancestors;
+/// a limit does not move under a restore as the usage does, which is read each time.
+fn cgroup_limit(file: &std::path::Path) -> Option<u64> {
+    static LIMITS: std::sync::Mutex<std::collections::BTreeMap<PathBuf, Option<u64>>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let mut limits = LIMITS.lock().unwrap_or_else(|e| e.into_inner());
+    *limits.entry(file.to_path_buf()).or_insert_with(|| read_u64(file))
 }
 
 /// TracerPid of thread `tid` of `pid` (0: not traced); `None` when it cannot be read.
@@ -671,15 +766,65 @@ mod tests {
     }
 
     #[test]
-    fn smaps_flags_and_names() {
-        let smaps = b"7f0000000000-7f0200000000 rw-p 00000000 00:00 0 \nSize: 8388608 kB\nVmFlags: rd wr mr mw me nr dd \n\
-7fff00000000-7fff00001000 r--p 00000000 00:00 0                          [ibt_bitmap]\nVmFlags: rd mr \n\
-555555554000-555555556000 r-xp 00001000 08:01 1234                       /usr/bin/cat\nVmFlags: rd ex mr mw me \n";
-        let v = parse_smaps(smaps).unwrap();
+    fn mapping_at_answers_as_maps_lists() {
+        // A process whose mappings hold still (this one's threads map and unmap as tests run).
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("600")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let me = sleeper.id();
+        while std::fs::read_to_string(format!("/proc/{me}/comm")).unwrap_or_default().trim() != "sleep" {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let maps = read_maps(me).unwrap();
+        assert!(maps.len() > 5);
+        for v in &maps {
+            if v.backing == Backing::Named("[vsyscall]".into()) {
+                continue; // outside the process's address space proper: the query skips it
+            }
+            for addr in [v.start, v.end - 1] {
+                assert_eq!(mapping_at(me, addr).unwrap().as_ref(), Some(v), "at {addr:#x}");
+            }
+        }
+        let first = maps[0].start;
+        assert!(first >= 4096);
+        assert_eq!(mapping_at(me, first - 4096).unwrap(), None, "nothing below the first mapping");
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+    }
+
+    #[test]
+    fn maps_names_and_smaps_flags_read_only_as_far_as_needed() {
+        let maps = b"555555554000-555555556000 r-xp 00001000 08:01 1234                       /usr/bin/cat\n\
+7f0000000000-7f0200000000 rw-p 00000000 00:00 0 \n\
+7fff00000000-7fff00001000 r--p 00000000 00:00 0                          [ibt_bitmap]\n";
+        let mut v = parse_maps(maps).unwrap();
         assert_eq!(v.len(), 3);
-        assert!(v[0].noreserve && v[0].dontdump && v[0].write && v[0].private);
-        assert_eq!(v[0].backing, Backing::Anonymous);
-        assert_eq!(v[1].backing, Backing::Named("[ibt_bitmap]".into()));
-        assert!(v[2].exec && matches!(&v[2].backing, Backing::File(p) if p.ends_with("cat")));
+        assert!(v[0].exec && matches!(&v[0].backing, Backing::File(p) if p.ends_with("cat")));
+        assert!(v[1].write && v[1].private && !v[1].noreserve && !v[1].dontdump);
+        assert_eq!(v[1].backing, Backing::Anonymous);
+        assert_eq!(v[2].backing, Backing::Named("[ibt_bitmap]".into()));
+        // The flags of the second mapping only: smaps is not read past its VmFlags line (a read
+        // beyond fails here).
+        struct Unreadable;
+        impl std::io::Read for Unreadable {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("read past the wanted mapping"))
+            }
+        }
+        let smaps =
+            b"555555554000-555555556000 r-xp 00001000 08:01 1234                       /usr/bin/cat\n\
+Size: 8 kB\nVmFlags: rd ex mr mw me dd \n\
+7f0000000000-7f0200000000 rw-p 00000000 00:00 0 \nSize: 8388608 kB\nVmFlags: rd wr mr mw me nr dd \n";
+        let found = flags_until(std::io::Read::chain(&smaps[..], Unreadable), &mut v, &[1]).unwrap();
+        assert_eq!(found, Some(1));
+        assert!(v[1].noreserve && v[1].dontdump);
+        assert!(!v[0].dontdump, "a mapping not asked for keeps its flags");
+        // A mapping that smaps does not list is not found.
+        let mut w = parse_maps(maps).unwrap();
+        assert_eq!(flags_until(&smaps[..], &mut w, &[2]).unwrap(), Some(0));
+        assert_eq!(flags_until(&b""[..], &mut w, &[2]).unwrap(), None);
     }
 }

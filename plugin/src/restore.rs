@@ -119,13 +119,21 @@ pub fn restore<R: Read + Seek>(
         // the image does not have are cleared after its pages are written. (Under post-copy,
         // pages CRIU's lazy-pages daemon brings in during the writes hold the same dump's
         // content as the image, so none of them can be a stray.)
-        let populated = match place {
-            Place::Present => scan::populated(pid, b.base.0, b.end(), ScanMethod::Auto)?,
-            Place::Free(_) => Vec::new(),
+        let pagemap = match place {
+            Place::Present => Some(proc::open_pagemap(pid)?),
+            Place::Free(_) => None,
+        };
+        let populated = match &pagemap {
+            Some(pm) => scan::populated_in(pm, b.base.0, b.end(), ScanMethod::Auto)?,
+            None => Vec::new(),
         };
         // Memory is asked for only when the writes may need more: CRIU restores its own copy of
         // a bitmap below 2^47, so in a CRIU restore its pages are often there already.
-        if !matches!(place, Place::Present) || !writes_commit_nothing(pid, b.base.0, reader)? {
+        let commits_nothing = match &pagemap {
+            Some(pm) => writes_commit_nothing(pm, b.base.0, reader)?,
+            None => false,
+        };
+        if !commits_nothing {
             check_memory(pid, reader.summary())?;
         }
         check_interrupt(pid, "before anything was changed")?;
@@ -260,20 +268,20 @@ enum Place {
 fn place(pid: u32, b: &BitmapMapping, recreated: Recreated) -> Result<Place, EngineError> {
     let (start, end) = (b.base.0, b.end());
     if recreated == Recreated::ByCriu {
-        let maps = proc::read_maps(pid)?;
-        let mut overlapping = maps.iter().filter(|v| v.overlaps(start, end));
-        if let (Some(v), None) = (overlapping.next(), overlapping.next()) {
-            let with_flags = Vma { noreserve: b.noreserve, dontdump: b.dontdump, ..v.clone() };
-            if v.start == start
-                && v.end == end
-                && v.backing == Backing::Anonymous
+        // A mapping of exactly the range leaves room for no other.
+        if let Some(v) = proc::mapping_at(pid, start)? {
+            let with_flags = Vma { noreserve: b.noreserve, dontdump: b.dontdump, ..v };
+            if with_flags.start == start
+                && with_flags.end == end
+                && with_flags.backing == Backing::Anonymous
                 && is_bitmap(&with_flags, b)
             {
                 return Ok(Place::Present);
             }
         }
     }
-    let vmas = proc::read_smaps(pid)?;
+    let mut vmas = proc::read_maps(pid)?;
+    proc::read_flags(pid, &mut vmas, |v| v.overlaps(start, end))?;
     let overlapping: Vec<&Vma> = vmas.iter().filter(|v| v.overlaps(start, end)).collect();
     let occupied = |by: String| EngineError::RangeOccupied { pid, start, end, by };
     if let Some(why) = check::geometry_problem(b) {
@@ -301,19 +309,18 @@ fn place(pid: u32, b: &BitmapMapping, recreated: Recreated) -> Result<Place, Eng
 /// keeps a forked tree's identical pages shared between parent and child), the shared zero page
 /// and a swapped-out page all take a new page when written.
 fn writes_commit_nothing<R: Read + Seek>(
-    pid: u32,
+    pagemap: &proc::ProcFile,
     base: u64,
     reader: &mut ImageReader<R>,
 ) -> Result<bool, EngineError> {
     use scan::{PAGEMAP_EXCLUSIVE, PAGEMAP_PRESENT, PAGEMAP_SWAPPED};
-    let pagemap = proc::open_pagemap(pid)?;
     for i in 0..reader.summary().runs {
         let run = reader.run_at(i)?;
         let (start, end) = (base + run.page * PAGE_SIZE, base + run.end() * PAGE_SIZE);
         let free = |_, e: u64| {
             e & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED | PAGEMAP_EXCLUSIVE) == PAGEMAP_PRESENT | PAGEMAP_EXCLUSIVE
         };
-        if !scan::each_entry(&pagemap, start, end, free)? {
+        if !scan::each_entry(pagemap, start, end, free)? {
             return Ok(false);
         }
     }
@@ -420,7 +427,7 @@ fn describe_for_bitmap(v: &Vma, b: &BitmapMapping) -> String {
 /// What process `pid` has in `[start, end)`, for a refusal: each mapping, and what a bitmap
 /// would look like.
 pub fn occupants(pid: u32, start: u64, end: u64) -> String {
-    let held = match proc::read_smaps(pid) {
+    let held = match proc::read_maps(pid) {
         Ok(vmas) => {
             let v: Vec<String> =
                 vmas.iter().filter(|v| v.overlaps(start, end)).take(5).map(|v| v.describe()).collect();

@@ -21,34 +21,48 @@ pub enum ScanMethod {
 }
 
 const REGIONS_PER_CALL: usize = 4096;
+const FIRST_CALL_REGIONS: usize = 256;
 
 /// Populated (present or swapped) address ranges of `[start, end)` in process `pid`, page
 /// aligned, ascending and merged where adjacent.
 pub fn populated(pid: u32, start: u64, end: u64, method: ScanMethod) -> Result<Vec<Range<u64>>, EngineError> {
-    let pagemap = proc::open_pagemap(pid)?;
+    populated_in(&proc::open_pagemap(pid)?, start, end, method)
+}
+
+/// [`populated`], through the process's pagemap already open.
+pub fn populated_in(
+    pagemap: &ProcFile,
+    start: u64,
+    end: u64,
+    method: ScanMethod,
+) -> Result<Vec<Range<u64>>, EngineError> {
     if method == ScanMethod::Auto {
-        match scan(&pagemap, start, end) {
+        match scan(pagemap, start, end) {
             Ok(r) => return Ok(r),
             Err(Errno::ENOTTY | Errno::EINVAL | Errno::EOPNOTSUPP) => {}
-            Err(e) => return Err(EngineError::sys(pid, "PAGEMAP_SCAN", e)),
+            Err(e) => return Err(EngineError::sys(pagemap.pid(), "PAGEMAP_SCAN", e)),
         }
     }
-    read_pagemap(&pagemap, start, end)
+    read_pagemap(pagemap, start, end)
 }
 
 fn scan(file: &ProcFile, start: u64, end: u64) -> Result<Vec<Range<u64>>, Errno> {
     let mut regions: Vec<PageRegion> = Vec::new();
     let mut at = start;
+    // A first call with room for a typical bitmap's regions: the buffer of a full one (96 KiB)
+    // cost more to clear than the walk of a small bitmap.
+    let mut per_call = FIRST_CALL_REGIONS;
     while at < end {
         let before = regions.len();
-        let walk_end = sys::pagemap_scan(file.as_fd(), at, end, &mut regions, REGIONS_PER_CALL)?;
+        let walk_end = sys::pagemap_scan(file.as_fd(), at, end, &mut regions, per_call)?;
         if walk_end <= at && regions.len() == before {
             break;
         }
         at = walk_end;
-        if regions.len() - before < REGIONS_PER_CALL {
+        if regions.len() - before < per_call {
             break;
         }
+        per_call = REGIONS_PER_CALL;
     }
     Ok(merge(regions.into_iter().map(|r| r.start..r.end)))
 }

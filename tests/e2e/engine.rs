@@ -90,7 +90,7 @@ fn pagemap_scan_and_the_pagemap_read_capture_the_same_image() {
     let image_with = |scan| {
         let opts = CaptureOptions { scan, ..Default::default() };
         let stopped = Stopped::new(f.pid, Tracing::Seize).unwrap();
-        let cap = capture::prepare(&stopped, &host, &opts).unwrap();
+        let cap = capture::prepare(&stopped, None, &host, &opts).unwrap();
         let (bytes, report) = cap.write(Vec::new(), &opts).unwrap();
         (bytes, report.populated_pages)
     };
@@ -185,7 +185,7 @@ fn restore_refuses_an_occupied_range_and_changes_nothing() {
 
 /// A `syscall` instruction in the target, found as restore finds it (its vDSO first).
 fn syscall_insn(pid: u32) -> u64 {
-    let vmas = criu_cet::proc::read_smaps(pid).unwrap();
+    let vmas = criu_cet::proc::read_maps(pid).unwrap();
     criu_cet::restore::find_syscall_insn(pid, &vmas).unwrap()
 }
 
