@@ -180,12 +180,14 @@ impl fmt::Display for RestoreOutcome {
         }
         write!(
             f,
-            ": restored {}: mapping {}, {} all-ones and {} data pages written and verified, {} stray \
-             pages cleared; IBT state restored for {} threads, not restorable for {}",
+            ": restored {}: mapping {}, {} all-ones and {} data pages written and verified ({} of them \
+             found in place), {} stray pages cleared; IBT state restored for {} threads, not restorable \
+             for {}",
             self.file.display(),
             if r.created_mapping { "created" } else { "already present" },
             r.ones_pages,
             r.data_pages,
+            r.unchanged_pages,
             r.cleared_pages,
             r.ibt_restored,
             r.ibt_not_restored

@@ -20,10 +20,13 @@ use std::ops::Range;
 pub struct RestoreReport {
     /// The mapping was absent and was created.
     pub created_mapping: bool,
-    /// All-ones pages written.
+    /// All-ones pages restored (written, or found in place).
     pub ones_pages: u64,
-    /// Data pages written.
+    /// Data pages restored (written, or found in place).
     pub data_pages: u64,
+    /// Of those, pages the target held already with the image's content, shared copy-on-write,
+    /// and which were therefore compared and left as they were instead of written.
+    pub unchanged_pages: u64,
     /// Pages of the mapping that held non-zero data the image does not have, now zero.
     pub cleared_pages: u64,
     /// Threads whose IA32_U_CET was written back.
@@ -127,13 +130,16 @@ pub fn restore<R: Read + Seek>(
             Some(pm) => scan::populated_in(pm, b.base.0, b.end(), ScanMethod::Auto)?,
             None => Vec::new(),
         };
-        // Memory is asked for only when the writes may need more: CRIU restores its own copy of
-        // a bitmap below 2^47, so in a CRIU restore its pages are often there already.
-        let commits_nothing = match &pagemap {
-            Some(pm) => writes_commit_nothing(pm, b.base.0, reader)?,
-            None => false,
+        let win = BitmapWindow { pid, mem: Memory::for_mapping(pid, b.prot)?, start: b.base.0, end: b.end() };
+        // What the mapping in place holds of the image already: CRIU restores its own copy of a
+        // bitmap below 2^47, so in a CRIU restore its pages are there, often shared copy-on-write
+        // between a parent and its children, and are not written again.
+        let held = match &pagemap {
+            Some(pm) => held_already(pm, &win, reader)?,
+            None => Held::default(),
         };
-        if !commits_nothing {
+        // Memory is asked for only when the writes may need more.
+        if !held.commits_nothing {
             check_memory(pid, reader.summary())?;
         }
         check_interrupt(pid, "before anything was changed")?;
@@ -146,28 +152,38 @@ pub fn restore<R: Read + Seek>(
         };
         crate::hooks::pause("restore-mapped");
         check_interrupt(pid, PARTIAL)?;
-        let win = BitmapWindow { pid, mem: Memory::for_mapping(pid, b.prot)?, start: b.base.0, end: b.end() };
         let base = b.base.0;
-        let mut back = Vec::new();
+        let (mut back, mut next_same) = (Vec::new(), 0);
         reader.for_each_chunk(|c| -> Result<(), EngineError> {
             check_interrupt(pid, PARTIAL)?;
-            match c {
-                Chunk::Ones { page, count } => {
-                    let (mut at, end) = (base + page * PAGE_SIZE, base + (page + count) * PAGE_SIZE);
-                    while at < end {
-                        let n = usize_from((ONES.len() as u64).min(end - at));
-                        win.write_verified(at, &ONES[..n], &mut back)?;
-                        at += n as u64;
+            let (page, count) = match c {
+                Chunk::Ones { page, count } => (page, count),
+                Chunk::Data { page, bytes } => (page, bytes.len() as u64 / PAGE_SIZE),
+            };
+            let chunk = base + page * PAGE_SIZE..base + (page + count) * PAGE_SIZE;
+            for Range { start, end } in not_held(chunk.clone(), &held.same, &mut next_same) {
+                match c {
+                    Chunk::Ones { .. } => {
+                        let mut at = start;
+                        while at < end {
+                            let n = usize_from((ONES.len() as u64).min(end - at));
+                            win.write_verified(at, &ONES[..n], &mut back)?;
+                            at += n as u64;
+                        }
                     }
-                    report.ones_pages += count;
+                    Chunk::Data { bytes, .. } => {
+                        let at = usize_from(start - chunk.start);
+                        win.write_verified(start, &bytes[at..at + usize_from(end - start)], &mut back)?;
+                    }
                 }
-                Chunk::Data { page, bytes } => {
-                    win.write_verified(base + page * PAGE_SIZE, bytes, &mut back)?;
-                    report.data_pages += bytes.len() as u64 / PAGE_SIZE;
-                }
+            }
+            match c {
+                Chunk::Ones { .. } => report.ones_pages += count,
+                Chunk::Data { .. } => report.data_pages += count,
             }
             Ok(())
         })?;
+        report.unchanged_pages = held.same.iter().map(|r| (r.end - r.start) / PAGE_SIZE).sum();
         report.cleared_pages = clear_strays(&win, reader, &populated)?;
     }
     // Threads are matched (which reads /proc for each) only when some thread has IBT state to put back.
@@ -303,28 +319,104 @@ fn place(pid: u32, b: &BitmapMapping, recreated: Recreated) -> Result<Place, Eng
     Ok(Place::Free(vmas))
 }
 
-/// Whether writing the image's pages into the bitmap at `base` commits no new memory: each is
-/// present, not swapped out, and mapped by this process alone (pagemap bits 63, 62 and 56), as
-/// the pages CRIU restored itself are in a single process. A page shared copy-on-write (CRIU
-/// keeps a forked tree's identical pages shared between parent and child), the shared zero page
-/// and a swapped-out page all take a new page when written.
-fn writes_commit_nothing<R: Read + Seek>(
+/// What a mapping in place holds of the image already.
+#[derive(Default)]
+struct Held {
+    /// The image's pages the target holds with the image's content and shares copy-on-write,
+    /// ascending address ranges: writing them would give each process its own copy of the same
+    /// bytes (CRIU keeps a forked tree's identical pages shared between parent and child).
+    same: Vec<Range<u64>>,
+    /// Writing the image's other pages takes no new page: each is present, not swapped out, and
+    /// mapped by this process alone (pagemap bits 63, 62 and 56). The shared zero page and a
+    /// swapped-out page take a new page when written, as does a shared page whose content differs.
+    commits_nothing: bool,
+}
+
+/// Finds, from the pagemap entries of the image's pages, those shared copy-on-write, and compares
+/// them with the image (the image is decoded for it only when there are some).
+fn held_already<R: Read + Seek>(
     pagemap: &proc::ProcFile,
-    base: u64,
+    win: &BitmapWindow,
     reader: &mut ImageReader<R>,
-) -> Result<bool, EngineError> {
+) -> Result<Held, EngineError> {
     use scan::{PAGEMAP_EXCLUSIVE, PAGEMAP_PRESENT, PAGEMAP_SWAPPED};
+    let (mut shared, mut missing) = (Vec::new(), false);
     for i in 0..reader.summary().runs {
         let run = reader.run_at(i)?;
-        let (start, end) = (base + run.page * PAGE_SIZE, base + run.end() * PAGE_SIZE);
-        let free = |_, e: u64| {
-            e & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED | PAGEMAP_EXCLUSIVE) == PAGEMAP_PRESENT | PAGEMAP_EXCLUSIVE
-        };
-        if !scan::each_entry(pagemap, start, end, free)? {
-            return Ok(false);
-        }
+        let (start, end) = (win.start + run.page * PAGE_SIZE, win.start + run.end() * PAGE_SIZE);
+        scan::each_entry(pagemap, start, end, |a, e| {
+            if e & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED) != PAGEMAP_PRESENT {
+                missing = true;
+            } else if e & PAGEMAP_EXCLUSIVE == 0 {
+                push_page(&mut shared, a);
+            }
+            true
+        })?;
     }
-    Ok(true)
+    let (mut same, mut differs) = (Vec::new(), false);
+    if !shared.is_empty() {
+        // Read through /proc/PID/mem: process_vm_readv pins the pages it reads, and the kernel
+        // gives the target a copy of each shared copy-on-write page it pins (measured here).
+        let mem = proc::open_mem(win.pid, false)?;
+        let (mut have, mut next) = (Vec::new(), 0);
+        reader.for_each_chunk(|c| -> Result<(), EngineError> {
+            let (page, image) = match c {
+                Chunk::Ones { page, count } => (page, Err(count)),
+                Chunk::Data { page, bytes } => (page, Ok(bytes)),
+            };
+            let count = image.map_or_else(|n| n, |b| b.len() as u64 / PAGE_SIZE);
+            let chunk = win.start + page * PAGE_SIZE..win.start + (page + count) * PAGE_SIZE;
+            while next < shared.len() && shared[next].end <= chunk.start {
+                next += 1;
+            }
+            for r in shared[next..].iter().take_while(|r| r.start < chunk.end) {
+                let (start, end) = (r.start.max(chunk.start), r.end.min(chunk.end));
+                have.resize(usize_from(end - start), 0);
+                mem.read_exact_at(&mut have, start)?;
+                for (i, got) in (0u64..).zip(have.chunks_exact(PAGE_BYTES)) {
+                    let at = start + i * PAGE_SIZE;
+                    let want = match image {
+                        Err(_) => &ONES[..PAGE_BYTES],
+                        Ok(bytes) => &bytes[usize_from(at - chunk.start)..][..PAGE_BYTES],
+                    };
+                    if got == want {
+                        push_page(&mut same, at);
+                    } else {
+                        differs = true;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(Held { same, commits_nothing: !missing && !differs })
+}
+
+/// Adds the page at `addr` to ascending ranges, joining it to the last where adjacent.
+fn push_page(ranges: &mut Vec<Range<u64>>, addr: u64) {
+    match ranges.last_mut() {
+        Some(last) if last.end == addr => last.end += PAGE_SIZE,
+        _ => ranges.push(addr..addr + PAGE_SIZE),
+    }
+}
+
+/// The parts of `chunk` outside `held` (ascending ranges), in order; `next` is where the
+/// previous chunk, lower in the mapping, left off in `held`.
+fn not_held(chunk: Range<u64>, held: &[Range<u64>], next: &mut usize) -> Vec<Range<u64>> {
+    while *next < held.len() && held[*next].end <= chunk.start {
+        *next += 1;
+    }
+    let (mut out, mut at) = (Vec::new(), chunk.start);
+    for h in held[*next..].iter().take_while(|h| h.start < chunk.end) {
+        if h.start > at {
+            out.push(at..h.start);
+        }
+        at = at.max(h.end);
+    }
+    if at < chunk.end {
+        out.push(at..chunk.end);
+    }
+    out
 }
 
 /// Creates the bitmap mapping in the target (whose range is free) by running mmap, and madvise
@@ -482,4 +574,27 @@ pub fn find_syscall_insn(pid: u32, vmas: &[Vma]) -> Result<u64, EngineError> {
         }
     }
     Err(EngineError::NoSyscallInstruction { pid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)] // one range expected, not a range of elements
+    fn chunks_are_written_around_the_pages_held_already() {
+        const P: u64 = PAGE_SIZE;
+        let held = [2 * P..4 * P, 6 * P..7 * P, 9 * P..12 * P];
+        let mut next = 0;
+        assert_eq!(not_held(0..P, &held, &mut next), [0..P]);
+        assert_eq!(not_held(P..8 * P, &held, &mut next), [P..2 * P, 4 * P..6 * P, 7 * P..8 * P]);
+        assert_eq!(not_held(9 * P..11 * P, &held, &mut next), []);
+        assert_eq!(not_held(11 * P..13 * P, &held, &mut next), [12 * P..13 * P]);
+        assert_eq!(not_held(20 * P..21 * P, &held, &mut next), [20 * P..21 * P]);
+        let mut pages = Vec::new();
+        for a in [0, P, 2 * P, 5 * P] {
+            push_page(&mut pages, a);
+        }
+        assert_eq!(pages, [0..3 * P, 5 * P..6 * P]);
+    }
 }

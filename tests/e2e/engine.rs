@@ -161,6 +161,66 @@ fn restore_replaces_content_of_an_existing_mapping_and_clears_stray_pages() {
 }
 
 #[test]
+fn restore_leaves_shared_copy_on_write_pages_that_hold_the_image_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two children forked after their parent set its bitmap up hold the same pages copy-on-write
+    // (as CRIU restores a forked tree's identical pages). The image is taken of the first:
+    // process_vm_readv, which the capture reads with, gives it copies of the pages it pins,
+    // while the parent and the second child still share theirs.
+    let parent =
+        start_fixture(dir.path(), "p", &["--ones", "2", "--mixed", "3", "--fork-shared", "--fork-shared"]);
+    // The children are the parent's, which never reaps them: they are killed without waiting
+    // (ending the parent afterwards lets them go).
+    struct Child {
+        pid: u32,
+        report: std::path::PathBuf,
+    }
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                criu_cet::proc::kernel_pid(self.pid).unwrap(),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let adopt = |name: &str| {
+        let report = suffixed(&parent.report, name);
+        Child { pid: wait_for_report(&report).unwrap().pid(), report }
+    };
+    let (first, child) = (adopt("shared"), adopt("shared2"));
+    let img = dir.path().join("cet.img");
+    assert!(dump(first.pid, &img, &[]).status.success());
+    let want = parent.ask().unwrap();
+    let (base, len) = want.get("bitmap").split_once(':').expect("a bitmap");
+    let parse = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+    let (base, end) = (parse(base), parse(base) + parse(len));
+    // Populated pages of the child's bitmap that are its own (pagemap bit 56).
+    let own = || {
+        let pagemap = criu_cet::proc::open_pagemap(child.pid).unwrap();
+        let mut own = 0u64;
+        for r in criu_cet::scan::populated(child.pid, base, end, ScanMethod::Auto).unwrap() {
+            criu_cet::scan::each_entry(&pagemap, r.start, r.end, |_, e| {
+                own += u64::from(e & criu_cet::scan::PAGEMAP_EXCLUSIVE != 0);
+                true
+            })
+            .unwrap();
+        }
+        own
+    };
+    assert_eq!(own(), 0, "the child's bitmap pages should start shared with its parent");
+    let out = run(criu_cet().args(["restore", "--json", "--pid", &child.pid.to_string()]).arg(&img));
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&msg);
+    let r = &report["report"];
+    let pages = r["ones_pages"].as_u64().unwrap() + r["data_pages"].as_u64().unwrap();
+    assert!(pages >= 5, "{msg}");
+    assert_eq!(r["unchanged_pages"].as_u64(), Some(pages), "every page was in place: {msg}");
+    assert_eq!(own(), 0, "a page was written, and copied: {msg}");
+    assert_eq!(ask(&child.report).unwrap().bitmap_view(), want.bitmap_view());
+}
+
+#[test]
 fn restore_refuses_an_occupied_range_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let src = start_fixture(dir.path(), "src", &["--bits", "48", "--base", BASE, "--ones", "1"]);
