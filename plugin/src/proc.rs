@@ -114,8 +114,9 @@ pub fn read_maps(pid: u32) -> Result<Vec<Vma>, EngineError> {
     parse_maps(&text).map_err(|e| EngineError::Io { path: path.into(), source: std::io::Error::other(e) })
 }
 
-/// The mapping of process `pid` that holds `addr`, as [`read_maps`] would list it (flags false),
-/// or `None`. One PROCMAP_QUERY where the kernel has it (Linux 6.11+) instead of the whole maps
+/// The mapping of process `pid` that holds `addr`, or `None`: its range and permissions as
+/// [`read_maps`] lists them, and whether it is anonymous (flags false; the names of SysV and
+/// named shared memory may read otherwise than in maps). One PROCMAP_QUERY where the kernel has it (Linux 6.11+) instead of the whole maps
 /// text: the restore's confirmation that CRIU put the bitmap back costs a sixth.
 pub fn mapping_at(pid: u32, addr: u64) -> Result<Option<Vma>, EngineError> {
     use crate::sys::{PROCMAP_EXECUTABLE, PROCMAP_READABLE, PROCMAP_SHARED, PROCMAP_WRITABLE};
@@ -791,6 +792,20 @@ mod tests {
         let first = maps[0].start;
         assert!(first >= 4096);
         assert_eq!(mapping_at(me, first - 4096).unwrap(), None, "nothing below the first mapping");
+        // The answers above came from the ioctl itself where the kernel has it (6.11+), not from
+        // the maps text mapping_at falls back to.
+        let release = nix::sys::utsname::uname().unwrap().release().to_string_lossy().into_owned();
+        let mut numbers = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+        let file = File::open(format!("/proc/{me}/maps")).unwrap();
+        match crate::sys::procmap_query(file.as_fd(), maps[0].start) {
+            Ok(Some(q)) => assert_eq!((q.start, q.end), (maps[0].start, maps[0].end)),
+            Ok(None) => panic!("PROCMAP_QUERY found nothing at {:#x}", maps[0].start),
+            Err(e) => assert!(
+                e == Errno::ENOTTY && (major, minor) < (6, 11),
+                "PROCMAP_QUERY failed with {e} on Linux {release}"
+            ),
+        }
         sleeper.kill().unwrap();
         sleeper.wait().unwrap();
     }

@@ -95,15 +95,15 @@ impl BitmapWindow {
 /// What the caller knows of how the target's bitmap mapping was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recreated {
-    /// Nothing: the mapping's flags are read from smaps.
+    /// Nothing: the mappings in the range are read from maps, their flags from smaps.
     Unknown,
     /// CRIU recreates a mapping of exactly the bitmap's range, private anonymous, with the
     /// NORESERVE and DONTDUMP the image recorded (its mm-<id>.img says so; CRIU passes
-    /// MAP_NORESERVE to mmap and applies MADV_DONTDUMP): /proc/PID/maps tells whether it is
-    /// there, at a sixth of smaps' cost, and the flags are taken as recorded. (Under
+    /// MAP_NORESERVE to mmap and applies MADV_DONTDUMP): one PROCMAP_QUERY (or the maps text on
+    /// older kernels) tells whether it is there, and the flags are taken as recorded. (Under
     /// vm.overcommit_memory=2 the kernel drops NORESERVE, which smaps would show; the mapping is
     /// still CRIU's, of the bitmap's exact range.) Anything else found there is looked at through
-    /// smaps as with `Unknown`.
+    /// maps and smaps' flags as with `Unknown`.
     ByCriu,
 }
 
@@ -240,6 +240,12 @@ fn clear_strays<R: Read + Seek>(
 ) -> Result<u64, EngineError> {
     let mut cleared = 0u64;
     let mut buf = vec![0u8; PAGE_BYTES];
+    if populated.is_empty() {
+        return Ok(0);
+    }
+    // Read through /proc/PID/mem, which, unlike process_vm_readv, leaves a page shared
+    // copy-on-write shared (see `held_already`).
+    let mem = proc::open_mem(win.pid, false)?;
     let runs = reader.summary().runs;
     let mut i = 0;
     let mut run = if runs > 0 { Some(reader.run_at(0)?) } else { None };
@@ -257,7 +263,7 @@ fn clear_strays<R: Read + Seek>(
                     let upto = run.map_or(last, |r| r.page.min(last));
                     for q in p..upto {
                         let addr = win.start + q * PAGE_SIZE;
-                        win.read(addr, &mut buf)?;
+                        mem.read_exact_at(&mut buf, addr)?;
                         if PageKind::of(&buf) != PageKind::Zero {
                             win.write(addr, &ZERO)?;
                             cleared += 1;
@@ -370,20 +376,25 @@ fn held_already<R: Read + Seek>(
                 next += 1;
             }
             for r in shared[next..].iter().take_while(|r| r.start < chunk.end) {
-                let (start, end) = (r.start.max(chunk.start), r.end.min(chunk.end));
-                have.resize(usize_from(end - start), 0);
-                mem.read_exact_at(&mut have, start)?;
-                for (i, got) in (0u64..).zip(have.chunks_exact(PAGE_BYTES)) {
-                    let at = start + i * PAGE_SIZE;
-                    let want = match image {
-                        Err(_) => &ONES[..PAGE_BYTES],
-                        Ok(bytes) => &bytes[usize_from(at - chunk.start)..][..PAGE_BYTES],
-                    };
-                    if got == want {
-                        push_page(&mut same, at);
-                    } else {
-                        differs = true;
+                let (mut start, end) = (r.start.max(chunk.start), r.end.min(chunk.end));
+                // In pieces of at most 64 KiB: an all-ones run comes as one chunk, of any size.
+                while start < end {
+                    let n = (ONES.len() as u64).min(end - start);
+                    have.resize(usize_from(n), 0);
+                    mem.read_exact_at(&mut have, start)?;
+                    for (i, got) in (0u64..).zip(have.chunks_exact(PAGE_BYTES)) {
+                        let at = start + i * PAGE_SIZE;
+                        let want = match image {
+                            Err(_) => &ONES[..PAGE_BYTES],
+                            Ok(bytes) => &bytes[usize_from(at - chunk.start)..][..PAGE_BYTES],
+                        };
+                        if got == want {
+                            push_page(&mut same, at);
+                        } else {
+                            differs = true;
+                        }
                     }
+                    start += n;
                 }
             }
             Ok(())

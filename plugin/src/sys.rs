@@ -401,6 +401,7 @@ mod tests {
     #[test]
     fn ioctl_numbers_match_the_headers() {
         assert_eq!(super::PAGEMAP_SCAN, 0xc060_6610);
+        assert_eq!(super::PROCMAP_QUERY, 0xc068_6611);
         #[cfg(feature = "ibt-test-module")]
         assert_eq!((super::test_module::GET, super::test_module::SET), (0xc010_4301, 0xc010_4302));
     }

@@ -167,8 +167,13 @@ fn restore_leaves_shared_copy_on_write_pages_that_hold_the_image_shared() {
     // (as CRIU restores a forked tree's identical pages). The image is taken of the first:
     // process_vm_readv, which the capture reads with, gives it copies of the pages it pins,
     // while the parent and the second child still share theirs.
-    let parent =
-        start_fixture(dir.path(), "p", &["--ones", "2", "--mixed", "3", "--fork-shared", "--fork-shared"]);
+    // A third takes an image of other content at the same place, and must end up with it.
+    let shared = ["--fork-shared", "--fork-shared", "--fork-shared"];
+    let parent = start_fixture(
+        dir.path(),
+        "p",
+        &[&["--base", BASE, "--ones", "2", "--mixed", "3"][..], &shared].concat(),
+    );
     // The children are the parent's, which never reaps them: they are killed without waiting
     // (ending the parent afterwards lets them go).
     struct Child {
@@ -187,15 +192,15 @@ fn restore_leaves_shared_copy_on_write_pages_that_hold_the_image_shared() {
         let report = suffixed(&parent.report, name);
         Child { pid: wait_for_report(&report).unwrap().pid(), report }
     };
-    let (first, child) = (adopt("shared"), adopt("shared2"));
+    let (first, child, third) = (adopt("shared"), adopt("shared2"), adopt("shared3"));
     let img = dir.path().join("cet.img");
     assert!(dump(first.pid, &img, &[]).status.success());
     let want = parent.ask().unwrap();
     let (base, len) = want.get("bitmap").split_once(':').expect("a bitmap");
     let parse = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
     let (base, end) = (parse(base), parse(base) + parse(len));
-    // Populated pages of the child's bitmap that are its own (pagemap bit 56).
-    let own = || {
+    // Populated pages of a child's bitmap that are its own (pagemap bit 56).
+    let own = |child: &Child| {
         let pagemap = criu_cet::proc::open_pagemap(child.pid).unwrap();
         let mut own = 0u64;
         for r in criu_cet::scan::populated(child.pid, base, end, ScanMethod::Auto).unwrap() {
@@ -207,17 +212,33 @@ fn restore_leaves_shared_copy_on_write_pages_that_hold_the_image_shared() {
         }
         own
     };
-    assert_eq!(own(), 0, "the child's bitmap pages should start shared with its parent");
-    let out = run(criu_cet().args(["restore", "--json", "--pid", &child.pid.to_string()]).arg(&img));
-    let msg = text(&out);
-    assert!(out.status.success(), "{msg}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&msg);
-    let r = &report["report"];
-    let pages = r["ones_pages"].as_u64().unwrap() + r["data_pages"].as_u64().unwrap();
+    assert_eq!(own(&child), 0, "the child's bitmap pages should start shared with its parent");
+    let restore_json = |pid: u32, img: &std::path::Path| {
+        let out = run(criu_cet().args(["restore", "--json", "--pid", &pid.to_string()]).arg(img));
+        let msg = text(&out);
+        assert!(out.status.success(), "{msg}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&msg);
+        let r = &report["report"];
+        let pages = r["ones_pages"].as_u64().unwrap() + r["data_pages"].as_u64().unwrap();
+        (pages, r["unchanged_pages"].as_u64().unwrap(), msg)
+    };
+    let (pages, unchanged, msg) = restore_json(child.pid, &img);
     assert!(pages >= 5, "{msg}");
-    assert_eq!(r["unchanged_pages"].as_u64(), Some(pages), "every page was in place: {msg}");
-    assert_eq!(own(), 0, "a page was written, and copied: {msg}");
+    assert_eq!(unchanged, pages, "every page was in place: {msg}");
+    assert_eq!(own(&child), 0, "a page was written, and copied: {msg}");
     assert_eq!(ask(&child.report).unwrap().bitmap_view(), want.bitmap_view());
+    // Other content at the same place (other seed, more pages): the pages that differ are
+    // written, and are the third child's own from then on.
+    let other =
+        start_fixture(dir.path(), "o", &["--base", BASE, "--ones", "1", "--mixed", "6", "--seed", "99"]);
+    let other_img = dir.path().join("other.img");
+    assert!(dump(other.pid, &other_img, &[]).status.success());
+    let wanted = other.ask().unwrap();
+    assert_ne!(wanted.get("digest"), want.get("digest"));
+    let (pages, unchanged, msg) = restore_json(third.pid, &other_img);
+    assert!(unchanged < pages, "{msg}");
+    assert!(own(&third) >= pages - unchanged, "{msg}");
+    assert_eq!(ask(&third.report).unwrap().bitmap_view(), wanted.bitmap_view());
 }
 
 #[test]
