@@ -102,6 +102,7 @@ pub fn parse_mappings(bytes: &[u8]) -> Result<Vec<Vma>, String> {
             },
             noreserve: v.flags & libc::MAP_NORESERVE as u32 != 0,
             dontdump: v.madv.unwrap_or(0) & MADV_DONTDUMP_BIT != 0,
+            shares_pages: false,
         })
         .collect())
 }

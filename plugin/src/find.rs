@@ -113,6 +113,7 @@ mod tests {
             backing: Backing::Anonymous,
             noreserve: true,
             dontdump: true,
+            shares_pages: false,
         }
     }
 

@@ -65,6 +65,9 @@ pub struct Vma {
     pub noreserve: bool,
     /// smaps VmFlags `dd`: excluded from core dumps.
     pub dontdump: bool,
+    /// smaps `Shared_Clean` or `Shared_Dirty` above 0: some of its pages are mapped by another
+    /// process too (copy-on-write since a fork).
+    pub shares_pages: bool,
 }
 
 impl Vma {
@@ -143,6 +146,7 @@ pub fn mapping_at(pid: u32, addr: u64) -> Result<Option<Vma>, EngineError> {
                 backing,
                 noreserve: false,
                 dontdump: false,
+                shares_pages: false,
             }
         }));
     }
@@ -180,6 +184,7 @@ pub fn parse_maps(text: &[u8]) -> Result<Vec<Vma>, String> {
                 backing,
                 noreserve: false,
                 dontdump: false,
+                shares_pages: false,
             }
         })
         .collect())
@@ -365,8 +370,8 @@ pub fn open_pagemap(pid: u32) -> Result<ProcFile, EngineError> {
     ProcFile::open_mm(pid, "pagemap", false)
 }
 
-/// Sets `noreserve` and `dontdump` of the mappings of `vmas` (read from maps, ascending) that
-/// `wanted` picks, from their smaps `VmFlags`. smaps is read only as far as the last of them: the
+/// Sets `noreserve`, `dontdump` and `shares_pages` of the mappings of `vmas` (read from maps,
+/// ascending) that `wanted` picks, from their smaps entries. smaps is read only as far as the last of them: the
 /// kernel walks the page tables of every mapping it lists there, and reading it whole was the
 /// largest cost of a dump (docs/PERFORMANCE.md). The other mappings keep the flags they had.
 pub fn read_flags(pid: u32, vmas: &mut [Vma], wanted: impl Fn(&Vma) -> bool) -> Result<(), EngineError> {
@@ -405,7 +410,7 @@ fn flags_until(
     pending: &[usize],
 ) -> std::io::Result<Option<usize>> {
     let (mut text, mut chunk) = (Vec::new(), vec![0u8; 1 << 16]);
-    let (mut current, mut found, mut any) = (None, 0, false);
+    let (mut current, mut found, mut any, mut shared) = (None, 0, false, false);
     loop {
         let n = src.read(&mut chunk)?;
         if n == 0 {
@@ -421,12 +426,16 @@ fn flags_until(
             if line.first().is_some_and(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
                 let hex = line.split(|&b| b == b'-').next().unwrap_or_default();
                 current = std::str::from_utf8(hex).ok().and_then(|h| u64::from_str_radix(h, 16).ok());
-                any = true;
+                (any, shared) = (true, false);
+            } else if line.starts_with(b"Shared_Clean:") || line.starts_with(b"Shared_Dirty:") {
+                // "Shared_Dirty:         12 kB": any count but 0.
+                let count = |w: &&[u8]| !w.is_empty() && w.iter().all(u8::is_ascii_digit);
+                shared |= line.split(|&b| b == b' ').find(count).is_some_and(|w| w != b"0");
             } else if let Some(flags) = line.strip_prefix(b"VmFlags:") {
                 let v = &mut vmas[pending[found]];
                 if current == Some(v.start) {
                     let has = |f: &[u8]| flags.split(|&b| b == b' ').any(|w| w == f);
-                    (v.noreserve, v.dontdump) = (has(b"nr"), has(b"dd"));
+                    (v.noreserve, v.dontdump, v.shares_pages) = (has(b"nr"), has(b"dd"), shared);
                     found += 1;
                     if found == pending.len() {
                         return Ok(Some(found));
@@ -831,11 +840,16 @@ mod tests {
         }
         let smaps =
             b"555555554000-555555556000 r-xp 00001000 08:01 1234                       /usr/bin/cat\n\
-Size: 8 kB\nVmFlags: rd ex mr mw me dd \n\
-7f0000000000-7f0200000000 rw-p 00000000 00:00 0 \nSize: 8388608 kB\nVmFlags: rd wr mr mw me nr dd \n";
+Size: 8 kB\nShared_Clean:          8 kB\nVmFlags: rd ex mr mw me dd \n\
+7f0000000000-7f0200000000 rw-p 00000000 00:00 0 \nSize: 8388608 kB\nShared_Clean:          0 kB\n\
+Shared_Dirty:         12 kB\nPrivate_Dirty:        40 kB\nVmFlags: rd wr mr mw me nr dd \n";
         let found = flags_until(std::io::Read::chain(&smaps[..], Unreadable), &mut v, &[1]).unwrap();
         assert_eq!(found, Some(1));
-        assert!(v[1].noreserve && v[1].dontdump);
+        assert!(v[1].noreserve && v[1].dontdump && v[1].shares_pages);
+        let alone = String::from_utf8_lossy(smaps).replace("12 kB", "0 kB");
+        let mut w = parse_maps(maps).unwrap();
+        assert_eq!(flags_until(alone.as_bytes(), &mut w, &[1]).unwrap(), Some(1));
+        assert!(w[1].noreserve && !w[1].shares_pages, "no page shared");
         assert!(!v[0].dontdump, "a mapping not asked for keeps its flags");
         // A mapping that smaps does not list is not found.
         let mut w = parse_maps(maps).unwrap();

@@ -163,11 +163,11 @@ fn restore_replaces_content_of_an_existing_mapping_and_clears_stray_pages() {
 #[test]
 fn restore_leaves_shared_copy_on_write_pages_that_hold_the_image_shared() {
     let dir = tempfile::tempdir().unwrap();
-    // Two children forked after their parent set its bitmap up hold the same pages copy-on-write
-    // (as CRIU restores a forked tree's identical pages). The image is taken of the first:
-    // process_vm_readv, which the capture reads with, gives it copies of the pages it pins,
-    // while the parent and the second child still share theirs.
-    // A third takes an image of other content at the same place, and must end up with it.
+    // Children forked after their parent set its bitmap up hold the same pages copy-on-write
+    // (as CRIU restores a forked tree's identical pages). The image is taken of the first, which
+    // keeps sharing them (process_vm_readv would have given it copies); it is restored into the
+    // second, which must keep sharing them too. A third takes an image of other content at the
+    // same place, and must end up with it.
     let shared = ["--fork-shared", "--fork-shared", "--fork-shared"];
     let parent = start_fixture(
         dir.path(),
@@ -193,8 +193,6 @@ fn restore_leaves_shared_copy_on_write_pages_that_hold_the_image_shared() {
         Child { pid: wait_for_report(&report).unwrap().pid(), report }
     };
     let (first, child, third) = (adopt("shared"), adopt("shared2"), adopt("shared3"));
-    let img = dir.path().join("cet.img");
-    assert!(dump(first.pid, &img, &[]).status.success());
     let want = parent.ask().unwrap();
     let (base, len) = want.get("bitmap").split_once(':').expect("a bitmap");
     let parse = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
@@ -212,7 +210,11 @@ fn restore_leaves_shared_copy_on_write_pages_that_hold_the_image_shared() {
         }
         own
     };
-    assert_eq!(own(&child), 0, "the child's bitmap pages should start shared with its parent");
+    assert_eq!(own(&first) + own(&child), 0, "the children's bitmap pages should start shared");
+    let img = dir.path().join("cet.img");
+    let out = dump(first.pid, &img, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(own(&first), 0, "the dump gave the process its own copies of shared pages");
     let restore_json = |pid: u32, img: &std::path::Path| {
         let out = run(criu_cet().args(["restore", "--json", "--pid", &pid.to_string()]).arg(img));
         let msg = text(&out);
