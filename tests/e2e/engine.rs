@@ -634,10 +634,20 @@ fn a_full_disk_names_the_image_directory_not_a_descriptor_path() {
 #[test]
 fn a_process_whose_main_thread_exited_is_captured_and_restored_through_its_other_threads() {
     let dir = tempfile::tempdir().unwrap();
+    // The fixture's serving thread may report before its main thread has exited (a busy machine
+    // showed it): wait for the zombie leader, two minutes at most.
+    let leader_exited = |pid: u32| {
+        let stat = || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while criu_cet::proc::parse_stat_state(&stat()) != Some('Z') && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let stat = stat();
+        assert_eq!(criu_cet::proc::parse_stat_state(&stat), Some('Z'), "the leader has not exited: {stat}");
+    };
     let src =
         start_fixture(dir.path(), "src", &["--base", BASE, "--ones", "2", "--mixed", "5", "--leader-exits"]);
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", src.pid)).unwrap();
-    assert_eq!(criu_cet::proc::parse_stat_state(&stat), Some('Z'), "the leader has not exited: {stat}");
+    leader_exited(src.pid);
     let before = src.ask().unwrap();
     assert_eq!(before.num("threads"), 2, "{before:?}");
     let img = dir.path().join("cet.img");
@@ -648,6 +658,7 @@ fn a_process_whose_main_thread_exited_is_captured_and_restored_through_its_other
     assert_eq!(doc.process.threads.len(), 1, "the live thread, not the zombie leader");
     drop(src);
     let dst = start_fixture(dir.path(), "dst", &["--no-bitmap", "--leader-exits"]);
+    leader_exited(dst.pid);
     let out = restore(dst.pid, &img);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(dst.ask().unwrap().bitmap_view(), before.bitmap_view());
