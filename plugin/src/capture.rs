@@ -175,24 +175,13 @@ enum ReadFailure {
     Engine(EngineError),
 }
 
-/// How a capture reads the target's memory.
-enum Reader {
-    /// process_vm_readv through the thread `tid` (see `proc::mm_tid`): every piece of a batch in
-    /// one call.
-    Vm { tid: u32 },
-    /// /proc/PID/mem, a read a piece, for a bitmap that shares pages with another process:
-    /// process_vm_readv pins what it reads, and Linux gives the target its own copy of every
-    /// shared copy-on-write page it pins (measured), which a dumped process that keeps running
-    /// would keep. This reads 1.4-1.7x slower.
-    File(proc::ProcFile),
-}
-
-/// Reads the pieces of `batch` from process `pid` into `buf`, back to back.
-fn read_remote(pid: u32, how: &Reader, batch: &[Piece], buf: &mut [u8]) -> Result<(), ReadFailure> {
+/// Reads the pieces of `batch` from process `pid` into `buf`, back to back: with
+/// process_vm_readv, every piece in one call; through /proc/PID/mem, a read a piece.
+fn read_remote(pid: u32, mem: &proc::Memory, batch: &[Piece], buf: &mut [u8]) -> Result<(), ReadFailure> {
     use nix::sys::uio::{process_vm_readv, RemoteIoVec};
-    let tid = match how {
-        Reader::Vm { tid } => *tid,
-        Reader::File(mem) => {
+    let tid = match mem {
+        proc::Memory::Vm { tid, .. } => *tid,
+        proc::Memory::File(mem) => {
             let mut at = 0;
             for p in batch {
                 let len = usize_from(p.len);
@@ -233,16 +222,20 @@ impl Capture {
             let total: u64 = regions.iter().map(|r| r.end - r.start).sum();
             let mut buf = vec![0u8; usize_from(READ_CHUNK.min(total))];
             let mut mask = vec![0u8; PAGE_BYTES];
-            // The thread whose address space the reads name, chosen once: the process is held.
-            let how = if v.shares_pages {
-                Reader::File(proc::open_mem(pid, false)?)
+            // Where smaps shows the mapping sharing pages, /proc/PID/mem: process_vm_readv pins
+            // what it reads, and the kernel gives the target its own copy of each shared
+            // copy-on-write page pinned (measured), which a dumped process that keeps running
+            // would keep; it reads 1.4-1.7x slower. The thread the reads name is chosen once:
+            // the process is held.
+            let mem = if v.shares_pages {
+                proc::Memory::File(proc::open_mem(pid, false)?)
             } else {
-                Reader::Vm { tid: proc::mm_tid(pid) }
+                proc::Memory::Vm { pid, tid: proc::mm_tid(pid) }
             };
             for batch in batches(&regions, READ_CHUNK, MAX_IOVECS) {
                 crate::error::check_interrupt(pid, "while reading the bitmap; no image was written")?;
                 let len = usize_from(batch.iter().map(|p| p.len).sum::<u64>());
-                read_remote(pid, &how, &batch, &mut buf[..len]).map_err(|e| match e {
+                read_remote(pid, &mem, &batch, &mut buf[..len]).map_err(|e| match e {
                     ReadFailure::Changed(why) => {
                         self.changed(v, format!("reading {:#x}+{len:#x} failed: {why}", batch[0].addr))
                     }

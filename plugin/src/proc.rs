@@ -277,8 +277,8 @@ pub fn open_mem(pid: u32, write: bool) -> Result<ProcFile, EngineError> {
     ProcFile::open_mm(pid, "mem", write)
 }
 
-/// A process's memory as a restore reaches it, chosen by what the target itself may do with the
-/// range.
+/// A process's memory as a restore or a capture reaches it: for a restore, chosen by what the
+/// target itself may do with the range (`for_mapping`).
 pub enum Memory {
     /// `process_vm_readv`/`process_vm_writev`, for a range the target can read and write: where
     /// userfaultfd serves a page that has not arrived yet (CRIU's post-copy restore), the call

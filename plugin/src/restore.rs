@@ -46,6 +46,8 @@ const ZERO: [u8; PAGE_BYTES] = [0; PAGE_BYTES];
 struct BitmapWindow {
     pid: u32,
     mem: Memory,
+    /// /proc/PID/mem for [`BitmapWindow::peek`], opened at the first peek.
+    peek_mem: std::cell::OnceCell<proc::ProcFile>,
     start: u64,
     end: u64,
 }
@@ -90,6 +92,16 @@ impl BitmapWindow {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), EngineError> {
         self.mem.read_exact_at(buf, addr)
     }
+
+    /// Reads pages that may be shared copy-on-write, leaving them shared: through /proc/PID/mem,
+    /// as process_vm_readv pins the pages it reads and the kernel gives the target its own copy
+    /// of each shared page pinned (measured here).
+    fn peek(&self, addr: u64, buf: &mut [u8]) -> Result<(), EngineError> {
+        if self.peek_mem.get().is_none() {
+            let _ = self.peek_mem.set(proc::open_mem(self.pid, false)?);
+        }
+        self.peek_mem.get().expect("opened above").read_exact_at(buf, addr)
+    }
 }
 
 /// What the caller knows of how the target's bitmap mapping was made.
@@ -130,7 +142,13 @@ pub fn restore<R: Read + Seek>(
             Some(pm) => scan::populated_in(pm, b.base.0, b.end(), ScanMethod::Auto)?,
             None => Vec::new(),
         };
-        let win = BitmapWindow { pid, mem: Memory::for_mapping(pid, b.prot)?, start: b.base.0, end: b.end() };
+        let win = BitmapWindow {
+            pid,
+            mem: Memory::for_mapping(pid, b.prot)?,
+            peek_mem: Default::default(),
+            start: b.base.0,
+            end: b.end(),
+        };
         // What the mapping in place holds of the image already: CRIU restores its own copy of a
         // bitmap below 2^47, so in a CRIU restore its pages are there, often shared copy-on-write
         // between a parent and its children, and are not written again.
@@ -240,12 +258,6 @@ fn clear_strays<R: Read + Seek>(
 ) -> Result<u64, EngineError> {
     let mut cleared = 0u64;
     let mut buf = vec![0u8; PAGE_BYTES];
-    if populated.is_empty() {
-        return Ok(0);
-    }
-    // Read through /proc/PID/mem, which, unlike process_vm_readv, leaves a page shared
-    // copy-on-write shared (see `held_already`).
-    let mem = proc::open_mem(win.pid, false)?;
     let runs = reader.summary().runs;
     let mut i = 0;
     let mut run = if runs > 0 { Some(reader.run_at(0)?) } else { None };
@@ -263,7 +275,7 @@ fn clear_strays<R: Read + Seek>(
                     let upto = run.map_or(last, |r| r.page.min(last));
                     for q in p..upto {
                         let addr = win.start + q * PAGE_SIZE;
-                        mem.read_exact_at(&mut buf, addr)?;
+                        win.peek(addr, &mut buf)?;
                         if PageKind::of(&buf) != PageKind::Zero {
                             win.write(addr, &ZERO)?;
                             cleared += 1;
@@ -361,9 +373,6 @@ fn held_already<R: Read + Seek>(
     }
     let (mut same, mut differs) = (Vec::new(), false);
     if !shared.is_empty() {
-        // Read through /proc/PID/mem: process_vm_readv pins the pages it reads, and the kernel
-        // gives the target a copy of each shared copy-on-write page it pins (measured here).
-        let mem = proc::open_mem(win.pid, false)?;
         let (mut have, mut next) = (Vec::new(), 0);
         reader.for_each_chunk(|c| -> Result<(), EngineError> {
             let (page, image) = match c {
@@ -381,7 +390,7 @@ fn held_already<R: Read + Seek>(
                 while start < end {
                     let n = (ONES.len() as u64).min(end - start);
                     have.resize(usize_from(n), 0);
-                    mem.read_exact_at(&mut have, start)?;
+                    win.peek(start, &mut have)?;
                     for (i, got) in (0u64..).zip(have.chunks_exact(PAGE_BYTES)) {
                         let at = start + i * PAGE_SIZE;
                         let want = match image {
